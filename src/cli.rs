@@ -1,0 +1,100 @@
+//! Command-line arguments. Commands only parse arguments here and call an operation in
+//! `commands/`; nothing here does work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::PlanFormat;
+
+const ABOUT: &str = "Turn trained TensorFlow/Keras models into validated, documented, reusable SavedModel packages";
+
+const LONG_ABOUT: &str = "\
+Turn trained TensorFlow/Keras models into validated, documented, reusable SavedModel packages
+for TensorFlow Hub / Kaggle Models and TF Serving.
+
+Describe your models in Export.toml (or export.yaml): which pieces to cut by layer name, the
+dropout and batch-norm settings consumers should get, the documentation. `exportctl build`
+runs export -> slice -> trace -> validate -> package for every piece, only where something
+changed.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  exportctl init models/classifier.keras   write a starting Export.toml for a model
+  exportctl check                          validate the manifest (no TensorFlow needed)
+  exportctl plan --format dot | dot -Tsvg > plan.svg
+  exportctl plan mobilenet/feature-vector  what building one piece involves
+
+Exit codes: 0 success, 1 a step failed, 2 bad usage or manifest.";
+
+#[derive(Debug, Parser)]
+#[command(name = "exportctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR (where the manifest is looked up)
+    #[arg(short = 'C', long = "directory", value_name = "DIR", global = true)]
+    pub directory: Option<PathBuf>,
+
+    /// Use this manifest file instead of ./Export.toml or ./export.yaml
+    #[arg(short = 'm', long = "manifest", value_name = "MANIFEST", global = true)]
+    pub manifest: Option<PathBuf>,
+
+    /// Say more (repeat for TensorFlow's own logs)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the manifest and its plan, without running anything
+    #[command(long_about = "Validate the manifest and its plan, without running anything.\n\n\
+        Reports every problem of the file at once, each with the line and column it is at and \
+        how to fix it. Needs no TensorFlow. Exit code 0 when the manifest is valid, 2 when not.")]
+    Check,
+
+    /// Print the steps a build runs, and what each depends on
+    #[command(long_about = "Print the steps a build runs, and what each depends on.\n\n\
+        Steps are `model:export` and `model/piece:slice|trace|validate|package`. With TARGETs, \
+        only those steps and the steps they depend on.")]
+    Plan(PlanArgs),
+
+    /// Print the manifest's JSON Schema (the same as schemas/export.schema.json)
+    Schema,
+
+    /// Write a commented starting Export.toml
+    #[command(long_about = "Write a commented starting Export.toml in the current directory (or -C DIR).\n\n\
+        With MODEL_FILE (a .keras or .h5 file, a SavedModel directory or `file.py:function`), \
+        the manifest gets a model entry for it.")]
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: PlanFormat,
+
+    /// `model`, `model/piece` or `model/piece:step`; default: everything
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The model to fill in: a .keras/.h5 file, a SavedModel directory or file.py:function
+    #[arg(value_name = "MODEL_FILE")]
+    pub model: Option<String>,
+
+    /// Overwrite an existing manifest
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,52 @@
+//! One file per command. Each takes its parsed arguments and a [`Workspace`] and does the
+//! work through the library; printing is the only thing done here.
+
+mod check;
+mod init;
+mod plan;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::error::Result;
+use crate::manifest::{self, Manifest};
+
+/// Where the command runs: the directory from `-C` and the manifest from `-m`.
+pub struct Workspace {
+    pub dir: PathBuf,
+    pub manifest_arg: Option<PathBuf>,
+    pub verbose: u8,
+}
+
+impl Workspace {
+    fn new(global: &GlobalArgs) -> Workspace {
+        Workspace {
+            dir: global.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
+            manifest_arg: global.manifest.clone(),
+            verbose: global.verbose,
+        }
+    }
+
+    /// Finds, reads and validates the manifest.
+    pub fn load_manifest(&self) -> Result<Manifest> {
+        let path = manifest::locate(&self.dir, self.manifest_arg.as_deref())?;
+        Ok(manifest::load(&path, &display_name(&path))?)
+    }
+}
+
+/// How diagnostics name a file: as the user would type it from where they stand.
+fn display_name(path: &Path) -> String {
+    let shown = path.strip_prefix(".").unwrap_or(path);
+    shown.display().to_string()
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let workspace = Workspace::new(&cli.global);
+    match cli.command {
+        Command::Check => check::run(&workspace),
+        Command::Plan(args) => plan::run(&workspace, &args),
+        Command::Schema => schema::run(),
+        Command::Init(args) => init::run(&workspace, &args),
+    }
+}

@@ -1,0 +1,28 @@
+//! exportctl: trained TensorFlow/Keras models in, validated Reusable SavedModel packages out.
+//!
+//! The modules follow the data: [`manifest`] (text → validated [`manifest::Manifest`], with
+//! spanned diagnostics) → [`plan`] (the DAG of steps) → the commands in `commands/`, which
+//! only parse arguments (`cli`) and print.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod manifest;
+pub mod plan;
+pub mod suggestion;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// The whole program: parse arguments, run the command, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error.print();
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Manifest errors: what is wrong, where (a byte span of the file), and what to do.
+//!
+//! All of a file's errors are collected and reported together. They render two ways from the
+//! same data: miette's graphical report for people at a terminal, and a compact plain form
+//! (`file:line:col: error[code]: message`, the source line with carets, the help) used in
+//! snapshots and when output is not a terminal.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
+
+use super::document::Span;
+use super::source::{floor_char_boundary, ManifestSource};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestError {
+    /// A stable kebab-case id (`unknown-key`, `wrong-type`, …), shown as `error[code]`.
+    pub code: &'static str,
+    pub message: String,
+    pub span: Span,
+    /// A short text under the carets.
+    pub label: String,
+    pub help: Option<String>,
+}
+
+impl ManifestError {
+    pub fn new(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        ManifestError { code, message: message.into(), span, label: String::new(), help: None }
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn maybe_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+}
+
+/// Every error found in one manifest file.
+#[derive(Debug, Clone)]
+pub struct ManifestErrors {
+    pub source: Arc<ManifestSource>,
+    pub errors: Vec<ManifestError>,
+}
+
+impl ManifestErrors {
+    /// miette reports, one per error, carrying the file so they render with excerpts.
+    pub fn reports(&self) -> Vec<Report> {
+        self.errors
+            .iter()
+            .map(|e| {
+                let mut d = MietteDiagnostic::new(e.message.clone())
+                    .with_code(format!("exportctl::{}", e.code))
+                    .with_label(LabeledSpan::new_primary_with_span(
+                        (!e.label.is_empty()).then(|| e.label.clone()),
+                        e.span.start..e.span.end.max(e.span.start),
+                    ));
+                if let Some(help) = &e.help {
+                    d = d.with_help(help.clone());
+                }
+                Report::new(d).with_source_code(
+                    NamedSource::new(&self.source.name, self.source.text.clone())
+                        .with_language(match self.source.format {
+                            super::source::Format::Toml => "toml",
+                            super::source::Format::Yaml => "yaml",
+                        }),
+                )
+            })
+            .collect()
+    }
+
+    /// `file:line:col: error[code]: message`, the line with carets, then `help:`.
+    pub fn render_plain(&self) -> String {
+        let mut out = String::new();
+        for e in &self.errors {
+            let source = &self.source;
+            let (line, col) = source.line_col(e.span.start);
+            let _ = writeln!(out, "{}:{line}:{col}: error[{}]: {}", source.name, e.code, e.message);
+            let text = source.line_text(line);
+            let gutter = line.to_string().len();
+            let _ = writeln!(out, "{:>gutter$} | {}", line, text.trim_end());
+            // Carets under the span's part on this line (at least one).
+            let line_start = source.text.lines().take(line - 1).map(|l| l.len() + 1).sum::<usize>();
+            let start = floor_char_boundary(&source.text, e.span.start.min(source.text.len()));
+            let line_end = (line_start + text.len()).min(source.text.len());
+            let end = floor_char_boundary(&source.text, e.span.end.clamp(start, line_end));
+            let width = source.text[start..end].chars().count().max(1);
+            let _ = write!(out, "{:>gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
+            if e.label.is_empty() {
+                out.push('\n');
+            } else {
+                let _ = writeln!(out, " {}", e.label);
+            }
+            if let Some(help) = &e.help {
+                let _ = writeln!(out, "{:>gutter$} = help: {help}", "");
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.errors.len();
+        write!(f, "{}: {n} error{}", self.source.name, if n == 1 { "" } else { "s" })
+    }
+}
+
+impl std::error::Error for ManifestErrors {}

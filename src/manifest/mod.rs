@@ -1,0 +1,97 @@
+//! The manifest: `Export.toml` or `export.yaml`, from text to a validated [`Manifest`].
+//!
+//! Phases, each in its own file: `document` parses TOML or YAML into one spanned tree;
+//! `shape` checks that tree against the declared keys of `schema`; `resolve` applies
+//! defaults and inheritance and checks what needs meaning (paths, names, conflicts) into the
+//! types of `model`. Every phase adds to one list of [`ManifestError`]s, so a file's
+//! problems are all reported at once.
+
+pub mod diagnostic;
+pub mod document;
+pub mod model;
+mod resolve;
+pub mod schema;
+mod shape;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use diagnostic::{ManifestError, ManifestErrors};
+pub use model::*;
+pub use source::{Format, ManifestSource};
+
+/// Why no manifest could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no manifest in {}", .dir.display())]
+    NotFound { dir: PathBuf },
+    #[error("cannot read {}: {error}", .path.display())]
+    Unreadable { path: PathBuf, error: std::io::Error },
+    #[error("{0}")]
+    Invalid(ManifestErrors),
+}
+
+/// The manifest to use: `explicit` (`-m FILE`, relative to `dir`) or the first of
+/// [`source::FILE_NAMES`] found in `dir`.
+pub fn locate(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
+    if let Some(file) = explicit {
+        let path = dir.join(file);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(LoadError::Unreadable { path, error: std::io::Error::from(std::io::ErrorKind::NotFound) })
+        };
+    }
+    source::FILE_NAMES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| LoadError::NotFound { dir: dir.to_path_buf() })
+}
+
+/// Reads and validates the manifest at `path`. `name` is what diagnostics call the file.
+pub fn load(path: &Path, name: &str) -> Result<Manifest, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Unreadable { path: path.to_path_buf(), error })?;
+    let source = ManifestSource::new(path.to_path_buf(), name.to_string(), text);
+    let root = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parse(source, &root).map_err(LoadError::Invalid)
+}
+
+/// Validates manifest text. `root` is the project directory the paths are relative to.
+pub fn parse(source: Arc<ManifestSource>, root: &Path) -> Result<Manifest, ManifestErrors> {
+    let tree = match source.format {
+        Format::Toml => document::toml_format::parse(&source.text),
+        Format::Yaml => document::yaml_format::parse(&source.text),
+    };
+    let tree = match tree {
+        Ok(tree) => tree,
+        Err(syntax) => {
+            let errors = syntax
+                .into_iter()
+                .map(|e| {
+                    let help = match source.format {
+                        Format::Toml => "fix the TOML syntax; see docs/manifest.md for the manifest's layout",
+                        Format::Yaml => "fix the YAML syntax; see docs/manifest.md for the manifest's layout",
+                    };
+                    ManifestError::new("syntax", e.span, e.message).label("here").help(help)
+                })
+                .collect();
+            return Err(ManifestErrors { source, errors });
+        }
+    };
+    let mut errors = Vec::new();
+    shape::check(&tree, source.format, &mut errors);
+    let manifest = resolve::resolve(source.clone(), root, &tree, &mut errors);
+    match manifest {
+        Some(m) if errors.is_empty() => Ok(m),
+        _ => {
+            errors.sort_by_key(|e| (e.span.start, e.span.end));
+            errors.dedup();
+            Err(ManifestErrors { source, errors })
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! From the shape-checked tree to a [`Manifest`]: defaults applied, inheritance resolved,
+//! and the checks that need meaning: paths on disk that must stay inside the project, the
+//! kind of model source, unique piece names, `from` without `to`, `batch` with `samples`.
+//!
+//! It runs even when the shape check found errors, so that one run reports everything; a
+//! value of the wrong type reads as absent here (the shape check already reported it).
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use super::diagnostic::ManifestError;
+use super::document::{Node, Span, Value};
+use super::model::*;
+use super::source::ManifestSource;
+use crate::suggestion;
+
+pub fn resolve(source: Arc<ManifestSource>, root: &Path, tree: &Node, errors: &mut Vec<ManifestError>) -> Option<Manifest> {
+    let mut cx = Resolver { root, source: &source, errors };
+    let empty = Node { value: Value::Table(Vec::new()), span: 0..0 };
+    let project_node = tree.get("project");
+    let project = cx.project(project_node.unwrap_or(&empty));
+    let runtime = cx.runtime(tree.get("runtime").unwrap_or(&empty));
+    let defaults = tree.get("defaults").filter(|n| n.as_table().is_some());
+    let mut models = Vec::new();
+    if let Some(entries) = tree.get("models").and_then(Node::as_table) {
+        for entry in entries {
+            if entry.node.as_table().is_none() {
+                continue;
+            }
+            if let Some(model) = cx.model(&entry.key, entry.key_span.clone(), &entry.node, defaults, runtime.keras) {
+                models.push(model);
+            }
+        }
+    }
+    let project = project?;
+    if !cx.errors.is_empty() {
+        return None;
+    }
+    let root = root.to_path_buf();
+    Some(Manifest { source, root, project, runtime, models })
+}
+
+struct Resolver<'a> {
+    root: &'a Path,
+    source: &'a ManifestSource,
+    errors: &'a mut Vec<ManifestError>,
+}
+
+/// The tables a setting is looked up in, most specific first (piece, model, `[defaults]`).
+struct Layers<'n>(Vec<&'n Node>);
+
+impl<'n> Layers<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.0.iter().find_map(|n| n.get(key))
+    }
+
+    fn sub(&self, key: &str) -> Layers<'n> {
+        Layers(self.0.iter().filter_map(|n| n.get(key)).filter(|n| n.as_table().is_some()).collect())
+    }
+
+    fn bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(Node::as_bool)
+    }
+
+    fn f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(Node::as_f64)
+    }
+
+    fn str(&self, key: &str) -> Option<&'n str> {
+        self.get(key).and_then(Node::as_str)
+    }
+}
+
+/// What a path must name.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    File,
+    FileOrDir,
+    /// A path that is created later (`out-dir`): only checked to stay inside the project.
+    Created,
+}
+
+impl Resolver<'_> {
+    fn error(&mut self, error: ManifestError) {
+        self.errors.push(error);
+    }
+
+    fn project(&mut self, node: &Node) -> Option<Project> {
+        let name = node.get("name").and_then(Node::as_str).map(str::to_string);
+        let version = node.get("version").and_then(Node::as_i64).unwrap_or(1);
+        let publisher = node.get("publisher").and_then(Node::as_str).map(str::to_string);
+        let out_dir = match node.get("out-dir") {
+            Some(n) => self.out_dir(n),
+            None => Some(PathBuf::from("dist")),
+        };
+        let asset_base_url = node.get("asset-base-url").and_then(|n| {
+            let url = n.as_str()?;
+            let ok = ["https://", "http://", "gs://"].iter().any(|p| url.starts_with(p) && url.len() > p.len());
+            if !ok {
+                self.error(
+                    ManifestError::new("bad-url", n.span.clone(), format!("`{url}` is not an http(s) or gs URL"))
+                        .label("not a URL")
+                        .help("write the URL the archives will be served from, e.g. asset-base-url = \"https://storage.example.com/models\""),
+                );
+            }
+            Some(url.trim_end_matches('/').to_string())
+        });
+        let name = name?;
+        Some(Project {
+            publisher: publisher.unwrap_or_else(|| name.clone()),
+            name,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            out_dir: out_dir?,
+            asset_base_url,
+        })
+    }
+
+    fn out_dir(&mut self, node: &Node) -> Option<PathBuf> {
+        let path = self.project_path(node, Expect::Created)?;
+        let first = path.components().next();
+        let reserved = matches!(first, None | Some(Component::CurDir))
+            || path.as_os_str().is_empty()
+            || path.starts_with(".exportctl")
+            || path.starts_with(".git");
+        if reserved {
+            self.error(
+                ManifestError::new("bad-out-dir", node.span.clone(), format!("`out-dir` cannot be `{}`", node.as_str().unwrap_or("")))
+                    .label("reserved")
+                    .help("`exportctl clean` deletes the output directory: use a folder of its own, e.g. out-dir = \"dist\""),
+            );
+            return None;
+        }
+        let full = self.root.join(&path);
+        if full.is_file() {
+            self.error(
+                ManifestError::new("bad-out-dir", node.span.clone(), format!("`out-dir` names a file: {}", path.display()))
+                    .label("a file, not a directory")
+                    .help("choose a directory name"),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
+    fn runtime(&mut self, node: &Node) -> RuntimeSettings {
+        let python = match node.get("python") {
+            Some(n) => match n.as_str() {
+                Some("auto") | None => None,
+                Some(p) => {
+                    let path = PathBuf::from(p);
+                    let full = if path.is_absolute() { path.clone() } else { self.root.join(&path) };
+                    if !full.is_file() {
+                        self.error(
+                            ManifestError::new("not-found", n.span.clone(), format!("python executable `{p}` does not exist"))
+                                .label("no such file")
+                                .help("give the path to a python executable (e.g. `.venv/bin/python`), or \"auto\" to let exportctl choose"),
+                        );
+                    }
+                    Some(path)
+                }
+            },
+            None => None,
+        };
+        let tensorflow = match node.get("tensorflow") {
+            Some(n) => match n.as_str() {
+                Some(v) => {
+                    let ok = v.split('.').count() >= 2 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                    if !ok {
+                        self.error(
+                            ManifestError::new("bad-version", n.span.clone(), format!("`{v}` is not a TensorFlow version"))
+                                .label("expected a version like 2.21.0")
+                                .help("pin an exact release: tensorflow = \"2.21.0\""),
+                        );
+                    }
+                    v.to_string()
+                }
+                None => DEFAULT_TENSORFLOW.to_string(),
+            },
+            None => DEFAULT_TENSORFLOW.to_string(),
+        };
+        let keras = node.get("keras").and_then(Node::as_str).and_then(KerasFlavour::parse).unwrap_or(KerasFlavour::Auto);
+        let timeout_secs = node.get("timeout").and_then(Node::as_i64).unwrap_or(900).max(1) as u64;
+        RuntimeSettings { python, tensorflow, keras, timeout_secs }
+    }
+
+    fn model(&mut self, name: &str, name_span: Span, node: &Node, defaults: Option<&Node>, keras_default: KerasFlavour) -> Option<Model> {
+        let layers = Layers([Some(node), defaults].into_iter().flatten().collect());
+        let source = node.get("source").and_then(|n| self.source(n));
+        let checkpoint = node.get("checkpoint").and_then(|n| {
+            let path = self.checkpoint(n)?;
+            Some((path, n.span.clone()))
+        });
+        let restore = node.get("restore").and_then(|n| Some((n.as_str()?.to_string(), n.span.clone())));
+        let source = match source {
+            Some(Source::Builder { path, function, .. }) => {
+                if let (Some((_, span)), None) = (&restore, &checkpoint) {
+                    self.error(
+                        ManifestError::new("restore-without-checkpoint", span.clone(), "`restore` names a checkpoint attribute, but there is no `checkpoint`")
+                            .label("needs `checkpoint`")
+                            .help("add `checkpoint = \"path/to/ckpt-N\"`, or remove `restore`"),
+                    );
+                }
+                Some(Source::Builder { path, function, checkpoint: checkpoint.map(|c| c.0), restore: restore.map(|r| r.0) })
+            }
+            other => {
+                for (key, span) in [("checkpoint", checkpoint.map(|c| c.1)), ("restore", restore.map(|r| r.1))] {
+                    if let (Some(span), Some(_)) = (span, &other) {
+                        self.error(
+                            ManifestError::new("needs-builder", span, format!("`{key}` is only read with a builder source (`file.py:function`)"))
+                                .label("not used with this source")
+                                .help("a .keras/.h5 file or a SavedModel already holds its weights: remove this key, or use a builder function"),
+                        );
+                    }
+                }
+                other
+            }
+        };
+        let custom_objects = node
+            .get("custom-objects")
+            .and_then(Node::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|n| {
+                let path = self.project_path(n, Expect::File)?;
+                if path.extension().is_none_or(|e| e != "py") {
+                    self.error(
+                        ManifestError::new("not-python", n.span.clone(), format!("custom-objects file `{}` is not a .py file", path.display()))
+                            .label("expected a .py file")
+                            .help("list Python files that define (and register) your custom layers"),
+                    );
+                }
+                Some(path)
+            })
+            .collect();
+        let keras = node.get("keras").and_then(Node::as_str).and_then(KerasFlavour::parse).unwrap_or(keras_default);
+        let export = ExportSettings {
+            include_optimizer: layers.bool("include-optimizer").unwrap_or(false),
+            dropout: layers.f64("dropout"),
+            batch_norm: batch_norm(&layers.sub("batch-norm")),
+        };
+        let inputs = self.inputs(node.get("inputs"));
+        let trainable = layers.bool("trainable").unwrap_or(true);
+        let is_saved_model = matches!(source, Some(Source::SavedModel { .. }));
+        let mut pieces: Vec<Piece> = Vec::new();
+        for piece_node in node.get("pieces").and_then(Node::as_array).unwrap_or(&[]) {
+            if piece_node.as_table().is_none() {
+                continue;
+            }
+            let Some(piece) = self.piece(piece_node, node, defaults, trainable, is_saved_model) else { continue };
+            if let Some(first) = pieces.iter().find(|p| p.name == piece.name) {
+                let (line, _) = self.line_of(first.name_span.start);
+                self.error(
+                    ManifestError::new("duplicate-name", piece.name_span.clone(), format!("model `{name}` has two pieces named `{}`", piece.name))
+                        .label("second piece with this name")
+                        .help(format!("the first is on line {line}; piece names must be unique within a model")),
+                );
+                continue;
+            }
+            pieces.push(piece);
+        }
+        Some(Model { name: name.to_string(), name_span, source: source?, custom_objects, keras, export, inputs, pieces })
+    }
+
+    fn line_of(&self, offset: usize) -> (usize, usize) {
+        self.source.line_col(offset)
+    }
+
+    fn piece(&mut self, node: &Node, model: &Node, defaults: Option<&Node>, model_trainable: bool, is_saved_model: bool) -> Option<Piece> {
+        let name_node = node.get("name")?;
+        let name = name_node.as_str()?.to_string();
+        let layers = Layers([Some(node), Some(model), defaults].into_iter().flatten().collect());
+        let from = node.get("from").and_then(|n| Some(LayerRef { name: n.as_str()?.to_string(), span: n.span.clone() }));
+        let to: Vec<LayerRef> = match node.get("to") {
+            Some(n) => match &n.value {
+                Value::String(s) => vec![LayerRef { name: s.clone(), span: n.span.clone() }],
+                Value::Array(items) => items.iter().filter_map(|i| Some(LayerRef { name: i.as_str()?.to_string(), span: i.span.clone() })).collect(),
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        for (i, layer) in to.iter().enumerate() {
+            if to[..i].iter().any(|earlier| earlier.name == layer.name) {
+                self.error(
+                    ManifestError::new("duplicate-name", layer.span.clone(), format!("layer `{}` is listed twice in `to`", layer.name))
+                        .label("listed already")
+                        .help("each output layer is named once"),
+                );
+            }
+        }
+        if let (Some(from), true) = (&from, node.get("to").is_none()) {
+            self.error(
+                ManifestError::new("from-without-to", from.span.clone(), format!("piece `{name}` has `from` but no `to`"))
+                    .label("a cut needs both ends")
+                    .help("add `to = \"<layer>\"`, the layer whose output ends the piece (or remove `from` to start at the model's inputs)"),
+            );
+        }
+        if is_saved_model {
+            if let Some(span) = node.get("from").or(node.get("to")).map(|n| n.span.clone()) {
+                self.error(
+                    ManifestError::new("cannot-cut", span, format!("piece `{name}` cuts a SavedModel source by layer names"))
+                        .label("a SavedModel has no layers to cut at")
+                        .help("a SavedModel source is packaged whole: remove `from`/`to`, or export from the Keras model instead"),
+                );
+            }
+        }
+        let trainable = node.get("trainable").and_then(Node::as_bool).unwrap_or(model_trainable);
+        let validate = self.validate(&layers.sub("validate"));
+        let docs = self.docs(&layers.sub("docs"));
+        Some(Piece {
+            name,
+            name_span: name_node.span.clone(),
+            cut: Cut { from, to },
+            trainable,
+            dropout: layers.f64("dropout"),
+            batch_norm: batch_norm(&layers.sub("batch-norm")),
+            validate,
+            docs,
+        })
+    }
+
+    fn validate(&mut self, layers: &Layers<'_>) -> ValidateSettings {
+        // The most specific table that sets `batch` or `samples` decides how inputs are made.
+        let mut golden = GoldenInputs::Random { batch: 2, seed: 0 };
+        for table in &layers.0 {
+            let (batch, samples) = (table.get("batch"), table.get("samples"));
+            if let (Some(b), Some(s)) = (batch, samples) {
+                let line_hint = if b.span.start < s.span.start { "`batch` above" } else { "`batch` below" };
+                self.error(
+                    ManifestError::new("batch-and-samples", s.span.clone(), "`samples` and `batch` are both set")
+                        .label("conflicts with `batch`")
+                        .help(format!("golden inputs come either from a file (`samples`) or are random with a batch size (`batch`): remove `samples` or {line_hint}")),
+                );
+            }
+            if let Some(s) = samples {
+                if let Some(path) = self.project_path(s, Expect::File) {
+                    if path.extension().is_none_or(|e| e != "npz") {
+                        self.error(
+                            ManifestError::new("not-npz", s.span.clone(), format!("samples file `{}` is not a .npz file", path.display()))
+                                .label("expected a .npz file")
+                                .help("save the inputs with numpy: np.savez(\"samples.npz\", input_name=array, ...)"),
+                        );
+                    }
+                    golden = GoldenInputs::Samples { path };
+                }
+                break;
+            }
+            if let Some(b) = batch.and_then(Node::as_i64) {
+                golden = GoldenInputs::Random { batch: b.clamp(1, u32::MAX as i64) as u32, seed: 0 };
+                break;
+            }
+        }
+        if let GoldenInputs::Random { seed, .. } = &mut golden {
+            *seed = layers.get("seed").and_then(Node::as_i64).unwrap_or(0).max(0) as u64;
+        }
+        ValidateSettings {
+            golden,
+            atol: layers.f64("atol").unwrap_or(1e-5),
+            rtol: layers.f64("rtol").unwrap_or(1e-5),
+            fine_tune_step: layers.bool("fine-tune-step").unwrap_or(true),
+        }
+    }
+
+    fn docs(&mut self, layers: &Layers<'_>) -> DocsSettings {
+        let string = |key: &str| layers.str(key).map(str::to_string);
+        let body = layers.get("body").and_then(|n| self.project_path(n, Expect::File));
+        DocsSettings {
+            description: string("description"),
+            body,
+            task: string("task"),
+            license: string("license"),
+            dataset: string("dataset"),
+            network_architecture: string("network-architecture"),
+            language: string("language"),
+            fine_tunable: layers.bool("fine-tunable"),
+        }
+    }
+
+    fn inputs(&mut self, node: Option<&Node>) -> Vec<InputSpec> {
+        let Some(entries) = node.and_then(Node::as_table) else { return Vec::new() };
+        entries
+            .iter()
+            .map(|e| InputSpec {
+                name: e.key.clone(),
+                shape: e.node.get("shape").and_then(Node::as_array).unwrap_or(&[]).iter().filter_map(Node::as_i64).collect(),
+                dtype: e.node.get("dtype").and_then(Node::as_str).unwrap_or("float32").to_string(),
+            })
+            .collect()
+    }
+
+    fn source(&mut self, node: &Node) -> Option<Source> {
+        let text = node.as_str()?;
+        // `path/to/file.py:function` — split at the last colon when a Python file precedes it.
+        if let Some((file, function)) = text.rsplit_once(':').filter(|(f, _)| f.ends_with(".py")) {
+            let path_node = Node { value: Value::String(file.to_string()), span: node.span.start..node.span.start + file.len() + quote_len(node) };
+            let path = self.project_path(&path_node, Expect::File)?;
+            let is_identifier = function.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && function.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !is_identifier {
+                self.error(
+                    ManifestError::new("bad-source", node.span.clone(), format!("`{function}` is not a Python function name"))
+                        .label("after the colon: a function name")
+                        .help("write the builder as `path/to/file.py:function_name`"),
+                );
+                return None;
+            }
+            return Some(Source::Builder { path, function: function.to_string(), checkpoint: None, restore: None });
+        }
+        if text.ends_with(".py") {
+            self.error(
+                ManifestError::new("bad-source", node.span.clone(), "a Python source needs the builder function's name")
+                    .label("which function builds the model?")
+                    .help(format!("write `{text}:build_model`, naming the function that returns the Keras model")),
+            );
+            return None;
+        }
+        let path = self.project_path(node, Expect::FileOrDir)?;
+        let full = self.root.join(&path);
+        if full.is_dir() {
+            if full.join("saved_model.pb").is_file() || full.join("saved_model.pbtxt").is_file() {
+                return Some(Source::SavedModel { path });
+            }
+            self.error(
+                ManifestError::new("bad-source", node.span.clone(), format!("`{}` is a directory but not a SavedModel", path.display()))
+                    .label("no saved_model.pb inside")
+                    .help("point `source` at a SavedModel directory (holding saved_model.pb), a .keras/.h5 file, or `file.py:function`"),
+            );
+            return None;
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("keras" | "h5" | "hdf5") => Some(Source::KerasFile { path }),
+            _ => {
+                self.error(
+                    ManifestError::new("bad-source", node.span.clone(), format!("`{}` is not a model format exportctl reads", path.display()))
+                        .label("unsupported source")
+                        .help("use a .keras or .h5 file, a SavedModel directory, or `file.py:function`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A TensorFlow checkpoint is a prefix: `ckpt/ckpt-7` names `ckpt/ckpt-7.index` and data files.
+    fn checkpoint(&mut self, node: &Node) -> Option<PathBuf> {
+        let path = self.project_path(node, Expect::Created)?;
+        let full = self.root.join(&path);
+        let index = PathBuf::from(format!("{}.index", full.display()));
+        if index.is_file() || full.is_file() {
+            return Some(path);
+        }
+        if full.is_dir() {
+            self.error(
+                ManifestError::new("not-found", node.span.clone(), format!("`{}` is a directory, not a checkpoint prefix", path.display()))
+                    .label("a directory")
+                    .help(format!("name the checkpoint prefix inside it, e.g. `{}/ckpt-1` (the part before `.index`)", path.display())),
+            );
+            return None;
+        }
+        self.error(
+            ManifestError::new("not-found", node.span.clone(), format!("checkpoint `{}` does not exist", path.display()))
+                .label("no such checkpoint")
+                .help(format!("expected `{}.index` beside its data files; name the prefix tf.train.Checkpoint.save returned", path.display())),
+        );
+        None
+    }
+
+    /// A path relative to the project root that must stay inside it (lexically and after
+    /// following symlinks) and, unless it is `Created` later, exist.
+    fn project_path(&mut self, node: &Node, expect: Expect) -> Option<PathBuf> {
+        let text = node.as_str()?;
+        if text.trim().is_empty() {
+            return None; // reported by the shape check
+        }
+        let path = PathBuf::from(text);
+        if path.is_absolute() || text.starts_with('~') {
+            self.error(
+                ManifestError::new("path-outside-project", node.span.clone(), format!("`{text}` is an absolute path"))
+                    .label("absolute path")
+                    .help("paths are relative to the manifest's directory, so that the project builds the same on any machine: move the file into the project"),
+            );
+            return None;
+        }
+        let mut depth: i32 = 0;
+        let mut normal = PathBuf::new();
+        for component in path.components() {
+            match component {
+                Component::ParentDir => {
+                    depth -= 1;
+                    normal.pop();
+                }
+                Component::Normal(part) => {
+                    depth += 1;
+                    normal.push(part);
+                }
+                _ => {}
+            }
+            if depth < 0 {
+                self.error(
+                    ManifestError::new("path-outside-project", node.span.clone(), format!("`{text}` leaves the project directory"))
+                        .label("goes above the manifest's directory")
+                        .help("everything a build reads must live inside the project (the manifest's directory): copy or move it inside"),
+                );
+                return None;
+            }
+        }
+        let full = self.root.join(&normal);
+        match full.symlink_metadata() {
+            Err(_) if expect == Expect::Created => return Some(normal),
+            Err(_) => {
+                let help = self.nearby_name(&normal).map_or_else(
+                    || "paths are relative to the manifest's directory".to_string(),
+                    |near| format!("did you mean `{near}`?"),
+                );
+                self.error(
+                    ManifestError::new("not-found", node.span.clone(), format!("`{text}` does not exist"))
+                        .label("no such file or directory")
+                        .help(help),
+                );
+                return None;
+            }
+            Ok(_) => {}
+        }
+        // Symlinks: the real location must be inside the real project root as well.
+        if let (Ok(real), Ok(real_root)) = (full.canonicalize(), self.root.canonicalize()) {
+            if !real.starts_with(&real_root) {
+                self.error(
+                    ManifestError::new("path-outside-project", node.span.clone(), format!("`{text}` leads outside the project through a symlink"))
+                        .label(format!("resolves to {}", real.display()))
+                        .help("builds must only read files inside the project: copy the file in instead of linking to it"),
+                );
+                return None;
+            }
+        } else if expect != Expect::Created {
+            self.error(
+                ManifestError::new("not-found", node.span.clone(), format!("`{text}` cannot be resolved (a broken symlink?)"))
+                    .label("cannot be resolved")
+                    .help("check that the path and every symlink on it exist"),
+            );
+            return None;
+        }
+        let is_file = full.is_file();
+        let wrong = match expect {
+            Expect::File if !is_file => Some("a file"),
+            _ => None,
+        };
+        if let Some(wanted) = wrong {
+            self.error(
+                ManifestError::new("wrong-kind", node.span.clone(), format!("`{text}` is not {wanted}"))
+                    .label(format!("expected {wanted}"))
+                    .help(format!("point this key at {wanted}")),
+            );
+            return None;
+        }
+        Some(normal)
+    }
+
+    /// A sibling of a missing path with a similar name, relative to the root.
+    fn nearby_name(&self, missing: &Path) -> Option<String> {
+        let name = missing.file_name()?.to_str()?;
+        let parent = missing.parent().unwrap_or(Path::new(""));
+        let siblings: Vec<String> = std::fs::read_dir(self.root.join(parent))
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        let best = suggestion::closest(name, siblings.iter().map(String::as_str))?;
+        Some(parent.join(best).display().to_string())
+    }
+}
+
+/// The quotes around a TOML/YAML string value are part of its span.
+fn quote_len(node: &Node) -> usize {
+    usize::from(node.span.end - node.span.start > node.as_str().map_or(0, str::len))
+}
+
+fn batch_norm(layers: &Layers<'_>) -> BatchNorm {
+    BatchNorm { momentum: layers.f64("momentum"), epsilon: layers.f64("epsilon") }
+}
+
+pub const DEFAULT_TENSORFLOW: &str = "2.21.0";

@@ -1,0 +1,277 @@
+//! The manifest's keys, declared once.
+//!
+//! This table is the single source of truth for what a manifest may contain: the shape check
+//! walks it to report unknown keys (with did-you-mean), wrong types, out-of-range numbers and
+//! missing required keys; `exportctl schema` turns it into `schemas/export.schema.json`; and a
+//! test checks that `docs/manifest.md` and `Export.toml.example` mention every key in it.
+//! Checks that need more than one value (paths on disk, names that must be unique, `from`
+//! without `to`) live in `resolve.rs`.
+
+/// What the user-chosen keys of a [`Ty::Map`] must look like.
+#[derive(Debug, Clone, Copy)]
+pub enum Keys {
+    /// [`Ty::Name`] rules: model names become paths and targets.
+    Name,
+    /// A TensorFlow tensor name: `input_word_ids`, `image`.
+    TensorName,
+}
+
+/// What a key's value must be.
+#[derive(Debug)]
+pub enum Ty {
+    String,
+    /// A lowercase name: `[a-z0-9][a-z0-9-]*`. Names become paths and target ids.
+    Name,
+    /// A path relative to the manifest's directory that must stay inside the project.
+    Path,
+    Bool,
+    Integer {
+        min: i64,
+    },
+    /// A number within bounds; integers are accepted.
+    Number {
+        min: f64,
+        min_exclusive: bool,
+        max: Option<(f64, bool)>,
+    },
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    /// A tensor dimension: `-1` (any size) or a positive integer.
+    Dimension,
+    /// A string, or a non-empty list of strings.
+    OneOrMany(&'static Ty),
+    List(&'static Ty),
+    Table(&'static [Field]),
+    /// A table whose keys are chosen by the user (`[models.<name>]`).
+    Map { keys: Keys, value: &'static Ty },
+    /// An array of tables (`[[models.x.pieces]]`).
+    TableList(&'static [Field]),
+}
+
+#[derive(Debug)]
+pub struct Field {
+    pub key: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    /// The default, as it would be written in TOML.
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn field(key: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field { key, ty, required: false, default: None, doc }
+}
+
+const fn required(key: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field { key, ty, required: true, default: None, doc }
+}
+
+const fn defaulted(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
+    Field { key, ty, required: false, default: Some(default), doc }
+}
+
+pub const DTYPES: &[&str] = &[
+    "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+    "uint16", "bool", "string",
+];
+
+pub const KERAS_FLAVOURS: &[&str] = &["auto", "keras3", "tf-keras"];
+
+/// `[0, 1)`: a dropout rate of 1 would drop everything.
+const DROPOUT_RATE: Ty = Ty::Number { min: 0.0, min_exclusive: false, max: Some((1.0, true)) };
+/// `[0, 1]`.
+const FRACTION: Ty = Ty::Number { min: 0.0, min_exclusive: false, max: Some((1.0, false)) };
+const POSITIVE: Ty = Ty::Number { min: 0.0, min_exclusive: true, max: None };
+
+pub const BATCH_NORM: &[Field] = &[
+    field("momentum", FRACTION, "Momentum of every BatchNormalization layer's moving statistics, in [0, 1]."),
+    field("epsilon", POSITIVE, "Epsilon of every BatchNormalization layer, > 0."),
+];
+
+pub const VALIDATE: &[Field] = &[
+    defaulted("batch", Ty::Integer { min: 1 }, "2", "Batch size of the seeded random golden inputs. Conflicts with `samples` in the same table."),
+    field("samples", Ty::Path, "A `.npz` file with one array per input, used as golden inputs instead of random ones."),
+    defaulted("seed", Ty::Integer { min: 0 }, "0", "Seed of the random golden inputs."),
+    defaulted("atol", POSITIVE, "1e-5", "Absolute tolerance when comparing outputs with the reference: |got - ref| <= atol + rtol * |ref|."),
+    defaulted("rtol", POSITIVE, "1e-5", "Relative tolerance when comparing outputs with the reference."),
+    defaulted("fine-tune-step", Ty::Bool, "true", "Take one gradient step through the loaded SavedModel and require every trainable variable to move."),
+];
+
+pub const DOCS: &[Field] = &[
+    field("description", Ty::String, "One-line description, the second line of the generated documentation."),
+    field("body", Ty::Path, "A markdown file merged into the generated documentation."),
+    field("task", Ty::String, "TF Hub task tag, e.g. `image-classification`, `image-feature-vector`, `text-embedding`."),
+    field("license", Ty::String, "SPDX license id, e.g. `Apache-2.0` (written as TF Hub's tag id)."),
+    field("dataset", Ty::String, "TF Hub dataset tag, e.g. `imagenet-ilsvrc-2012-cls`."),
+    field("network-architecture", Ty::String, "TF Hub network-architecture tag, e.g. `mobilenet-v3`."),
+    field("language", Ty::String, "TF Hub language tag, e.g. `en`."),
+    field("fine-tunable", Ty::Bool, "Whether consumers may fine-tune; defaults to the piece's `trainable`."),
+];
+
+const INPUT: &[Field] = &[
+    required("shape", Ty::List(&Ty::Dimension), "Shape, batch dimension first; `-1` for a dimension of any size."),
+    defaulted("dtype", Ty::Enum(DTYPES), "\"float32\"", "Data type of the input."),
+];
+
+pub const PIECE: &[Field] = &[
+    required("name", Ty::Name, "The piece's name: `[a-z0-9-]+`, unique within its model."),
+    field("from", Ty::String, "Layer whose output the piece starts from; default: the model's inputs. Needs `to`."),
+    field("to", Ty::OneOrMany(&Ty::String), "Layer name (or list of names) whose outputs the piece ends at; default: the model's outputs."),
+    field("trainable", Ty::Bool, "Whether the piece exports trainable variables (overrides the model and `[defaults]`)."),
+    field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer of the piece, in [0, 1)."),
+    field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer of the piece."),
+    field("validate", Ty::Table(VALIDATE), "Validation settings of this piece (override the model's)."),
+    field("docs", Ty::Table(DOCS), "Documentation of this piece (overrides the model's, key by key)."),
+];
+
+pub const MODEL: &[Field] = &[
+    required("source", Ty::String, "The trained model: a `.keras` or `.h5` file, a SavedModel directory, or `path/to/file.py:function` (a builder)."),
+    field("checkpoint", Ty::Path, "With a builder source: the checkpoint (prefix) restored after building."),
+    field("restore", Ty::String, "With `checkpoint`: the checkpoint attribute holding the model's weights (e.g. `encoder`, Model Garden style)."),
+    field("custom-objects", Ty::List(&Ty::Path), "Python files imported before loading (custom layers, losses)."),
+    field("keras", Ty::Enum(KERAS_FLAVOURS), "Keras flavour of the source; `auto` detects it from the file."),
+    field("include-optimizer", Ty::Bool, "Keep the optimizer in the export (overrides `[defaults]`)."),
+    field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer, in [0, 1) (overrides `[defaults]`)."),
+    field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer (overrides `[defaults]`)."),
+    field("trainable", Ty::Bool, "Whether pieces export trainable variables (overrides `[defaults]`)."),
+    field("inputs", Ty::Map { keys: Keys::TensorName, value: &Ty::Table(INPUT) }, "The model's inputs by name; inferred from the model when absent."),
+    required("pieces", Ty::TableList(PIECE), "The pieces to package, each an `[[models.<name>.pieces]]` table."),
+    field("validate", Ty::Table(VALIDATE), "Validation settings of this model's pieces."),
+    field("docs", Ty::Table(DOCS), "Documentation of this model's pieces."),
+];
+
+pub const PROJECT: &[Field] = &[
+    required("name", Ty::Name, "The project's name: `[a-z0-9-]+`."),
+    defaulted("version", Ty::Integer { min: 1 }, "1", "Model version (an integer, TF Hub style); the last part of the documentation handle and of `dist/` paths."),
+    field("publisher", Ty::Name, "Publisher in the documentation handle `<publisher>/<model>-<piece>/<version>`; default: the project's name."),
+    defaulted("out-dir", Ty::Path, "\"dist\"", "Where packages are written, relative to the manifest; must stay inside the project."),
+    field("asset-base-url", Ty::String, "URL prefix of `asset-path` in the documentation (http, https or gs)."),
+];
+
+pub const RUNTIME: &[Field] = &[
+    defaulted("python", Ty::String, "\"auto\"", "`auto`, or a path to the python executable that runs export/slice/trace."),
+    defaulted("tensorflow", Ty::String, "\"2.21.0\"", "TensorFlow version the managed runtime installs."),
+    defaulted("keras", Ty::Enum(KERAS_FLAVOURS), "\"auto\"", "Default Keras flavour of the models' sources."),
+    defaulted("timeout", Ty::Integer { min: 1 }, "900", "Seconds one worker request (one step) may take before it is stopped."),
+];
+
+pub const DEFAULTS: &[Field] = &[
+    defaulted("include-optimizer", Ty::Bool, "false", "Keep the optimizer in exports. Off: consumers never need it and it triples the size."),
+    field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer, in [0, 1)."),
+    field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer."),
+    defaulted("trainable", Ty::Bool, "true", "Whether pieces export trainable variables."),
+    field("validate", Ty::Table(VALIDATE), "Validation settings inherited by every model."),
+    field("docs", Ty::Table(DOCS), "Documentation fields inherited by every model (e.g. `license`)."),
+];
+
+pub const MANIFEST: &[Field] = &[
+    required("project", Ty::Table(PROJECT), "The project: its name, version, publisher and output directory."),
+    field("runtime", Ty::Table(RUNTIME), "The Python + TensorFlow that runs export, slice and trace."),
+    field("defaults", Ty::Table(DEFAULTS), "Settings every model and piece inherits unless it overrides them."),
+    required("models", Ty::Map { keys: Keys::Name, value: &Ty::Table(MODEL) }, "The models to export, by name: `[models.<name>]`."),
+];
+
+/// Every `(dotted path, field)` of the schema, in declaration order (tables before their keys).
+pub fn all_fields() -> Vec<(String, &'static Field)> {
+    fn walk(prefix: &str, fields: &'static [Field], out: &mut Vec<(String, &'static Field)>) {
+        for f in fields {
+            let path = if prefix.is_empty() { f.key.to_string() } else { format!("{prefix}.{}", f.key) };
+            out.push((path.clone(), f));
+            match &f.ty {
+                Ty::Table(inner) => walk(&path, inner, out),
+                Ty::Map { value: Ty::Table(inner), .. } => walk(&format!("{path}.<name>"), inner, out),
+                Ty::TableList(inner) => walk(&path, inner, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", MANIFEST, &mut out);
+    out
+}
+
+pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]*$";
+
+pub const TENSOR_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_.-]*$";
+
+pub fn is_valid_tensor_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '0'..='9'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+}
+
+/// The JSON Schema (draft 2020-12) of the manifest, generated from [`MANIFEST`].
+pub fn json_schema() -> serde_json::Value {
+    use serde_json::json;
+
+    fn ty_schema(ty: &Ty) -> serde_json::Value {
+        match ty {
+            Ty::String => json!({ "type": "string" }),
+            Ty::Name => json!({ "type": "string", "pattern": NAME_PATTERN }),
+            Ty::Path => json!({ "type": "string", "minLength": 1 }),
+            Ty::Bool => json!({ "type": "boolean" }),
+            Ty::Integer { min } => json!({ "type": "integer", "minimum": min }),
+            Ty::Number { min, min_exclusive, max } => {
+                let mut s = json!({ "type": "number" });
+                if *min_exclusive {
+                    s["exclusiveMinimum"] = json!(min);
+                } else {
+                    s["minimum"] = json!(min);
+                }
+                if let Some((max, exclusive)) = max {
+                    s[if *exclusive { "exclusiveMaximum" } else { "maximum" }] = json!(max);
+                }
+                s
+            }
+            Ty::Enum(values) => json!({ "type": "string", "enum": values }),
+            Ty::Dimension => json!({ "type": "integer", "anyOf": [{ "const": -1 }, { "minimum": 1 }] }),
+            Ty::OneOrMany(inner) => json!({
+                "anyOf": [ty_schema(inner), { "type": "array", "items": ty_schema(inner), "minItems": 1 }]
+            }),
+            Ty::List(inner) => json!({ "type": "array", "items": ty_schema(inner) }),
+            Ty::Table(fields) => table_schema(fields),
+            Ty::Map { keys, value } => json!({
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": { "pattern": match keys { Keys::Name => NAME_PATTERN, Keys::TensorName => TENSOR_NAME_PATTERN } },
+                "additionalProperties": ty_schema(value),
+            }),
+            Ty::TableList(fields) => json!({ "type": "array", "minItems": 1, "items": table_schema(fields) }),
+        }
+    }
+
+    fn table_schema(fields: &[Field]) -> serde_json::Value {
+        let mut properties = serde_json::Map::new();
+        for f in fields {
+            let mut s = ty_schema(&f.ty);
+            s["description"] = json!(f.doc);
+            if let Some(default) = f.default {
+                let parsed = toml::from_str::<toml::Table>(&format!("v = {default}"))
+                    .expect("schema defaults are valid TOML values");
+                s["default"] = serde_json::to_value(&parsed["v"]).expect("TOML values convert to JSON");
+            }
+            properties.insert(f.key.to_string(), s);
+        }
+        let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.key).collect();
+        let mut s = json!({ "type": "object", "additionalProperties": false, "properties": properties });
+        if !required.is_empty() {
+            s["required"] = json!(required);
+        }
+        s
+    }
+
+    let mut schema = table_schema(MANIFEST);
+    let object = schema.as_object_mut().expect("a table schema is an object");
+    let mut head = serde_json::Map::new();
+    head.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+    head.insert("$id".into(), json!("https://exportctl.dev/schemas/export.schema.json"));
+    head.insert("title".into(), json!("exportctl manifest (Export.toml / export.yaml)"));
+    head.extend(std::mem::take(object));
+    serde_json::Value::Object(head)
+}
