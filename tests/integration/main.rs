@@ -1,0 +1,3 @@
+//! exportctl's integration tests: one binary, one module per feature.
+
+mod support;
