@@ -10,6 +10,7 @@ pub mod error;
 pub mod manifest;
 pub mod plan;
 pub mod suggestion;
+pub mod tf;
 
 use std::process::ExitCode;
 

@@ -85,16 +85,10 @@ impl ManifestErrors {
             let source = &self.source;
             let (line, col) = source.line_col(e.span.start);
             let _ = writeln!(out, "{}:{line}:{col}: error[{}]: {}", source.name, e.code, e.message);
-            let text = source.line_text(line);
             let gutter = line.to_string().len();
-            let _ = writeln!(out, "{:>gutter$} | {}", line, text.trim_end());
-            // Carets under the span's part on this line (at least one).
-            let line_start = source.text.lines().take(line - 1).map(|l| l.len() + 1).sum::<usize>();
-            let start = floor_char_boundary(&source.text, e.span.start.min(source.text.len()));
-            let line_end = (line_start + text.len()).min(source.text.len());
-            let end = floor_char_boundary(&source.text, e.span.end.clamp(start, line_end));
-            let width = source.text[start..end].chars().count().max(1);
-            let _ = write!(out, "{:>gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
+            let (text, carets) = excerpt(&source.text, e.span.clone());
+            let _ = writeln!(out, "{line:>gutter$} | {text}");
+            let _ = write!(out, "{:>gutter$} | {carets}", "");
             if e.label.is_empty() {
                 out.push('\n');
             } else {
@@ -106,6 +100,21 @@ impl ManifestErrors {
         }
         out
     }
+}
+
+/// The line holding `span.start` (without its line break and trailing blanks) and the carets
+/// under the span's part on it: at least one, indented with the line's own tabs so that they
+/// line up however tabs are shown.
+fn excerpt(text: &str, span: Span) -> (&str, String) {
+    let start = floor_char_boundary(text, span.start.min(text.len()));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[line_start..line_end].trim_end();
+    let shown_end = line_start + line.len();
+    let end = floor_char_boundary(text, span.end.clamp(start, shown_end.max(start)));
+    let indent: String = text[line_start..start].chars().map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+    let width = text[start..end].chars().count().max(1);
+    (line, format!("{indent}{}", "^".repeat(width)))
 }
 
 impl std::fmt::Display for ManifestErrors {

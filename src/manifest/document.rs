@@ -106,12 +106,7 @@ impl Node {
     }
 }
 
-/// A syntax error of the manifest file, before any tree exists.
-#[derive(Debug, Clone)]
-pub struct SyntaxError {
-    pub message: String,
-    pub span: Span,
-}
+pub use super::syntax::SyntaxError;
 
 pub mod toml_format {
     use super::*;
@@ -121,34 +116,17 @@ pub mod toml_format {
     pub fn parse(text: &str) -> Result<Node, Vec<SyntaxError>> {
         let (table, errors) = DeTable::parse_recoverable(text);
         if !errors.is_empty() {
-            return Err(errors
-                .iter()
-                .map(|e| SyntaxError {
-                    message: tidy_message(e.message()),
-                    span: e.span().unwrap_or(0..0),
-                })
-                .collect());
+            let raw = errors.iter().map(|e| (e.message().to_string(), e.span().unwrap_or(0..0))).collect();
+            return Err(super::super::syntax::explain_toml(text, raw));
         }
-        let span = 0..text.len();
-        Ok(Node {
-            value: table_value(table.get_ref()),
-            span,
-        })
-    }
-
-    fn tidy_message(message: &str) -> String {
-        message.trim().trim_end_matches('.').to_string()
+        Ok(Node { value: table_value(table.get_ref()), span: 0..text.len() })
     }
 
     fn table_value(table: &DeTable<'_>) -> Value {
         Value::Table(
             table
                 .iter()
-                .map(|(key, value)| Entry {
-                    key: key.get_ref().to_string(),
-                    key_span: key.span(),
-                    node: node(value),
-                })
+                .map(|(key, value)| Entry { key: key.get_ref().to_string(), key_span: key.span(), node: node(value) })
                 .collect(),
         )
     }
@@ -159,8 +137,8 @@ pub mod toml_format {
             DeValue::String(s) => Value::String(s.to_string()),
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(i) => Value::Integer(i),
-                // Out of range for i64: no manifest key accepts such a number anyway.
-                Err(_) => Value::Float(f64::INFINITY),
+                // Beyond i64: kept as the (huge) number it is, so that the range check reports it.
+                Err(_) => Value::Float(i.as_str().parse().unwrap_or(f64::INFINITY)),
             },
             DeValue::Float(f) => Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
             DeValue::Boolean(b) => Value::Bool(*b),
@@ -174,13 +152,17 @@ pub mod toml_format {
 
 pub mod yaml_format {
     //! YAML through `yaml-rust2`'s event parser. Markers give the start of each event as a
-    //! character index; a scalar's end is found by scanning its text, a collection ends where
-    //! its closing event starts. Anchors and aliases are resolved (an alias copies its node,
-    //! with the alias's span), duplicate keys are reported, tags other than the core ones are
-    //! rejected.
+    //! character index, and not always where a user would look: a block mapping is marked at
+    //! its first key's `:`, an empty value at the next token (often a line below), a tagged
+    //! scalar after its tag. So spans are rebuilt here: a scalar's end by scanning its text, a
+    //! mapping from its first key to its last value, an empty value right after its `:`.
+    //! Anchors and aliases are resolved (an alias copies its node, with the alias's span),
+    //! duplicate keys are reported, and only the YAML core schema's tags are accepted.
     use super::*;
-    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
     use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+    use crate::manifest::syntax::{explain_yaml, line_around};
 
     pub fn parse(text: &str) -> Result<Node, Vec<SyntaxError>> {
         let offsets = CharOffsets::new(text);
@@ -195,22 +177,15 @@ pub mod yaml_format {
         };
         let mut parser = Parser::new_from_str(text);
         if let Err(e) = parser.load(&mut builder, true) {
-            let at = offsets.byte(e.marker().index());
-            return Err(vec![SyntaxError {
-                message: e.info().to_string(),
-                span: at..at,
-            }]);
+            return Err(vec![explain_yaml(text, e.info(), offsets.byte(e.marker().index()))]);
         }
         if !builder.errors.is_empty() {
             return Err(builder.errors);
         }
         match builder.root {
             Some(node) => Ok(node),
-            // An empty file is an empty table: the resolver then reports the missing keys.
-            None => Ok(Node {
-                value: Value::Table(Vec::new()),
-                span: 0..0,
-            }),
+            // An empty file is an empty table: the shape check then says what to write.
+            None => Ok(Node { value: Value::Table(Vec::new()), span: 0..0 }),
         }
     }
 
@@ -225,10 +200,7 @@ pub mod yaml_format {
         }
 
         fn byte(&self, char_index: usize) -> usize {
-            self.0
-                .get(char_index)
-                .copied()
-                .unwrap_or_else(|| *self.0.last().unwrap_or(&0))
+            self.0.get(char_index).copied().unwrap_or_else(|| *self.0.last().unwrap_or(&0))
         }
     }
 
@@ -240,7 +212,8 @@ pub mod yaml_format {
     struct Builder<'a> {
         text: &'a str,
         offsets: &'a CharOffsets,
-        stack: Vec<(Open, usize)>,
+        /// Open collections, each with whether it is a flow (`[...]`, `{...}`) collection.
+        stack: Vec<(Open, bool)>,
         anchors: Vec<(usize, Node)>,
         root: Option<Node>,
         errors: Vec<SyntaxError>,
@@ -248,45 +221,23 @@ pub mod yaml_format {
     }
 
     impl Builder<'_> {
+        fn in_flow(&self) -> bool {
+            self.stack.iter().any(|(_, flow)| *flow)
+        }
+
+        /// The end of the scalar starting at byte `start`. Multi-line scalars end with their
+        /// first line: a diagnostic needs no more.
         fn scalar_end(&self, start: usize, style: TScalarStyle) -> usize {
             let rest = &self.text[start.min(self.text.len())..];
+            let first_line = rest.split('\n').next().unwrap_or("");
             let len = match style {
-                TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
-                    let quote = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
-                    let mut escaped = false;
-                    let mut end = rest.len();
-                    for (i, c) in rest.char_indices().skip(1) {
-                        if style == TScalarStyle::DoubleQuoted && c == '\\' && !escaped {
-                            escaped = true;
-                            continue;
-                        }
-                        if c == quote && !escaped {
-                            end = i + 1;
-                            break;
-                        }
-                        escaped = false;
-                    }
-                    end
-                }
-                TScalarStyle::Plain => {
-                    let line = rest.split('\n').next().unwrap_or("");
-                    let mut end = line.len();
-                    for (i, c) in line.char_indices() {
-                        let in_flow = self.stack.iter().any(|(_, flow)| *flow > 0);
-                        if (c == '#' && i > 0 && line[..i].ends_with([' ', '\t']))
-                            || (in_flow && matches!(c, ',' | ']' | '}'))
-                            || (c == ':' && line[i + 1..].starts_with([' ', '\t']))
-                            || (c == ':' && i + 1 == line.len())
-                        {
-                            end = i;
-                            break;
-                        }
-                    }
-                    line[..end].trim_end().len()
-                }
-                _ => rest.split('\n').next().unwrap_or("").trim_end().len(),
+                TScalarStyle::SingleQuoted => quoted_len(rest, '\''),
+                TScalarStyle::DoubleQuoted => quoted_len(rest, '"'),
+                TScalarStyle::Plain => plain_len(first_line, self.in_flow()),
+                _ => first_line.trim_end().len(),
             };
-            start + len.max(if rest.is_empty() { 0 } else { 1 })
+            // At least the first character, so that a caret shows.
+            start + len.max(rest.chars().next().map_or(0, char::len_utf8))
         }
 
         fn push_node(&mut self, node: Node, anchor: usize) {
@@ -294,16 +245,8 @@ pub mod yaml_format {
                 self.anchors.push((anchor, node.clone()));
             }
             match self.stack.last_mut() {
-                None => {
-                    if self.documents > 1 {
-                        self.errors.push(SyntaxError {
-                            message: "a manifest holds one YAML document; found several".into(),
-                            span: node.span.clone(),
-                        });
-                    } else {
-                        self.root = Some(node);
-                    }
-                }
+                None if self.documents > 1 => {}
+                None => self.root = Some(node),
                 Some((Open::Sequence { items, .. }, _)) => items.push(node),
                 Some((Open::Mapping { entries, key, .. }, _)) => match key.take() {
                     None => *key = Some(node),
@@ -315,25 +258,26 @@ pub mod yaml_format {
                             Value::Bool(b) => b.to_string(),
                             Value::Null => "null".into(),
                             _ => {
-                                self.errors.push(SyntaxError {
-                                    message: "keys must be plain strings, not collections".into(),
-                                    span: k.span.clone(),
-                                });
+                                self.errors.push(SyntaxError::new(
+                                    k.span.clone(),
+                                    "keys must be plain strings, not collections",
+                                    "a collection as a key",
+                                    "write the key as a plain word, e.g. `source:`",
+                                ));
                                 return;
                             }
                         };
-                        if entries.iter().any(|e| e.key == name) {
-                            self.errors.push(SyntaxError {
-                                message: format!("duplicate key `{name}`"),
-                                span: k.span.clone(),
-                            });
+                        if let Some(first) = entries.iter().find(|e| e.key == name) {
+                            let (line, _) = line_col(self.text, first.key_span.start);
+                            self.errors.push(SyntaxError::new(
+                                k.span.clone(),
+                                format!("duplicate key `{name}`"),
+                                "set again",
+                                format!("`{name}` is already set on line {line} of this mapping: keep one of the two (YAML does not merge them)"),
+                            ));
                             return;
                         }
-                        entries.push(Entry {
-                            key: name,
-                            key_span: k.span,
-                            node,
-                        });
+                        entries.push(Entry { key: name, key_span: k.span, node });
                     }
                 },
             }
@@ -342,56 +286,133 @@ pub mod yaml_format {
         fn is_flow(&self, start: usize) -> bool {
             matches!(self.text.as_bytes().get(start), Some(b'[' | b'{'))
         }
+
+        /// The value of a scalar, by its tag or, untagged, by the YAML 1.2 core schema.
+        fn scalar_value(&mut self, text: String, style: TScalarStyle, tag: Option<Tag>, span: Span) -> Value {
+            let Some(tag) = tag else {
+                return if style == TScalarStyle::Plain { plain_scalar(text) } else { Value::String(text) };
+            };
+            let core = tag.handle == CORE_TAGS;
+            let value = match tag.suffix.as_str() {
+                "str" if core => return Value::String(text),
+                "int" | "float" | "bool" | "null" if core => plain_scalar(text.clone()),
+                _ => {
+                    let span = self.tag_start(span.start)..span.end;
+                    self.errors.push(unsupported_tag(&tag, span));
+                    return Value::Null;
+                }
+            };
+            let fits = matches!(
+                (tag.suffix.as_str(), &value),
+                ("int", Value::Integer(_)) | ("float", Value::Float(_) | Value::Integer(_)) | ("bool", Value::Bool(_)) | ("null", Value::Null)
+            );
+            if !fits {
+                self.errors.push(SyntaxError::new(
+                    self.tag_start(span.start)..span.end,
+                    format!("`{text}` is not a valid `!!{}`", tag.suffix),
+                    format!("not a YAML {}", tag.suffix),
+                    format!("write a {} after `!!{}`, or drop the tag", tag.suffix, tag.suffix),
+                ));
+            }
+            match (tag.suffix.as_str(), value) {
+                ("float", Value::Integer(i)) => Value::Float(i as f64),
+                (_, value) => value,
+            }
+        }
+
+        /// Where the tag before the value at `value_start` begins (`!include value`).
+        fn tag_start(&self, value_start: usize) -> usize {
+            let line = line_around(self.text, value_start);
+            let before = &self.text[line.start..value_start];
+            before
+                .trim_end()
+                .rfind(|c: char| c.is_whitespace() || matches!(c, '[' | '{' | ','))
+                .map_or(line.start, |i| line.start + i + 1)
+                .min(value_start)
+        }
+
+        fn collection_tag(&mut self, tag: Option<Tag>, at: usize) {
+            let Some(tag) = tag else { return };
+            let core = tag.handle == CORE_TAGS && matches!(tag.suffix.as_str(), "map" | "seq");
+            if !core {
+                let line = line_around(self.text, at);
+                let start = self.text[line.start..at].rfind('!').map_or(at, |i| line.start + i);
+                let end = start + self.text[start..].find(char::is_whitespace).unwrap_or(0);
+                self.errors.push(unsupported_tag(&tag, start..end.max(start + 1).min(self.text.len())));
+            }
+        }
+    }
+
+    const CORE_TAGS: &str = "tag:yaml.org,2002:";
+
+    fn unsupported_tag(tag: &Tag, span: Span) -> SyntaxError {
+        let name = if tag.handle == CORE_TAGS { format!("!!{}", tag.suffix) } else { format!("{}{}", tag.handle, tag.suffix) };
+        SyntaxError::new(
+            span,
+            format!("unsupported YAML tag `{name}`"),
+            "not supported",
+            "exportctl reads plain YAML: write the value itself, without a tag (no includes, no Python objects)",
+        )
     }
 
     impl MarkedEventReceiver for Builder<'_> {
         fn on_event(&mut self, event: Event, mark: Marker) {
             let at = self.offsets.byte(mark.index());
             match event {
-                Event::DocumentStart => self.documents += 1,
-                Event::Scalar(text, style, anchor, tag) => {
-                    let end = self.scalar_end(at, style);
-                    let value = if let Some(tag) = &tag {
-                        if tag.handle == "!!" && tag.suffix == "str" {
-                            Value::String(text)
-                        } else {
-                            self.errors.push(SyntaxError {
-                                message: format!(
-                                    "unsupported YAML tag `{}{}`",
-                                    tag.handle, tag.suffix
-                                ),
-                                span: at..end,
-                            });
-                            Value::Null
-                        }
-                    } else if style != TScalarStyle::Plain {
-                        Value::String(text)
-                    } else {
-                        plain_scalar(text)
-                    };
-                    self.push_node(Node { value, span: at..end }, anchor);
+                Event::DocumentStart => {
+                    self.documents += 1;
+                    if self.documents == 2 {
+                        let line = line_around(self.text, at);
+                        self.errors.push(SyntaxError::new(
+                            at..line.end.max(at),
+                            "a manifest holds one YAML document; found several",
+                            "a second document starts here",
+                            "remove the `---` line and merge the documents into one mapping",
+                        ));
+                    }
                 }
-                Event::SequenceStart(anchor, _) => {
-                    let flow = usize::from(self.is_flow(at));
+                Event::Scalar(text, style, anchor, tag) => {
+                    let span = if text.is_empty() && style == TScalarStyle::Plain && tag.is_none() {
+                        // No value: marked at the next token, which may be lines below.
+                        let after = empty_value_at(self.text, at);
+                        after..after
+                    } else {
+                        at..self.scalar_end(at, style)
+                    };
+                    let value = self.scalar_value(text, style, tag, span.clone());
+                    self.push_node(Node { value, span }, anchor);
+                }
+                Event::SequenceStart(anchor, tag) => {
+                    self.collection_tag(tag, at);
+                    let flow = self.is_flow(at);
                     self.stack.push((Open::Sequence { start: at, items: Vec::new(), anchor }, flow));
                 }
-                Event::MappingStart(anchor, _) => {
-                    let flow = usize::from(self.is_flow(at));
-                    self.stack.push((
-                        Open::Mapping { start: at, entries: Vec::new(), key: None, anchor },
-                        flow,
-                    ));
+                Event::MappingStart(anchor, tag) => {
+                    self.collection_tag(tag, at);
+                    let flow = self.is_flow(at);
+                    self.stack.push((Open::Mapping { start: at, entries: Vec::new(), key: None, anchor }, flow));
                 }
                 Event::SequenceEnd => {
                     if let Some((Open::Sequence { start, items, anchor }, flow)) = self.stack.pop() {
-                        let end = collection_end(self.text, at, flow > 0);
-                        self.push_node(Node { value: Value::Array(items), span: start..end }, anchor);
+                        let end = match (flow, items.last()) {
+                            (true, _) => (at + 1).min(self.text.len()),
+                            (false, Some(last)) => last.span.end,
+                            (false, None) => start,
+                        };
+                        self.push_node(Node { value: Value::Array(items), span: start..end.max(start) }, anchor);
                     }
                 }
                 Event::MappingEnd => {
                     if let Some((Open::Mapping { start, entries, anchor, .. }, flow)) = self.stack.pop() {
-                        let end = collection_end(self.text, at, flow > 0);
-                        self.push_node(Node { value: Value::Table(entries), span: start..end }, anchor);
+                        let span = match (flow, entries.first(), entries.last()) {
+                            (true, ..) => start..(at + 1).min(self.text.len()),
+                            (false, Some(first), Some(last)) => {
+                                let start = first.key_span.start.min(start);
+                                start..last.node.span.end.max(last.key_span.end)
+                            }
+                            _ => start..start,
+                        };
+                        self.push_node(Node { value: Value::Table(entries), span }, anchor);
                     }
                 }
                 Event::Alias(id) => {
@@ -401,10 +422,12 @@ pub mod yaml_format {
                             node.span = at..self.scalar_end(at, TScalarStyle::Plain);
                             self.push_node(node, 0);
                         }
-                        None => self.errors.push(SyntaxError {
-                            message: "unknown YAML alias".into(),
-                            span: at..at + 1,
-                        }),
+                        None => self.errors.push(SyntaxError::new(
+                            at..self.scalar_end(at, TScalarStyle::Plain),
+                            "unknown YAML alias",
+                            "no anchor of this name",
+                            "define the anchor (`&name`) before the alias that uses it (`*name`)",
+                        )),
                     }
                 }
                 Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
@@ -412,24 +435,57 @@ pub mod yaml_format {
         }
     }
 
-    /// A block collection's closing event is reported at the next token, often lines later:
-    /// end the span at the last non-blank character before it.
-    fn collection_end(text: &str, at: usize, flow: bool) -> usize {
-        let at = at.min(text.len());
-        if flow {
-            return (at + 1).min(text.len());
+    /// A quoted scalar's length up to its closing quote (the rest of the text when unclosed).
+    /// In single quotes `''` is an escaped quote; in double quotes a backslash escapes.
+    fn quoted_len(rest: &str, quote: char) -> usize {
+        let mut chars = rest.char_indices().skip(1).peekable();
+        while let Some((i, c)) = chars.next() {
+            if quote == '"' && c == '\\' {
+                chars.next();
+            } else if c == quote {
+                if quote == '\'' && chars.peek().is_some_and(|(_, next)| *next == '\'') {
+                    chars.next();
+                } else {
+                    return i + 1;
+                }
+            }
         }
-        let before = &text[..at];
-        let mut end = before.trim_end().len();
-        // Drop a trailing comment line from the span.
-        while let Some(line_start) = text[..end].rfind('\n').map(|i| i + 1) {
-            if text[line_start..end].trim_start().starts_with('#') {
-                end = text[..line_start].trim_end().len();
-            } else {
+        rest.len()
+    }
+
+    /// A plain scalar ends at ` #`, at `: `, at a `:` ending the line, and in flow
+    /// collections at `,`, `]` or `}`.
+    fn plain_len(line: &str, in_flow: bool) -> usize {
+        let mut end = line.len();
+        for (i, c) in line.char_indices() {
+            let after = &line[i + c.len_utf8()..];
+            let stops = (c == '#' && line[..i].ends_with([' ', '\t']))
+                || (in_flow && matches!(c, ',' | ']' | '}'))
+                || (c == ':' && (after.is_empty() || after.starts_with([' ', '\t', '\r'])));
+            if stops {
+                end = i;
                 break;
             }
         }
+        line[..end].trim_end().len()
+    }
+
+    /// Where an empty value belongs: right after the `:` or `-` before it, which may be lines
+    /// above the next token the parser marked it at.
+    fn empty_value_at(text: &str, at: usize) -> usize {
+        let mut end = text[..at.min(text.len())].trim_end().len();
+        // A comment after the `:` is not the value either.
+        let line = line_around(text, end);
+        let code = &text[line.start..end];
+        if let Some(hash) = code.find(" #").or_else(|| code.find("\t#")) {
+            end = line.start + code[..hash].trim_end().len();
+        }
         end
+    }
+
+    fn line_col(text: &str, offset: usize) -> (usize, usize) {
+        let before = &text[..offset.min(text.len())];
+        (before.matches('\n').count() + 1, before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1)
     }
 
     /// The YAML 1.2 core schema for plain scalars.
@@ -467,5 +523,25 @@ pub mod yaml_format {
             }
         }
         Value::String(text)
+    }
+}
+
+#[cfg(test)]
+mod scratch {
+    use super::*;
+    fn dump(text: &str, n: &Node, depth: usize) {
+        let s = &text[n.span.clone()];
+        println!("{:depth$}{:?} {:?} {:?}", "", n.span, s.chars().take(40).collect::<String>(), n.type_name(), depth = depth * 2);
+        match &n.value {
+            Value::Table(es) => for e in es { println!("{:depth$}key {:?} {:?}", "", e.key, &text[e.key_span.clone()], depth = depth * 2 + 2); dump(text, &e.node, depth + 2) },
+            Value::Array(items) => for i in items { dump(text, i, depth + 1) },
+            _ => {}
+        }
+    }
+    #[test]
+    fn scratch() {
+        let t = std::fs::read_to_string(std::env::var("SCRATCH").unwrap()).unwrap();
+        let tree = if std::env::var("SCRATCH").unwrap().ends_with("toml") { toml_format::parse(&t) } else { yaml_format::parse(&t) };
+        match tree { Ok(n) => dump(&t, &n, 0), Err(e) => println!("{e:?}") }
     }
 }

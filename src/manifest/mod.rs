@@ -1,6 +1,7 @@
 //! The manifest: `Export.toml` or `export.yaml`, from text to a validated [`Manifest`].
 //!
-//! Phases, each in its own file: `document` parses TOML or YAML into one spanned tree;
+//! Phases, each in its own file: `document` parses TOML or YAML into one spanned tree
+//! (`syntax` turns the parsers' errors into ones a user can act on);
 //! `shape` checks that tree against the declared keys of `schema`; `resolve` applies
 //! defaults and inheritance and checks what needs meaning (paths, names, conflicts) into the
 //! types of `model`. Every phase adds to one list of [`ManifestError`]s, so a file's
@@ -13,6 +14,7 @@ mod resolve;
 pub mod schema;
 mod shape;
 pub mod source;
+mod syntax;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,13 +74,7 @@ pub fn parse(source: Arc<ManifestSource>, root: &Path) -> Result<Manifest, Manif
         Err(syntax) => {
             let errors = syntax
                 .into_iter()
-                .map(|e| {
-                    let help = match source.format {
-                        Format::Toml => "fix the TOML syntax; see docs/manifest.md for the manifest's layout",
-                        Format::Yaml => "fix the YAML syntax; see docs/manifest.md for the manifest's layout",
-                    };
-                    ManifestError::new("syntax", e.span, e.message).label("here").help(help)
-                })
+                .map(|e| ManifestError::new("syntax", e.span, e.message).label(e.label).help(e.help))
                 .collect();
             return Err(ManifestErrors { source, errors });
         }
@@ -90,7 +86,8 @@ pub fn parse(source: Arc<ManifestSource>, root: &Path) -> Result<Manifest, Manif
         Some(m) if errors.is_empty() => Ok(m),
         _ => {
             errors.sort_by_key(|e| (e.span.start, e.span.end));
-            errors.dedup();
+            // A value reached twice (a YAML alias of an anchored table) is reported once.
+            errors.dedup_by(|a, b| a.code == b.code && a.span == b.span);
             Err(ManifestErrors { source, errors })
         }
     }

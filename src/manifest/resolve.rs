@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::diagnostic::ManifestError;
 use super::document::{Node, Span, Value};
 use super::model::*;
+use super::shape::Place;
 use super::source::ManifestSource;
 use crate::suggestion;
 
@@ -76,13 +77,20 @@ impl<'n> Layers<'n> {
 enum Expect {
     File,
     FileOrDir,
-    /// A path that is created later (`out-dir`): only checked to stay inside the project.
-    Created,
+    /// A directory exportctl writes (`out-dir`): only checked to stay inside the project.
+    Output,
+    /// A checkpoint prefix (`ckpt/ckpt-7`): its files have suffixes, the caller checks them.
+    Prefix,
 }
 
 impl Resolver<'_> {
     fn error(&mut self, error: ManifestError) {
         self.errors.push(error);
+    }
+
+    /// `key = value` or `key: value`, as the manifest's format writes it.
+    fn assign(&self, key: &str, value: &str) -> String {
+        Place::root(self.source.format).assign(key, value)
     }
 
     fn project(&mut self, node: &Node) -> Option<Project> {
@@ -97,10 +105,14 @@ impl Resolver<'_> {
             let url = n.as_str()?;
             let ok = ["https://", "http://", "gs://"].iter().any(|p| url.starts_with(p) && url.len() > p.len());
             if !ok {
+                let example = match url.split_once("://") {
+                    None if !url.trim().is_empty() => format!("\"https://{}\"", url.trim_start_matches('/')),
+                    _ => "\"https://storage.example.com/models\"".to_string(),
+                };
                 self.error(
                     ManifestError::new("bad-url", n.span.clone(), format!("`{url}` is not an http(s) or gs URL"))
-                        .label("not a URL")
-                        .help("write the URL the archives will be served from, e.g. asset-base-url = \"https://storage.example.com/models\""),
+                        .label("expected https://, http:// or gs://")
+                        .help(format!("write the URL the archives will be served from: {}", self.assign("asset-base-url", &example))),
                 );
             }
             Some(url.trim_end_matches('/').to_string())
@@ -116,17 +128,21 @@ impl Resolver<'_> {
     }
 
     fn out_dir(&mut self, node: &Node) -> Option<PathBuf> {
-        let path = self.project_path(node, Expect::Created)?;
-        let first = path.components().next();
-        let reserved = matches!(first, None | Some(Component::CurDir))
-            || path.as_os_str().is_empty()
-            || path.starts_with(".exportctl")
-            || path.starts_with(".git");
-        if reserved {
+        let path = self.project_path(node, Expect::Output)?;
+        let reserved = match path.components().next() {
+            None | Some(Component::CurDir) => Some("the project directory itself"),
+            Some(Component::Normal(first)) if first == ".exportctl" => Some("inside `.exportctl`, exportctl's cache"),
+            Some(Component::Normal(first)) if first == ".git" => Some("inside `.git`"),
+            _ => None,
+        };
+        if let Some(reserved) = reserved {
             self.error(
-                ManifestError::new("bad-out-dir", node.span.clone(), format!("`out-dir` cannot be `{}`", node.as_str().unwrap_or("")))
+                ManifestError::new("bad-out-dir", node.span.clone(), format!("`out-dir` cannot be {reserved}"))
                     .label("reserved")
-                    .help("`exportctl clean` deletes the output directory: use a folder of its own, e.g. out-dir = \"dist\""),
+                    .help(format!(
+                        "`exportctl clean` deletes the output directory: give packages a folder of their own, e.g. {}",
+                        self.assign("out-dir", "\"dist\"")
+                    )),
             );
             return None;
         }
@@ -169,7 +185,7 @@ impl Resolver<'_> {
                         self.error(
                             ManifestError::new("bad-version", n.span.clone(), format!("`{v}` is not a TensorFlow version"))
                                 .label("expected a version like 2.21.0")
-                                .help("pin an exact release: tensorflow = \"2.21.0\""),
+                                .help(format!("pin an exact release: {}", self.assign("tensorflow", &format!("\"{DEFAULT_TENSORFLOW}\"")))),
                         );
                     }
                     v.to_string()
@@ -197,7 +213,7 @@ impl Resolver<'_> {
                     self.error(
                         ManifestError::new("restore-without-checkpoint", span.clone(), "`restore` names a checkpoint attribute, but there is no `checkpoint`")
                             .label("needs `checkpoint`")
-                            .help("add `checkpoint = \"path/to/ckpt-N\"`, or remove `restore`"),
+                            .help(format!("add `{}`, or remove `restore`", self.assign("checkpoint", "\"path/to/ckpt-N\""))),
                     );
                 }
                 Some(Source::Builder { path, function, checkpoint: checkpoint.map(|c| c.0), restore: restore.map(|r| r.0) })
@@ -291,7 +307,10 @@ impl Resolver<'_> {
             self.error(
                 ManifestError::new("from-without-to", from.span.clone(), format!("piece `{name}` has `from` but no `to`"))
                     .label("a cut needs both ends")
-                    .help("add `to = \"<layer>\"`, the layer whose output ends the piece (or remove `from` to start at the model's inputs)"),
+                    .help(format!(
+                        "add `{}`, the layer whose output ends the piece (or remove `from` to start at the model's inputs)",
+                        self.assign("to", "\"<layer>\"")
+                    )),
             );
         }
         if is_saved_model {
@@ -391,25 +410,27 @@ impl Resolver<'_> {
         let text = node.as_str()?;
         // `path/to/file.py:function` — split at the last colon when a Python file precedes it.
         if let Some((file, function)) = text.rsplit_once(':').filter(|(f, _)| f.ends_with(".py")) {
-            let path_node = Node { value: Value::String(file.to_string()), span: node.span.start..node.span.start + file.len() + quote_len(node) };
+            let path_node = Node { value: Value::String(file.to_string()), span: self.sub_span(node, 0..file.len()) };
             let path = self.project_path(&path_node, Expect::File)?;
-            let is_identifier = function.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && function.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !is_identifier {
-                self.error(
-                    ManifestError::new("bad-source", node.span.clone(), format!("`{function}` is not a Python function name"))
-                        .label("after the colon: a function name")
-                        .help("write the builder as `path/to/file.py:function_name`"),
-                );
-                return None;
-            }
-            return Some(Source::Builder { path, function: function.to_string(), checkpoint: None, restore: None });
+            let function_span = self.sub_span(node, file.len() + 1..text.len());
+            return self.builder_function(&path, function, function_span).map(|function| Source::Builder {
+                path,
+                function,
+                checkpoint: None,
+                restore: None,
+            });
         }
         if text.ends_with(".py") {
+            let defined = python_functions(&self.root.join(text));
+            let example = defined.first().map_or("build_model", String::as_str);
+            let help = match defined.len() {
+                0 | 1 => format!("write `{text}:{example}`, naming the function that returns the Keras model"),
+                _ => format!("write `{text}:<function>`, naming the function that returns the Keras model; it defines {}", backticked(&defined)),
+            };
             self.error(
                 ManifestError::new("bad-source", node.span.clone(), "a Python source needs the builder function's name")
                     .label("which function builds the model?")
-                    .help(format!("write `{text}:build_model`, naming the function that returns the Keras model")),
+                    .help(help),
             );
             return None;
         }
@@ -439,9 +460,61 @@ impl Resolver<'_> {
         }
     }
 
+    /// The `function` of a `file.py:function` source: a Python identifier the file defines.
+    fn builder_function(&mut self, path: &Path, function: &str, span: Span) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join(path)).unwrap_or_default();
+        let defined = python_functions_in(&text);
+        let suggestion = suggestion::closest(function, defined.iter().map(String::as_str));
+        let is_identifier = function.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && function.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_identifier {
+            let help = match suggestion {
+                Some(name) => format!("did you mean `{}:{name}`?", path.display()),
+                None => "write the builder as `path/to/file.py:function_name` (letters, digits and `_`)".to_string(),
+            };
+            self.error(
+                ManifestError::new("bad-source", span, format!("`{function}` is not a Python function name"))
+                    .label("not a Python identifier")
+                    .help(help),
+            );
+            return None;
+        }
+        // A name that appears nowhere in the file cannot be one of its attributes (unless a
+        // star import brings it in). Anything subtler is left to Python.
+        let mentioned = text.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|word| word == function);
+        if !mentioned && !text.contains("import *") {
+            let help = match suggestion {
+                Some(name) => format!("did you mean `{name}`?"),
+                None if defined.is_empty() => format!("define `def {function}():` in `{}`, returning the Keras model", path.display()),
+                None => format!("`{}` defines {}", path.display(), backticked(&defined)),
+            };
+            self.error(
+                ManifestError::new("not-found", span, format!("`{}` has no function `{function}`", path.display()))
+                    .label("not defined in the file")
+                    .help(help),
+            );
+            return None;
+        }
+        Some(function.to_string())
+    }
+
+    /// The span of `range` (bytes of a string value) inside the value's span, when the text
+    /// between the quotes is the value itself (no escapes); the whole value's span otherwise.
+    fn sub_span(&self, node: &Node, range: std::ops::Range<usize>) -> Span {
+        let Some(value) = node.as_str() else { return node.span.clone() };
+        let raw = self.source.text.get(node.span.clone()).unwrap_or("");
+        let quote = usize::from(raw.starts_with(['"', '\'']));
+        match raw.get(quote..quote + value.len()) {
+            Some(inner) if inner == value && range.end <= value.len() && value.is_char_boundary(range.start) && value.is_char_boundary(range.end) => {
+                node.span.start + quote + range.start..node.span.start + quote + range.end
+            }
+            _ => node.span.clone(),
+        }
+    }
+
     /// A TensorFlow checkpoint is a prefix: `ckpt/ckpt-7` names `ckpt/ckpt-7.index` and data files.
     fn checkpoint(&mut self, node: &Node) -> Option<PathBuf> {
-        let path = self.project_path(node, Expect::Created)?;
+        let path = self.project_path(node, Expect::Prefix)?;
         let full = self.root.join(&path);
         let index = PathBuf::from(format!("{}.index", full.display()));
         if index.is_file() || full.is_file() {
@@ -455,10 +528,14 @@ impl Resolver<'_> {
             );
             return None;
         }
+        let help = match nearby_path(self.root, &path, true) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("expected `{}.index` beside its data files; name the prefix tf.train.Checkpoint.save returned", path.display()),
+        };
         self.error(
             ManifestError::new("not-found", node.span.clone(), format!("checkpoint `{}` does not exist", path.display()))
                 .label("no such checkpoint")
-                .help(format!("expected `{}.index` beside its data files; name the prefix tf.train.Checkpoint.save returned", path.display())),
+                .help(help),
         );
         None
     }
@@ -497,16 +574,17 @@ impl Resolver<'_> {
                 self.error(
                     ManifestError::new("path-outside-project", node.span.clone(), format!("`{text}` leaves the project directory"))
                         .label("goes above the manifest's directory")
-                        .help("everything a build reads must live inside the project (the manifest's directory): copy or move it inside"),
+                        .help(self.outside_help(expect)),
                 );
                 return None;
             }
         }
         let full = self.root.join(&normal);
+        let created_later = matches!(expect, Expect::Output | Expect::Prefix);
         match full.symlink_metadata() {
-            Err(_) if expect == Expect::Created => return Some(normal),
+            Err(_) if created_later => return Some(normal),
             Err(_) => {
-                let help = self.nearby_name(&normal).map_or_else(
+                let help = nearby_path(self.root, &normal, false).map_or_else(
                     || "paths are relative to the manifest's directory".to_string(),
                     |near| format!("did you mean `{near}`?"),
                 );
@@ -524,12 +602,12 @@ impl Resolver<'_> {
             if !real.starts_with(&real_root) {
                 self.error(
                     ManifestError::new("path-outside-project", node.span.clone(), format!("`{text}` leads outside the project through a symlink"))
-                        .label(format!("resolves to {}", real.display()))
-                        .help("builds must only read files inside the project: copy the file in instead of linking to it"),
+                        .label(format!("resolves to {}", relative_to(&real_root, &real).display()))
+                        .help(self.outside_help(expect)),
                 );
                 return None;
             }
-        } else if expect != Expect::Created {
+        } else if !created_later {
             self.error(
                 ManifestError::new("not-found", node.span.clone(), format!("`{text}` cannot be resolved (a broken symlink?)"))
                     .label("cannot be resolved")
@@ -553,22 +631,67 @@ impl Resolver<'_> {
         Some(normal)
     }
 
-    /// A sibling of a missing path with a similar name, relative to the root.
-    fn nearby_name(&self, missing: &Path) -> Option<String> {
-        let name = missing.file_name()?.to_str()?;
-        let parent = missing.parent().unwrap_or(Path::new(""));
-        let siblings: Vec<String> = std::fs::read_dir(self.root.join(parent))
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        let best = suggestion::closest(name, siblings.iter().map(String::as_str))?;
-        Some(parent.join(best).display().to_string())
+    fn outside_help(&self, expect: Expect) -> String {
+        match expect {
+            Expect::Output => format!("packages are written inside the project: choose a directory under it, e.g. {}", self.assign("out-dir", "\"dist\"")),
+            _ => "everything a build reads must live inside the project (the manifest's directory): copy the file in instead of pointing or linking outside".to_string(),
+        }
     }
 }
 
-/// The quotes around a TOML/YAML string value are part of its span.
-fn quote_len(node: &Node) -> usize {
-    usize::from(node.span.end - node.span.start > node.as_str().map_or(0, str::len))
+/// The existing path closest to a missing one, fixing each component in turn against its
+/// directory's entries (`doc/body.md` → `docs/body.md`). With `checkpoint`, the last component
+/// is matched against checkpoint prefixes (`ckpt-1` for `ckpt-1.index`).
+fn nearby_path(root: &Path, missing: &Path, checkpoint: bool) -> Option<String> {
+    let parts: Vec<&str> = missing.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+    let mut found = PathBuf::new();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let entries: Vec<String> = std::fs::read_dir(root.join(&found))
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                match (last, checkpoint) {
+                    (true, true) => name.strip_suffix(".index").map(str::to_string),
+                    (false, _) => e.path().is_dir().then_some(name),
+                    (true, false) => Some(name),
+                }
+            })
+            .collect();
+        let next = if entries.iter().any(|e| e == part) { part } else { suggestion::closest(part, entries.iter().map(String::as_str))? };
+        found.push(next);
+    }
+    (found != missing).then(|| found.display().to_string())
+}
+
+/// The functions a Python file defines at its top level, in order.
+fn python_functions(path: &Path) -> Vec<String> {
+    python_functions_in(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+fn python_functions_in(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("def ").or_else(|| line.strip_prefix("async def ")))
+        .filter_map(|rest| rest.split(['(', ':', ' ']).next())
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn backticked(names: &[String]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// `to` as seen from `from` (both absolute): `../../shared/model.keras`. Diagnostics show this
+/// rather than an absolute path, which says little about the project and differs per machine.
+fn relative_to(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path: PathBuf = from[common..].iter().map(|_| Component::ParentDir).collect();
+    path.extend(&to[common..]);
+    path
 }
 
 fn batch_norm(layers: &Layers<'_>) -> BatchNorm {

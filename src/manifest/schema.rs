@@ -75,6 +75,25 @@ pub const DTYPES: &[&str] = &[
     "uint16", "bool", "string",
 ];
 
+/// The dtype a user most likely meant by a name from NumPy, Python or TensorFlow habits
+/// (`tf.float32`, `float`, `long`), for did-you-mean.
+pub fn dtype_alias(name: &str) -> Option<&'static str> {
+    let bare = ["tf.", "np.", "numpy."].iter().fold(name.trim(), |n, prefix| n.strip_prefix(prefix).unwrap_or(n));
+    if let Some(known) = DTYPES.iter().find(|d| **d == bare) {
+        return Some(known);
+    }
+    match bare.to_ascii_lowercase().as_str() {
+        "float" | "single" | "f32" | "fp32" => Some("float32"),
+        "double" | "f64" | "fp64" => Some("float64"),
+        "half" | "f16" | "fp16" => Some("float16"),
+        "int" | "i32" => Some("int32"),
+        "long" | "i64" => Some("int64"),
+        "boolean" => Some("bool"),
+        "str" | "bytes" | "text" => Some("string"),
+        _ => None,
+    }
+}
+
 pub const KERAS_FLAVOURS: &[&str] = &["auto", "keras3", "tf-keras"];
 
 /// `[0, 1)`: a dropout rate of 1 would drop everything.

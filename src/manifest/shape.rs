@@ -2,22 +2,44 @@
 //!
 //! Reports unknown keys (with did-you-mean), values of the wrong type, numbers out of range,
 //! strings outside their set, and missing required keys. It knows nothing of the meaning of
-//! values; `resolve.rs` does the checks that do.
+//! values; `resolve.rs` does the checks that do. Help lines show the fix in the syntax of the
+//! file being checked ([`Place`] knows whether that is TOML or YAML).
 
 use super::diagnostic::ManifestError;
-use super::document::{Node, Value};
+use super::document::{Node, Span, Value};
 use super::schema::{self, Field, Ty};
 use super::source::Format;
 use crate::suggestion;
 
 pub fn check(root: &Node, format: Format, errors: &mut Vec<ManifestError>) {
-    match root.value {
-        Value::Table(_) => check_table(root, schema::MANIFEST, &Place::root(format), errors),
-        _ => errors.push(
-            ManifestError::new("wrong-type", root.span.clone(), format!("a manifest must be a table of keys, found {}", root.type_name()))
-                .help("start with `[project]` (TOML) or `project:` (YAML)"),
-        ),
+    let place = Place::root(format);
+    match &root.value {
+        Value::Table(entries) if entries.is_empty() => errors.push(empty_manifest(root, &place)),
+        Value::Table(_) => check_table(root, schema::MANIFEST, &place, None, errors),
+        _ => {
+            let help = match format {
+                Format::Toml => "start with a `[project]` table and a `[models.<name>]` table",
+                Format::Yaml => "write the manifest's keys at the top level, without `- `: `project:` and `models:`",
+            };
+            errors.push(
+                ManifestError::new("wrong-type", root.span.clone(), format!("a manifest must be a table of keys, found {}", root.type_name()))
+                    .label(format!("{} here; expected `project` and `models` keys", root.type_name()))
+                    .help(help),
+            )
+        }
     }
+}
+
+/// A file with no keys at all (empty, or only comments): one error that says where to start,
+/// rather than one per missing key.
+fn empty_manifest(root: &Node, place: &Place) -> ManifestError {
+    let start = match place.format() {
+        Format::Toml => "a `[project]` table with `name = \"my-project\"`, and a `[models.<name>]` table",
+        Format::Yaml => "`project:` (with `name: my-project` under it) and `models:`",
+    };
+    ManifestError::new("empty-manifest", root.span.start..root.span.start, "the manifest is empty")
+        .label("no keys")
+        .help(format!("run `exportctl init` to write a starting manifest, or start with {start}; Export.toml.example shows every key"))
 }
 
 /// Where a value sits, for messages (`defaults`, `models.mobilenet.pieces[1]`), and the
@@ -42,6 +64,10 @@ impl Place {
         Place(format!("{}[{i}]", self.0), self.1)
     }
 
+    pub(crate) fn format(&self) -> Format {
+        self.1
+    }
+
     /// `key = value` in TOML, `key: value` in YAML.
     pub(crate) fn assign(&self, key: &str, value: &str) -> String {
         match self.1 {
@@ -50,19 +76,30 @@ impl Place {
         }
     }
 
-    /// How a table at `path` is opened: `[path]` in TOML, `path:` (nested) in YAML.
-    pub(crate) fn table(&self, path: &str) -> String {
+    /// How the table at this place is opened: `[models.x.validate]` in TOML, `validate:` in
+    /// YAML (its keys indented under it).
+    pub(crate) fn table_header(&self) -> String {
         match self.1 {
-            Format::Toml => format!("[{path}]"),
-            Format::Yaml => format!("{path}:"),
+            Format::Toml => format!("`[{}]`", self.header_path()),
+            Format::Yaml => format!("`{}:`", self.last_key()),
         }
     }
 
-    /// How an entry of a list of tables is opened: `[[path]]` in TOML, `- name: ...` in YAML.
-    pub(crate) fn list_entry(&self, path: &str) -> String {
+    /// How one entry of the map at this place is opened: `[models.<name>]` in TOML,
+    /// `<name>:` under `models:` in YAML.
+    pub(crate) fn map_entry(&self) -> String {
         match self.1 {
-            Format::Toml => format!("[[{path}]]"),
-            Format::Yaml => format!("`- name: ...` under `{path}`"),
+            Format::Toml => format!("`[{}.<name>]`", self.header_path()),
+            Format::Yaml => format!("`<name>:` under `{}:`", self.last_key()),
+        }
+    }
+
+    /// How one entry of the list of tables at this place is opened: `[[models.x.pieces]]` in
+    /// TOML, a `- name: ...` item under `pieces:` in YAML.
+    pub(crate) fn list_entry(&self) -> String {
+        match self.1 {
+            Format::Toml => format!("`[[{}]]`", self.header_path()),
+            Format::Yaml => format!("a `- name: ...` item under `{}:`", self.last_key()),
         }
     }
 
@@ -77,85 +114,86 @@ impl Place {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The dotted path as a TOML header writes it: list indexes dropped.
+    fn header_path(&self) -> String {
+        let mut path = String::new();
+        let mut in_index = false;
+        for c in self.0.chars() {
+            match c {
+                '[' => in_index = true,
+                ']' => in_index = false,
+                c if !in_index => path.push(c),
+                _ => {}
+            }
+        }
+        path
+    }
+
+    fn last_key(&self) -> String {
+        let path = self.header_path();
+        path.rsplit('.').next().unwrap_or("").to_string()
+    }
 }
 
-fn check_table(node: &Node, fields: &'static [Field], place: &Place, errors: &mut Vec<ManifestError>) {
+/// `owner` is the span of the key this table is the value of, if any: in YAML, missing keys
+/// are reported there (`classifier:`), since a block mapping has no header of its own.
+fn check_table(node: &Node, fields: &'static [Field], place: &Place, owner: Option<&Span>, errors: &mut Vec<ManifestError>) {
     let Some(entries) = node.as_table() else { return };
+    // Keys a did-you-mean pointed at: `model` → `models` makes "missing `models`" redundant.
+    let mut suggested = Vec::new();
     for entry in entries {
         match fields.iter().find(|f| f.key == entry.key) {
-            Some(field) => check_value(&entry.node, field, &place.key(&entry.key), errors),
+            Some(field) => check_ty(&entry.node, &field.ty, field.key, &place.key(&entry.key), Some(&entry.key_span), errors),
             None => {
-                let known = fields.iter().map(|f| f.key);
-                let help = suggestion::did_you_mean(&entry.key, known).unwrap_or_else(|| {
-                    let keys: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
-                    format!("the keys of {} are {}", place.describe(), keys.join(", "))
-                });
+                let closest = suggestion::closest(&entry.key, fields.iter().map(|f| f.key));
+                suggested.extend(closest);
+                let help = match closest {
+                    Some(name) => format!("did you mean `{name}`?"),
+                    None => {
+                        let keys: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
+                        format!("the keys of {} are {}", place.describe(), keys.join(", "))
+                    }
+                };
                 errors.push(
-                    ManifestError::new(
-                        "unknown-key",
-                        entry.key_span.clone(),
-                        format!("unknown key `{}` in {}", entry.key, place.describe()),
-                    )
-                    .label("unknown key")
-                    .help(help),
+                    ManifestError::new("unknown-key", entry.key_span.clone(), format!("unknown key `{}` in {}", entry.key, place.describe()))
+                        .label("unknown key")
+                        .help(help),
                 );
             }
         }
     }
     for field in fields.iter().filter(|f| f.required) {
-        if node.get(field.key).is_none() {
-            let header_end = header_span(node);
-            errors.push(
-                ManifestError::new(
-                    "missing-key",
-                    header_end,
-                    format!("missing required key `{}` in {}", field.key, place.describe()),
-                )
-                .label(format!("`{}` is required here", field.key))
-                .help(missing_help(place, field)),
-            );
+        if node.get(field.key).is_some() || suggested.contains(&field.key) {
+            continue;
         }
+        let (span, label) = if place.as_str().is_empty() {
+            (0..0, format!("the manifest has no `{}`", field.key))
+        } else {
+            let span = match (place.format(), owner) {
+                (Format::Yaml, Some(key)) => key.clone(),
+                _ => node.span.clone(),
+            };
+            (span, format!("needs `{}`", field.key))
+        };
+        errors.push(
+            ManifestError::new("missing-key", span, format!("missing required key `{}` in {}", field.key, place.describe()))
+                .label(label)
+                .help(missing_help(place, field)),
+        );
     }
 }
 
-/// A table's span can be its whole body; a missing key is reported on its first line only.
-fn header_span(node: &Node) -> std::ops::Range<usize> {
-    let start = node.span.start;
-    node.span.clone().start..start
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-fn check_value(node: &Node, field: &'static Field, place: &Place, errors: &mut Vec<ManifestError>) {
-    check_ty(node, &field.ty, field.key, place, errors)
-}
-
-fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut Vec<ManifestError>) {
+fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Option<&Span>, errors: &mut Vec<ManifestError>) {
     let wrong_type = |expected: &str, help: String| {
-        ManifestError::new(
-            "wrong-type",
-            node.span.clone(),
-            format!("{} must be {expected}, found {}", place.describe(), node.type_name()),
-        )
-        .label(format!("expected {expected}"))
-        .help(help)
+        ManifestError::new("wrong-type", node.span.clone(), format!("{} must be {expected}, found {}", place.describe(), node.type_name()))
+            .label(format!("expected {expected}"))
+            .help(help)
     };
     match ty {
         Ty::String | Ty::Path | Ty::Name => {
             let Some(s) = node.as_str() else {
-                let shown = match &node.value {
-                    Value::Integer(i) => i.to_string(),
-                    Value::Float(f) => f.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => "...".to_string(),
-                };
-                errors.push(wrong_type("a string", format!("quote the value: {}", place.assign(key, &format!("\"{shown}\"")))));
+                errors.push(wrong_type("a string", string_help(node, key, place)));
                 return;
             };
             if matches!(ty, Ty::Path) && s.trim().is_empty() {
@@ -166,32 +204,26 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
                 );
             }
             if matches!(ty, Ty::Name) && !schema::is_valid_name(s) {
-                errors.push(invalid_name(node, s, place));
+                errors.push(invalid_name(node.span.clone(), s, name_noun(place)));
             }
         }
         Ty::Bool => {
             if node.as_bool().is_none() {
-                let help = match node.as_str() {
-                    Some(s @ ("true" | "false" | "yes" | "no" | "on" | "off")) => {
-                        let b = matches!(s, "true" | "yes" | "on");
-                        format!("write a boolean without quotes: {}", place.assign(key, &b.to_string()))
-                    }
-                    _ => format!("write `{}` or `{}`", place.assign(key, "true"), place.assign(key, "false")),
-                };
-                errors.push(wrong_type("a boolean", help));
+                errors.push(wrong_type("a boolean", bool_help(node, key, place)));
             }
         }
         Ty::Integer { min } => match node.value {
             Value::Integer(i) if i < *min => errors.push(
-                ManifestError::new(
-                    "out-of-range",
-                    node.span.clone(),
-                    format!("{} must be at least {min}, found {i}", place.describe()),
-                )
-                .label(format!("must be >= {min}"))
-                .help(format!("use an integer >= {min}")),
+                ManifestError::new("out-of-range", node.span.clone(), format!("{} must be at least {min}, found {i}", place.describe()))
+                    .label(format!("must be >= {min}"))
+                    .help(integer_range_help(key, *min, place)),
             ),
             Value::Integer(_) => {}
+            Value::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() >= i64::MAX as f64 => errors.push(
+                ManifestError::new("out-of-range", node.span.clone(), format!("{} is too large: {}", place.describe(), format_whole(x)))
+                    .label("too large")
+                    .help(integer_range_help(key, *min, place)),
+            ),
             _ => errors.push(wrong_type("an integer", number_help(node, key, place, true))),
         },
         Ty::Number { min, min_exclusive, max } => {
@@ -209,13 +241,9 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
             if !x.is_finite() || below || above {
                 let code = if *min_exclusive && *min == 0.0 && x <= 0.0 { "not-positive" } else { "out-of-range" };
                 errors.push(
-                    ManifestError::new(
-                        code,
-                        node.span.clone(),
-                        format!("{} must be {range}, found {}", place.describe(), format_number(x)),
-                    )
-                    .label(format!("must be {range}"))
-                    .help(number_range_help(key, *min, *min_exclusive, *max)),
+                    ManifestError::new(code, node.span.clone(), format!("{} must be {range}, found {}", place.describe(), format_number(x)))
+                        .label(format!("must be {range}"))
+                        .help(number_range_help(key, *min, *min_exclusive, *max, place)),
                 );
             }
         }
@@ -223,7 +251,8 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
             Some(s) if values.contains(&s) => {}
             Some(s) => {
                 let list: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
-                let help = match suggestion::closest(s, values.iter().copied()) {
+                let best = if key == "dtype" { schema::dtype_alias(s) } else { None };
+                let help = match best.or_else(|| suggestion::closest(s, values.iter().copied())) {
                     Some(best) => format!("did you mean `{best}`? expected one of {}", list.join(", ")),
                     None => format!("expected one of {}", list.join(", ")),
                 };
@@ -250,15 +279,21 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
                     .label("a dimension is -1 or a positive size")
                     .help("use -1 for a dimension of any size (such as the batch), or a size >= 1"),
             ),
-            _ => errors.push(
-                ManifestError::new(
-                    "bad-shape",
-                    node.span.clone(),
-                    format!("a dimension in {} must be an integer, found {}", place.describe(), node.type_name()),
+            _ => {
+                let help = match node.value {
+                    Value::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("write `{}`, without a decimal point", x as i64),
+                    _ => format!("write the shape as integers, -1 for any size: {}", place.assign("shape", "[-1, 224, 224, 3]")),
+                };
+                errors.push(
+                    ManifestError::new(
+                        "bad-shape",
+                        node.span.clone(),
+                        format!("a dimension in {} must be an integer, found {}", place.describe(), node.type_name()),
+                    )
+                    .label("expected an integer")
+                    .help(help),
                 )
-                .label("expected an integer")
-                .help(format!("write the shape as integers, -1 for any size: {}", place.assign("shape", "[-1, 224, 224, 3]"))),
-            ),
+            }
         },
         Ty::OneOrMany(inner) => match &node.value {
             Value::Array(items) if items.is_empty() => errors.push(
@@ -268,10 +303,10 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
             ),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    check_ty(item, inner, key, &place.index(i), errors);
+                    check_ty(item, inner, key, &place.index(i), None, errors);
                 }
             }
-            _ => check_ty(node, inner, key, place, errors),
+            _ => check_ty(node, inner, key, place, owner, errors),
         },
         Ty::List(inner) => match &node.value {
             Value::Array(items) => {
@@ -283,53 +318,58 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
                     );
                 }
                 for (i, item) in items.iter().enumerate() {
-                    check_ty(item, inner, key, &place.index(i), errors);
+                    check_ty(item, inner, key, &place.index(i), None, errors);
                 }
             }
-            _ => errors.push(wrong_type("an array", format!("write a list: {}", place.assign(key, "[...]")))),
+            _ => errors.push(wrong_type("an array", list_help(node, key, place))),
         },
         Ty::Table(fields) => match node.value {
-            Value::Table(_) => check_table(node, fields, place, errors),
-            _ => errors.push(wrong_type("a table", format!("write `{}` with keys under it", place.table(place.as_str())))),
+            Value::Table(_) => check_table(node, fields, place, owner, errors),
+            _ => {
+                let help = match place.format() {
+                    Format::Toml => format!("write a table: `{key} = {{ ... }}` or a {} section", place.table_header()),
+                    Format::Yaml => format!("write a mapping: {} with its keys indented under it", place.table_header()),
+                };
+                errors.push(wrong_type("a table", help))
+            }
         },
         Ty::Map { keys, value: inner } => {
             let Some(entries) = node.as_table() else {
-                errors.push(wrong_type("a table", format!("write one `{}` table per entry", place.table(&format!("{}.<name>", place.as_str())))));
+                errors.push(wrong_type("a table", format!("write one {} per entry", place.map_entry())));
                 return;
             };
             if entries.is_empty() {
                 errors.push(
                     ManifestError::new("empty-table", node.span.clone(), format!("{} has no entries", place.describe()))
                         .label("empty")
-                        .help(format!("add at least one `{}` table", place.table(&format!("{}.<name>", place.as_str())))),
+                        .help(format!("add at least one {}", place.map_entry())),
                 );
             }
             for entry in entries {
-                let as_node = Node { value: Value::String(entry.key.clone()), span: entry.key_span.clone() };
                 match keys {
                     schema::Keys::Name if !schema::is_valid_name(&entry.key) => {
-                        errors.push(invalid_name(&as_node, &entry.key, &place.key(&entry.key)))
+                        errors.push(invalid_name(entry.key_span.clone(), &entry.key, "model name"))
                     }
                     schema::Keys::TensorName if !schema::is_valid_tensor_name(&entry.key) => errors.push(
                         ManifestError::new("invalid-name", entry.key_span.clone(), format!("`{}` is not a valid input name", entry.key))
                             .label("invalid input name")
-                            .help("input names are TensorFlow names: letters, digits, `_`, `.` and `-`, not starting with a digit"),
+                            .help(tensor_name_help(&entry.key)),
                     ),
                     _ => {}
                 }
-                check_ty(&entry.node, inner, &entry.key, &place.key(&entry.key), errors);
+                check_ty(&entry.node, inner, &entry.key, &place.key(&entry.key), Some(&entry.key_span), errors);
             }
         }
         Ty::TableList(fields) => match &node.value {
             Value::Array(items) if items.is_empty() => errors.push(
                 ManifestError::new("empty-list", node.span.clone(), format!("{} is empty", place.describe()))
                     .label("no entries")
-                    .help(format!("add a {} entry with at least a `name`", place.list_entry(place.as_str()))),
+                    .help(format!("add {} with at least a `name`", place.list_entry())),
             ),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     match item.value {
-                        Value::Table(_) => check_table(item, fields, &place.index(i), errors),
+                        Value::Table(_) => check_table(item, fields, &place.index(i), None, errors),
                         _ => errors.push(
                             ManifestError::new(
                                 "wrong-type",
@@ -337,17 +377,38 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, errors: &mut
                                 format!("{} must be a table, found {}", place.index(i).describe(), item.type_name()),
                             )
                             .label("expected a table")
-                            .help(format!("write each entry as a {} table", place.list_entry(place.as_str()))),
+                            .help(format!("write each entry as {}", place.list_entry())),
                         ),
                     }
                 }
             }
-            _ => errors.push(wrong_type("an array of tables", format!("write each entry as a {} table", place.list_entry(place.as_str())))),
+            Value::Table(_) => {
+                let help = match place.format() {
+                    Format::Toml => format!("a list of tables takes double brackets: {}, once per entry", place.list_entry()),
+                    Format::Yaml => format!("make it a list: each entry starts with `- `, as {}", place.list_entry()),
+                };
+                errors.push(wrong_type("an array of tables", help))
+            }
+            _ => errors.push(wrong_type("an array of tables", format!("write each entry as {}", place.list_entry()))),
         },
     }
 }
 
-fn invalid_name(node: &Node, name: &str, place: &Place) -> ManifestError {
+/// What a name at `place` names, for messages: "`Feature Vector` is not a valid piece name".
+fn name_noun(place: &Place) -> &'static str {
+    let path = place.as_str();
+    if path.ends_with("publisher") {
+        "publisher name"
+    } else if path == "project.name" {
+        "project name"
+    } else if path.contains("pieces[") {
+        "piece name"
+    } else {
+        "name"
+    }
+}
+
+fn invalid_name(span: Span, name: &str, noun: &str) -> ManifestError {
     let fixed: String = name
         .chars()
         .map(|c| match c {
@@ -356,21 +417,84 @@ fn invalid_name(node: &Node, name: &str, place: &Place) -> ManifestError {
             _ => '-',
         })
         .collect::<String>()
-        .trim_matches('-')
-        .to_string();
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
     let help = if !fixed.is_empty() && schema::is_valid_name(&fixed) {
         format!("names use lowercase letters, digits and `-` (they become paths and targets): try `{fixed}`")
     } else {
         "names use lowercase letters, digits and `-` (they become paths and targets)".to_string()
     };
-    ManifestError::new("invalid-name", node.span.clone(), format!("`{name}` is not a valid name for {}", place.describe()))
-        .label("invalid name")
-        .help(help)
+    ManifestError::new("invalid-name", span, format!("`{name}` is not a valid {noun}")).label("invalid name").help(help)
+}
+
+fn tensor_name_help(name: &str) -> String {
+    let fixed: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' }).collect();
+    let fixed = if fixed.starts_with(|c: char| c.is_ascii_digit()) { format!("_{fixed}") } else { fixed };
+    let rule = "input names are TensorFlow names: letters, digits, `_`, `.` and `-`, not starting with a digit";
+    if schema::is_valid_tensor_name(&fixed) {
+        format!("{rule}; use the input's name in the model, e.g. `{fixed}`")
+    } else {
+        rule.to_string()
+    }
+}
+
+/// A string was expected: show the value as a string when that is what the user meant.
+fn string_help(node: &Node, key: &str, place: &Place) -> String {
+    match &node.value {
+        Value::Integer(i) => format!("quote the value: {}", place.assign(key, &format!("\"{i}\""))),
+        Value::Float(f) => format!("quote the value: {}", place.assign(key, &format!("\"{f}\""))),
+        Value::Bool(b) => format!("quote the value: {}", place.assign(key, &format!("\"{b}\""))),
+        Value::Null => format!("give `{key}` a value: {}", place.assign(key, "\"...\"")),
+        Value::Table(entries) => match entries.iter().find_map(|e| e.node.as_str()) {
+            Some(s) => format!("`{key}` takes the value itself, not a table: {}", place.assign(key, &format!("\"{s}\""))),
+            None => format!("`{key}` takes a single string: {}", place.assign(key, "\"...\"")),
+        },
+        Value::Array(items) => match items.as_slice() {
+            [one] => match one.as_str() {
+                Some(s) => format!("`{key}` takes one string, without brackets: {}", place.assign(key, &format!("\"{s}\""))),
+                None => format!("`{key}` takes a single string, not a list"),
+            },
+            _ => format!("`{key}` takes a single string, not a list"),
+        },
+        _ => format!("write a string: {}", place.assign(key, "\"...\"")),
+    }
+}
+
+/// A list was expected: a quoted list loses its quotes, a single string gets brackets.
+fn list_help(node: &Node, key: &str, place: &Place) -> String {
+    match node.as_str().map(str::trim) {
+        Some(s) if s.starts_with('[') && s.ends_with(']') => format!("remove the quotes: {}", place.assign(key, s)),
+        Some(s) => format!("write a list, even of one: {}", place.assign(key, &format!("[\"{s}\"]"))),
+        None => format!("write a list: {}", place.assign(key, "[...]")),
+    }
+}
+
+fn bool_help(node: &Node, key: &str, place: &Place) -> String {
+    let Some(s) = node.as_str() else {
+        return format!("write `{}` or `{}`", place.assign(key, "true"), place.assign(key, "false"));
+    };
+    let meant = match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "1" => Some(true),
+        "false" | "no" | "off" | "n" | "0" => Some(false),
+        _ => None,
+    };
+    let quoted = node.span.len() > s.len();
+    match meant {
+        Some(b) if quoted => format!("write a boolean without quotes: {}", place.assign(key, &b.to_string())),
+        // YAML 1.2 reads `yes`/`on` as strings; only `true`/`false` are booleans.
+        Some(b) => format!("`{s}` is a string in YAML 1.2; booleans are `true` and `false`: {}", place.assign(key, &b.to_string())),
+        None => format!("write `{}` or `{}`", place.assign(key, "true"), place.assign(key, "false")),
+    }
 }
 
 fn number_help(node: &Node, key: &str, place: &Place, integer: bool) -> String {
-    match node.as_str().map(str::trim) {
-        Some(s) if s.parse::<f64>().is_ok() => format!("remove the quotes: {}", place.assign(key, s)),
+    match (&node.value, node.as_str().map(str::trim)) {
+        (_, Some(s)) if s.parse::<f64>().is_ok() => format!("remove the quotes: {}", place.assign(key, s)),
+        (Value::Float(x), _) if integer && x.fract() == 0.0 && x.abs() < 1e15 => {
+            format!("write a whole number, without a decimal point: {}", place.assign(key, &(*x as i64).to_string()))
+        }
         _ if integer => format!("write a whole number, e.g. {}", place.assign(key, "1")),
         _ => format!("write a number, e.g. {}", place.assign(key, "0.5")),
     }
@@ -378,24 +502,36 @@ fn number_help(node: &Node, key: &str, place: &Place, integer: bool) -> String {
 
 /// How to add a missing required key, as the user would write it.
 fn missing_help(place: &Place, field: &Field) -> String {
-    let key = field.key;
-    match (place.as_str(), key) {
-        ("", "project") => format!("start the manifest with `{}` and `{}`", place.table("project"), place.assign("name", "\"my-project\"")),
-        ("", "models") => format!(
-            "add a model: `{}` with `{}` and one {} entry",
-            place.table("models.my-model"),
-            place.assign("source", "\"models/model.keras\""),
-            place.list_entry("models.my-model.pieces")
+    let yaml = place.format() == Format::Yaml;
+    match (place.as_str(), field.key) {
+        ("", "project") if yaml => "add `project:` at the top level, with `name: my-project` indented under it".to_string(),
+        ("", "project") => "start the manifest with a `[project]` table holding `name = \"my-project\"`".to_string(),
+        ("", "models") if yaml => {
+            "add `models:` at the top level, with one `<name>:` per model under it, each with a `source:` and a `pieces:` list".to_string()
+        }
+        ("", "models") => {
+            "add a model: a `[models.my-model]` table with `source = \"models/model.keras\"`, and a `[[models.my-model.pieces]]` table with `name = \"full\"`".to_string()
+        }
+        (_, "source") => format!(
+            "add `{}` (a .keras/.h5 file, a SavedModel directory or file.py:function)",
+            place.assign("source", "\"models/model.keras\"")
         ),
-        (_, "source") => format!("add `{}` (a .keras/.h5 file, a SavedModel directory or file.py:function)", place.assign("source", "\"models/model.keras\"")),
         (_, "pieces") => format!(
-            "add at least one piece: a {} entry with `{}` (no `to`: the whole model)",
-            place.list_entry(&format!("{}.pieces", place.as_str())),
+            "add at least one piece: {} with `{}` (no `to`: the whole model)",
+            place.key("pieces").list_entry(),
             place.assign("name", "\"full\"")
         ),
         (_, "name") => format!("add `{}` ([a-z0-9-]+)", place.assign("name", "\"...\"")),
         (_, "shape") => format!("add `{}` (batch dimension first, -1 for any size)", place.assign("shape", "[-1, 224, 224, 3]")),
-        _ => format!("add `{key}`: {}", lowercase_first(field.doc)),
+        (_, key) => format!("add `{key}`: {}", lowercase_first(field.doc)),
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -414,14 +550,29 @@ fn describe_range(min: f64, min_exclusive: bool, max: Option<(f64, bool)>) -> St
     }
 }
 
-fn number_range_help(key: &str, min: f64, min_exclusive: bool, max: Option<(f64, bool)>) -> String {
-    match (key, min_exclusive, max) {
-        ("atol" | "rtol", ..) => "tolerances are positive, e.g. 1e-5".to_string(),
-        ("epsilon", ..) => "epsilon must be positive, e.g. 0.001".to_string(),
-        ("dropout", ..) => "a dropout rate is in [0, 1), e.g. 0.1".to_string(),
-        (_, _, Some(_)) => format!("use a value {}", describe_range(min, min_exclusive, max)),
+fn integer_range_help(key: &str, min: i64, place: &Place) -> String {
+    match key {
+        "version" => format!("model versions count from 1, TF Hub style: {}", place.assign(key, "1")),
+        "timeout" => format!("a number of seconds, e.g. {} (the default)", place.assign(key, "900")),
+        "batch" => format!("a batch size of at least 1, e.g. {} (the default)", place.assign(key, "2")),
+        "seed" => format!("a seed is an integer >= 0, e.g. {}", place.assign(key, "0")),
+        _ => format!("use an integer >= {min}"),
+    }
+}
+
+fn number_range_help(key: &str, min: f64, min_exclusive: bool, max: Option<(f64, bool)>, place: &Place) -> String {
+    match key {
+        "atol" | "rtol" => format!("tolerances are positive, e.g. {}", place.assign(key, "1e-5")),
+        "epsilon" => format!("epsilon must be positive, e.g. {}", place.assign(key, "0.001")),
+        "momentum" => format!("batch-norm momentum is a fraction in [0, 1], e.g. {}", place.assign(key, "0.99")),
+        "dropout" => format!("a dropout rate is in [0, 1), e.g. {}", place.assign(key, "0.1")),
         _ => format!("use a value {}", describe_range(min, min_exclusive, max)),
     }
+}
+
+/// A huge integral number, in full (`100000000000000000000`), for "too large" messages.
+fn format_whole(x: f64) -> String {
+    format!("{x:.0}")
 }
 
 pub(crate) fn format_number(x: f64) -> String {

@@ -66,7 +66,8 @@ Failure::
 last, as ``"<path>:<line> in <function>"``; site-packages paths are shortened to
 the package-relative path, this file is ``worker.py``. ``data`` is ``{}`` when
 there is nothing structured to add; Python exceptions with a cause add
-``data.cause = "<Type>: <message>"``.
+``data.cause = "<Type>: <message>"``; a failed Keras load may add ``data.hint``
+(e.g. "list the .py files that define them in custom-objects").
 
 Every method that writes files writes only inside the ``out_dir`` it is given.
 ``out_dir`` must exist (it is created if missing) and be empty. Python bytecode
@@ -81,6 +82,8 @@ Layer-inventory object (``LayerInfo``), used by ``export``::
      "dropout_rate": float | null,          # Dropout-like layers only
      "batch_norm": {"momentum": float, "epsilon": float} | null,
      "is_model": bool,                      # a nested Keras model
+     "is_op": bool,                         # a Keras 3 op that is not a layer (keras.ops.add in a
+                                            # functional graph: MobileNetV3's "add_3"); a valid cut point
      "layers": [LayerInfo, ...]}            # only when is_model: the nested model's layers
 
 Tensor-spec object (``Spec``): ``{"name": str, "shape": shape, "dtype": str}``;
@@ -516,6 +519,15 @@ class _Modules:
 M = _Modules()
 
 
+def _fresh_session():
+    """Reset Keras' global state (auto-name counters, graph) so that a warm worker names things
+    exactly like a fresh one: Keras 3 seed generators are auto-named (seed_generator_<n>) and that
+    name lands in the SavedModel's checkpoint. Models never outlive a request, so this is safe."""
+    M.keras.backend.clear_session(free_memory=False)
+    if M._tf_keras is not None:
+        M._tf_keras.backend.clear_session()
+
+
 def _dist_version(name):
     try:
         return importlib.metadata.version(name)
@@ -619,12 +631,12 @@ def _jsonable(obj):
 
 def _suggest(name, candidates, n=5):
     candidates = list(dict.fromkeys(candidates))
-    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
     lowered = name.lower()
-    for c in candidates:
+    for c in candidates:  # also "proj" -> "proj_a", "dense" -> "dense_1"
         if len(close) >= n:
             break
-        if c not in close and lowered and (lowered in c.lower() or c.lower() in lowered):
+        if c not in close and min(len(c), len(lowered)) >= 3 and (lowered in c.lower() or c.lower() in lowered):
             close.append(c)
     return close
 
@@ -759,6 +771,11 @@ def _is_model(layer):
     )
 
 
+def _is_layer(obj):
+    """False for a Keras 3 operation in a functional graph that is not a Layer (keras.ops.add ...)."""
+    return "Layer" in _mro_names(obj)
+
+
 def _all_layers(model):
     """Every layer below model (nested ones included), deduplicated."""
     return list(model._flatten_layers(include_self=False, recursive=True))
@@ -776,9 +793,9 @@ def _node_layer(node):
 
 
 def _node_inputs(node):
-    if hasattr(node, "input_tensors"):
-        return list(node.input_tensors)
-    return list(node.keras_inputs)
+    if hasattr(node, "keras_inputs"):  # tf_keras
+        return list(node.keras_inputs)
+    return list(node.input_tensors)  # Keras 3
 
 
 def _node_outputs(node):
@@ -959,23 +976,52 @@ def _regularizers(layer):
     return regs
 
 
-def _layer_output_shape(layer):
-    nodes = getattr(layer, "_inbound_nodes", None)
-    if not nodes:
+def _graph_nodes(model):
+    """ids of the nodes that make up a functional/Sequential model's own graph.
+
+    A layer can have several inbound nodes (Keras 3 Sequential models are built twice on load;
+    shared layers are called several times): only the ones in this set belong to this model."""
+    ids = set()
+    stack = list(_model_outputs(model) or [])
+    while stack:
+        layer, node_index, _ = _history(stack.pop())
+        if layer is None:
+            continue
+        node = layer._inbound_nodes[node_index]
+        if id(node) in ids:
+            continue
+        ids.add(id(node))
+        if not node.is_input:
+            stack.extend(_node_inputs(node))
+    return ids
+
+
+def _model_node(layer, graph):
+    """The first node of layer that belongs to the graph (or its first node, if none does)."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    for node in nodes:
+        if id(node) in graph:
+            return node
+    return nodes[0] if nodes else None
+
+
+def _layer_output_shape(layer, graph):
+    node = _model_node(layer, graph)
+    if node is None:
         return None
-    outs = _node_outputs(nodes[0])
+    outs = _node_outputs(node)
     shapes = [_shape_list(t.shape) for t in outs]
     if len(shapes) == 1:
         return shapes[0]
     return shapes
 
 
-def _layer_inbound(layer):
-    nodes = getattr(layer, "_inbound_nodes", None)
-    if not nodes:
+def _layer_inbound(layer, graph):
+    node = _model_node(layer, graph)
+    if node is None:
         return []
     names = []
-    for t in _node_inputs(nodes[0]):
+    for t in _node_inputs(node):
         parent = _history(t)[0]
         if parent is not None and parent.name not in names:
             names.append(parent.name)
@@ -1001,21 +1047,23 @@ def _top_level_layers(model):
     return input_layers + layers
 
 
-def _layer_info(layer):
+def _layer_info(layer, graph):
     info = {
         "name": layer.name,
         "class": type(layer).__name__,
-        "output_shape": _layer_output_shape(layer),
-        "inbound": _layer_inbound(layer),
+        "output_shape": _layer_output_shape(layer, graph),
+        "inbound": _layer_inbound(layer, graph),
         "regularizers": _regularizers(layer),
         "dropout_rate": float(layer.rate) if _is_dropout(layer) else None,
         "batch_norm": (
             {"momentum": float(layer.momentum), "epsilon": float(layer.epsilon)} if _is_batch_norm(layer) else None
         ),
         "is_model": _is_model(layer),
+        "is_op": not _is_layer(layer),
     }
     if info["is_model"]:
-        info["layers"] = [_layer_info(l) for l in _top_level_layers(layer)]
+        inner = _graph_nodes(layer)
+        info["layers"] = [_layer_info(l, inner) for l in _top_level_layers(layer)]
     return info
 
 
@@ -1163,9 +1211,20 @@ def _detect_keras_file_flavour(path):
 
 
 def _load_keras(path, flavour, custom, compile=False):
-    if flavour == "keras3":
-        return M.keras.saving.load_model(path, custom_objects=custom, compile=compile)
-    return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile)
+    try:
+        if flavour == "keras3":
+            return M.keras.saving.load_model(path, custom_objects=custom, compile=compile)
+        return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile)
+    except Exception as e:
+        text = str(e)
+        if any(k in text for k in ("Unknown layer", "could not be deserialized", "Could not locate", "Unknown object", "custom_objects")):
+            e.exportctl_hint = (
+                "the model uses classes or functions that are not built into Keras: list the .py files that define "
+                "them in custom-objects (they are imported before loading)"
+            )
+        elif "safe_mode" in text:
+            e.exportctl_hint = "the model contains a Lambda layer; Keras refuses to deserialize it in safe mode"
+        raise
 
 
 def _canonicalize_keras_zip(path):
@@ -1273,8 +1332,14 @@ def _resolve_builder(path, function, checkpoint, restore, custom, sys_path):
     ckpt_path = checkpoint
     if os.path.isdir(ckpt_path):
         latest = tf.train.latest_checkpoint(ckpt_path)
-        if latest is None:
-            raise FileNotFoundError(f"no checkpoint found in directory {ckpt_path}")
+        if latest is None:  # written with Checkpoint.write(): no "checkpoint" state file
+            prefixes = sorted(f[: -len(".index")] for f in os.listdir(ckpt_path) if f.endswith(".index"))
+            if len(prefixes) != 1:
+                raise FileNotFoundError(
+                    f"cannot choose a checkpoint in directory {ckpt_path}: "
+                    + (f"several prefixes {prefixes}, name one" if prefixes else "no checkpoint (*.index) found")
+                )
+            latest = os.path.join(ckpt_path, prefixes[0])
         ckpt_path = latest
     items = None
     if isinstance(root, dict):
@@ -1393,6 +1458,7 @@ def m_hello(params):
 
 
 def m_export(params):
+    _fresh_session()
     source = _param(params, "source", dict)
     kind = _param(source, "kind", str)
     if kind not in ("keras-file", "saved-model", "builder"):
@@ -1534,7 +1600,7 @@ def _export_keras(flavour, loader, p):
         "flavour": flavour,
         "model_file": model_file,
         "model_name": reloaded.name,
-        "layers": [_layer_info(l) for l in _top_level_layers(reloaded)],
+        "layers": [_layer_info(l, _graph_nodes(reloaded)) for l in _top_level_layers(reloaded)],
         "inputs": _input_specs(reloaded) or [],
         "outputs": _output_specs(reloaded),
         "params": _params(reloaded),
@@ -1630,11 +1696,16 @@ def _find_layer(index, name, kind):
     return index[name]
 
 
-def _first_call_outputs(layer):
-    nodes = getattr(layer, "_inbound_nodes", None)
-    if not nodes:
-        raise WorkerError("UnalignedCut", f"layer '{layer.name}' is never called in the model graph", {"output": layer.name})
-    return _node_outputs(nodes[0])
+def _first_call_outputs(layer, graph):
+    """Outputs of the layer's first call inside this model's graph."""
+    for node in getattr(layer, "_inbound_nodes", None) or []:
+        if id(node) in graph:
+            return _node_outputs(node)
+    raise WorkerError(
+        "UnalignedCut",
+        f"layer '{layer.name}' is not on any path to the model's outputs",
+        {"output": layer.name, "from": None, "path": [layer.name]},
+    )
 
 
 def _plan_cut(start_tensors, out_tensors, out_labels, from_name):
@@ -1716,19 +1787,20 @@ def _replay(order, mapping):
 def _build_piece(model, flavour, from_name, to_names):
     kmod = M.keras_for(flavour)
     index = _layer_index(model)
+    graph = _graph_nodes(model)
     from_layer = _find_layer(index, from_name, "from") if from_name is not None else None
     out_layers = [_find_layer(index, n, "to") for n in to_names]
     if out_layers:
         out_tensors, out_labels = [], []
         for layer in out_layers:
-            outs = _first_call_outputs(layer)
+            outs = _first_call_outputs(layer, graph)
             out_tensors += outs
             out_labels += [layer.name] if len(outs) == 1 else [f"{layer.name}[{i}]" for i in range(len(outs))]
     else:
         out_tensors = _model_outputs(model)
         out_labels = _output_names(model, len(out_tensors))
     if from_layer is not None:
-        start = _first_call_outputs(from_layer)
+        start = _first_call_outputs(from_layer, graph)
         names = [from_layer.name] if len(start) == 1 else [f"{from_layer.name}_{i}" for i in range(len(start))]
     else:
         start = _model_inputs(model)
@@ -1758,6 +1830,7 @@ def _build_piece(model, flavour, from_name, to_names):
 
 
 def m_slice(params):
+    _fresh_session()
     export_dir = _abs_path(params, "export_dir")
     flavour = _param(params, "flavour", str)
     from_name = _param(params, "from", str, default=None, allow_none=True)
@@ -2053,6 +2126,7 @@ def _write_golden(out_dir, flavour, specs, feeds, outputs, out_kind, meta):
 
 
 def m_trace(params):
+    _fresh_session()
     slice_dir = _abs_path(params, "slice_dir")
     flavour = _param(params, "flavour", str)
     trainable = bool(_param(params, "trainable", bool, default=True))
@@ -2133,8 +2207,7 @@ def m_trace(params):
     serve = _make_serving(model, specs, to_model_input, out_names, sig_specs, single)
     if _activity_regularizer_count(model):
         warns.append("activity regularizers are not exported (they depend on the inputs)")
-    sm_dir = os.path.join(out_dir, "saved_model")
-    tf.saved_model.save(wrapper, sm_dir, signatures={"serving_default": serve})
+    _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
 
     golden_doc = _write_golden(
         out_dir, flavour, specs, feeds, ref_flat, out_kind,
@@ -2150,6 +2223,31 @@ def m_trace(params):
         "golden": {"inputs": golden_doc["inputs"], "outputs": golden_doc["outputs"]},
         "warnings": warns,
     }
+
+
+def _save_reusable(wrapper, path, serve):
+    """tf.saved_model.save, then make fingerprint.pb's uuid (random per save) a function of the
+    fingerprint's content hashes: identical SavedModels get identical bytes."""
+    tf = M.tf
+    tf.saved_model.save(wrapper, path, signatures={"serving_default": serve})
+    fp_path = os.path.join(path, "fingerprint.pb")
+    if os.path.exists(fp_path):
+        try:
+            from tensorflow.core.protobuf import fingerprint_pb2
+
+            fp = fingerprint_pb2.FingerprintDef()
+            with open(fp_path, "rb") as f:
+                fp.ParseFromString(f.read())
+            if fp.uuid:
+                basis = (
+                    f"{fp.saved_model_checksum}:{fp.graph_def_program_hash}:{fp.signature_def_hash}:"
+                    f"{fp.saved_object_graph_hash}:{fp.checkpoint_hash}"
+                )
+                fp.uuid = str(int(hashlib.sha256(basis.encode()).hexdigest()[:32], 16))
+                with open(fp_path, "wb") as f:
+                    f.write(fp.SerializeToString(deterministic=True))
+        except Exception as e:  # never fail a trace over the fingerprint
+            log(f"could not make fingerprint.pb deterministic: {type(e).__name__}: {e}")
 
 
 def _make_serving(model_call_target, specs, to_input, out_names, sig_specs, single, call=None):
@@ -2259,7 +2357,7 @@ def _trace_saved_model(slice_dir, trainable, declared, golden, out_dir, seed):
     for r in regs:
         r.get_concrete_function()
     serve = _make_serving(None, specs, None, out_names, sig_specs, single, call=lambda x: invoke(x, False))
-    tf.saved_model.save(wrapper, os.path.join(out_dir, "saved_model"), signatures={"serving_default": serve})
+    _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
     golden_doc = _write_golden(
         out_dir, "saved-model", specs, feeds, ref_flat, out_kind,
         {"seed": seed, "batch": batch, "source": source, "has_dropout": None, "has_batch_norm": None, "trainable": trainable},
@@ -2287,13 +2385,23 @@ def _trace_saved_model(slice_dir, trainable, declared, golden, out_dir, seed):
 class _Checks:
     def __init__(self):
         self.items = []
+        self._mark = time.monotonic()
+
+    def _elapsed(self):
+        now = time.monotonic()
+        elapsed, self._mark = now - self._mark, now
+        return round(elapsed, 3)
 
     def add(self, name, ok, message, **details):
+        details["seconds"] = self._elapsed()
         self.items.append({"name": name, "ok": bool(ok), "message": message, "details": details})
         return ok
 
     def skip(self, name, reason):
-        self.items.append({"name": name, "ok": True, "message": f"skipped: {reason}", "details": {"skipped": True, "reason": reason}})
+        self.items.append(
+            {"name": name, "ok": True, "message": f"skipped: {reason}",
+             "details": {"skipped": True, "reason": reason, "seconds": self._elapsed()}}
+        )
 
     def error(self, name, exc):
         self.add(name, False, f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, traceback=_format_frames(exc))
@@ -2379,6 +2487,7 @@ def _flat_float_outputs(out):
 
 
 def m_validate(params):
+    _fresh_session()
     import numpy as np
 
     sm_dir = _abs_path(params, "saved_model_dir")
@@ -2648,14 +2757,18 @@ def _hub_check(sm_dir, golden, feeds, single, checks, reg_count):
     flat = [t for t in tf.nest.flatten(out) if t.dtype.is_floating]
     if not flat:
         return checks.add("hub_keras_layer", False, "the layer has no floating-point output to train on") and None
-    pooled = []
+    features = []  # each output as [batch, k]; a random Dense head gives every output a gradient
     for t in flat:
-        rank = t.shape.rank
+        rank, dims = t.shape.rank, t.shape.as_list()[1:] if t.shape.rank else []
+        t = tfk.layers.Lambda(lambda z: tf.cast(z, tf.float32))(t)
         if rank is None or rank <= 1:
-            pooled.append(tfk.layers.Reshape((1,))(tfk.layers.Lambda(lambda z: tf.cast(z, tf.float32))(t)))
-        else:
+            features.append(tfk.layers.Reshape((1,))(t))
+        elif all(d is not None for d in dims):
+            features.append(tfk.layers.Flatten()(t) if rank > 2 else t)
+        else:  # unknown non-batch dims: average them away
             axes = list(range(1, rank))
-            pooled.append(tfk.layers.Lambda(lambda z, axes=axes: tf.reduce_mean(tf.cast(z, tf.float32), axis=axes, keepdims=False)[:, None])(t))
+            features.append(tfk.layers.Lambda(lambda z, axes=axes: tf.reduce_mean(z, axis=axes)[:, None])(t))
+    pooled = features
     joined = pooled[0] if len(pooled) == 1 else tfk.layers.Concatenate()(pooled)
     head = tfk.layers.Dense(1)(joined)
     model = tfk.Model(list(ins.values()) if not single else x, head)
@@ -2746,7 +2859,7 @@ def _frame_label(filename):
 def _format_frames(exc):
     frames = traceback.extract_tb(exc.__traceback__)
     # drop the dispatcher's own frame
-    frames = [f for f in frames if not (os.path.abspath(f.filename) == _THIS_FILE and f.name == "_dispatch")]
+    frames = [f for f in frames if not (os.path.abspath(f.filename) == _THIS_FILE and f.name in ("_dispatch", "main"))]
     frames = frames[-TRACEBACK_FRAMES:]
     return [f"{_frame_label(f.filename)}:{f.lineno} in {f.name}" for f in frames]
 
@@ -2759,6 +2872,8 @@ def _error_payload(exc):
     cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     if cause is not None and not isinstance(exc, WorkerError):
         data.setdefault("cause", f"{type(cause).__name__}: {cause}")
+    if getattr(exc, "exportctl_hint", None):
+        data["hint"] = exc.exportctl_hint
     message = str(exc) or etype
     return {"type": etype, "message": message, "traceback": _format_frames(exc), "data": data}
 

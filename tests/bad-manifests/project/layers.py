@@ -1,0 +1,1 @@
+"""Custom layers; the manifest tests never import this."""
