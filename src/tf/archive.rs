@@ -35,12 +35,15 @@ impl Drop for ExtractedArchive {
 /// Unpacks the `.tar.gz` at `archive` into a new directory inside `scratch_dir` and checks
 /// that it holds a SavedModel at its root.
 pub fn extract_archive(archive: &Path, scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
-    let file = std::fs::File::open(archive).map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
+    let file = std::fs::File::open(archive)
+        .map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
     let extracted = fresh_dir(scratch_dir)?;
     unpack(std::io::BufReader::new(file), extracted.path()).map_err(|e| e.in_archive(archive))?;
     if !extracted.path().join(SAVED_MODEL_PB).is_file() {
         let mut top: Vec<String> = std::fs::read_dir(extracted.path())
-            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|entries| {
+                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            })
             .unwrap_or_default();
         top.sort();
         return Err(ArchiveError::NoSavedModelAtRoot { archive: archive.to_owned(), top_level: top });
@@ -50,7 +53,8 @@ pub fn extract_archive(archive: &Path, scratch_dir: &Path) -> Result<ExtractedAr
 
 fn fresh_dir(scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let write_error = |path: &Path, e: std::io::Error| ArchiveError::Write { path: path.to_owned(), error: e.to_string() };
+    let write_error =
+        |path: &Path, e: std::io::Error| ArchiveError::Write { path: path.to_owned(), error: e.to_string() };
     std::fs::create_dir_all(scratch_dir).map_err(|e| write_error(scratch_dir, e))?;
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -70,7 +74,8 @@ fn unpack(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
     for entry in tar.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
         let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let unsafe_member = |why: &'static str| ArchiveError::Unsafe { archive: PathBuf::new(), member: member.clone(), why };
+        let unsafe_member =
+            |why: &'static str| ArchiveError::Unsafe { archive: PathBuf::new(), member: member.clone(), why };
         let kind = entry.header().entry_type();
         let is_dir = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => false,
@@ -116,13 +121,29 @@ fn safe_relative_path(path: &Path) -> Result<PathBuf, &'static str> {
 /// Why an archive could not be unpacked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArchiveError {
-    Open { archive: PathBuf, error: String },
+    Open {
+        archive: PathBuf,
+        error: String,
+    },
     /// Not a gzipped tar, or damaged.
-    Read { archive: PathBuf, error: String },
+    Read {
+        archive: PathBuf,
+        error: String,
+    },
     /// A member TF Hub would refuse.
-    Unsafe { archive: PathBuf, member: String, why: &'static str },
-    Write { path: PathBuf, error: String },
-    NoSavedModelAtRoot { archive: PathBuf, top_level: Vec<String> },
+    Unsafe {
+        archive: PathBuf,
+        member: String,
+        why: &'static str,
+    },
+    Write {
+        path: PathBuf,
+        error: String,
+    },
+    NoSavedModelAtRoot {
+        archive: PathBuf,
+        top_level: Vec<String>,
+    },
 }
 
 impl ArchiveError {
@@ -299,7 +320,10 @@ mod tests {
     #[test]
     fn a_nested_saved_model_is_explained() {
         let err = refused(TarGz::new().file("my_model/saved_model.pb", b""));
-        assert_eq!(err, ArchiveError::NoSavedModelAtRoot { archive: err_archive(&err), top_level: vec!["my_model".into()] });
+        assert_eq!(
+            err,
+            ArchiveError::NoSavedModelAtRoot { archive: err_archive(&err), top_level: vec!["my_model".into()] }
+        );
         assert!(err.help().unwrap().contains("tar -czf model.tar.gz -C my_model ."));
     }
 

@@ -234,7 +234,8 @@ impl fmt::Display for Short {
         if x == 0.0 || !x.is_finite() {
             write!(f, "{x}")
         } else if (1e-3..1e4).contains(&x.abs()) {
-            write!(f, "{}", format!("{x:.*}", (2 - x.abs().log10().floor() as i32).max(0) as usize))
+            let decimals = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+            write!(f, "{x:.decimals$}")
         } else {
             write!(f, "{x:.2e}")
         }

@@ -61,10 +61,11 @@ pub enum NativeLoad {
 /// Inspects the SavedModel directory `dir`.
 pub fn inspect(native: &Native, dir: &Path) -> Result<Inspection, SavedModelError> {
     let pb = SavedModelPb::read(dir)?;
-    let meta = pb
-        .meta_graph(&[SERVE])
-        .or(pb.meta_graphs.first())
-        .ok_or_else(|| SavedModelError::NoMetaGraph { dir: dir.to_owned(), wanted: vec![SERVE.to_owned()], available: vec![] })?;
+    let meta = pb.meta_graph(&[SERVE]).or(pb.meta_graphs.first()).ok_or_else(|| SavedModelError::NoMetaGraph {
+        dir: dir.to_owned(),
+        wanted: vec![SERVE.to_owned()],
+        available: vec![],
+    })?;
     let (variables, optimizer) = variables::analyse(meta);
     let native_load = match LoadedModel::load(native, dir) {
         Ok(_) => NativeLoad::Ok,
@@ -213,7 +214,14 @@ impl Inspection {
 
         writeln!(out)?;
         let v = &self.variables;
-        write!(out, "Variables: {} ({} trainable), {} parameters, {}", v.count, v.trainable, group_digits(v.parameters), human_bytes(v.bytes))?;
+        write!(
+            out,
+            "Variables: {} ({} trainable), {} parameters, {}",
+            v.count,
+            v.trainable,
+            group_digits(v.parameters),
+            human_bytes(v.bytes)
+        )?;
         if v.unknown_size > 0 {
             write!(out, " + {} of unknown size", v.unknown_size)?;
         }
@@ -289,8 +297,9 @@ impl Inspection {
 /// Writes `rows` with each column padded to its widest cell (the last column unpadded).
 fn write_table(out: &mut String, rows: &[Vec<String>]) -> std::fmt::Result {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..columns).map(|c| rows.iter().filter(|r| r.len() > c + 1).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter(|r| r.len() > c + 1).map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
@@ -407,8 +416,15 @@ mod tests {
             },
             optimizer: OptimizerState {
                 present: true,
-                objects: vec![OptimizerObject { path: "optimizer".into(), evidence: "saved as a Keras optimizer".into() }],
-                variables: vec![OptimizerVariable { name: "adam/dense_kernel_momentum".into(), path: None, kind: "slot" }],
+                objects: vec![OptimizerObject {
+                    path: "optimizer".into(),
+                    evidence: "saved as a Keras optimizer".into(),
+                }],
+                variables: vec![OptimizerVariable {
+                    name: "adam/dense_kernel_momentum".into(),
+                    path: None,
+                    kind: "slot",
+                }],
                 slots: 1,
                 bytes: 48,
             },

@@ -71,15 +71,15 @@ impl LoadedModel {
             check_runnable(key, spec)?;
         }
 
-        let tensors: Vec<FeedTensor> = feeds.iter().map(|(_, array)| FeedTensor::new(array)).collect::<Result<_, _>>()?;
+        let tensors: Vec<FeedTensor> = feeds.iter().map(|(_, array)| FeedTensor::new(array)).collect();
         let mut args = SessionRunArgs::new();
         for ((spec, _), tensor) in feeds.iter().zip(&tensors) {
-            let (op, index) = self.endpoint(&spec.tensor)?;
+            let (op, index) = self.endpoint(key, &spec.tensor)?;
             tensor.add_to(&mut args, &op, index);
         }
         let mut tokens = Vec::new();
         for spec in &signature.outputs {
-            let (op, index) = self.endpoint(&spec.tensor)?;
+            let (op, index) = self.endpoint(key, &spec.tensor)?;
             tokens.push(args.request_fetch(&op, index));
         }
         self.bundle
@@ -102,13 +102,13 @@ impl LoadedModel {
     }
 
     /// The operation and output index of a tensor name such as `serving_default_x:0`.
-    fn endpoint(&self, tensor: &str) -> Result<(Operation, i32), ModelError> {
+    fn endpoint(&self, signature: &str, tensor: &str) -> Result<(Operation, i32), ModelError> {
         let (name, index) = match tensor.rsplit_once(':') {
             Some((name, index)) => (name, index.parse().unwrap_or(0)),
             None => (tensor, 0),
         };
         let op = self.graph.operation_by_name_required(name).map_err(|status| ModelError::Run {
-            signature: String::new(),
+            signature: signature.to_owned(),
             message: format!("the graph has no tensor {tensor}: {status}"),
         })?;
         Ok((op, index))
@@ -138,12 +138,20 @@ fn check_inputs<'a>(
 ) -> Result<Vec<(&'a TensorSpec, &'a Array)>, ModelError> {
     let expected = || signature.inputs.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
     if let Some((name, _)) = inputs.iter().find(|(name, _)| signature.input(name).is_none()) {
-        return Err(ModelError::UnexpectedInput { signature: signature.key.clone(), name: name.clone(), expected: expected() });
+        return Err(ModelError::UnexpectedInput {
+            signature: signature.key.clone(),
+            name: name.clone(),
+            expected: expected(),
+        });
     }
     let mut feeds = Vec::new();
     for spec in &signature.inputs {
         let Some((_, array)) = inputs.iter().find(|(name, _)| *name == spec.key) else {
-            return Err(ModelError::MissingInput { signature: signature.key.clone(), name: spec.key.clone(), expected: expected() });
+            return Err(ModelError::MissingInput {
+                signature: signature.key.clone(),
+                name: spec.key.clone(),
+                expected: expected(),
+            });
         };
         check_runnable(&signature.key, spec)?;
         if array.dtype() != spec.dtype {
@@ -189,15 +197,16 @@ enum FeedTensor {
 }
 
 impl FeedTensor {
-    fn new(array: &Array) -> Result<FeedTensor, ModelError> {
+    fn new(array: &Array) -> FeedTensor {
         let dims: Vec<u64> = array.shape().iter().map(|&d| d as u64).collect();
-        let shape_error = |status: tensorflow::Status| ModelError::Run { signature: String::new(), message: status.to_string() };
         macro_rules! tensor {
             ($variant:ident, $v:expr) => {
-                FeedTensor::$variant(Tensor::new(&dims).with_values($v).map_err(shape_error)?)
+                FeedTensor::$variant(
+                    Tensor::new(&dims).with_values($v).expect("an Array's element count matches its shape"),
+                )
             };
         }
-        Ok(match array.data() {
+        match array.data() {
             ArrayData::Float32(v) => tensor!(Float32, v),
             ArrayData::Float64(v) => tensor!(Float64, v),
             ArrayData::Int8(v) => tensor!(Int8, v),
@@ -209,7 +218,7 @@ impl FeedTensor {
             ArrayData::UInt32(v) => tensor!(UInt32, v),
             ArrayData::UInt64(v) => tensor!(UInt64, v),
             ArrayData::Bool(v) => tensor!(Bool, v),
-        })
+        }
     }
 
     fn add_to<'l>(&'l self, args: &mut SessionRunArgs<'l>, op: &Operation, index: i32) {
@@ -229,7 +238,11 @@ impl FeedTensor {
     }
 }
 
-fn fetch(args: &mut SessionRunArgs<'_>, token: tensorflow::FetchToken, dtype: DType) -> Result<Array, tensorflow::Status> {
+fn fetch(
+    args: &mut SessionRunArgs<'_>,
+    token: tensorflow::FetchToken,
+    dtype: DType,
+) -> Result<Array, tensorflow::Status> {
     macro_rules! fetch_as {
         ($t:ty) => {{
             let tensor: Tensor<$t> = args.fetch(token)?;
@@ -258,16 +271,46 @@ fn fetch(args: &mut SessionRunArgs<'_>, token: tensorflow::FetchToken, dtype: DT
 pub enum ModelError {
     Read(SavedModelError),
     /// TensorFlow refused to load it; `message` is TensorFlow's.
-    Load { dir: PathBuf, message: String },
-    UnknownSignature { key: String, available: Vec<String> },
-    MissingInput { signature: String, name: String, expected: Vec<String> },
-    UnexpectedInput { signature: String, name: String, expected: Vec<String> },
-    InputDtype { name: String, expected: DType, got: DType },
-    InputShape { name: String, expected: Option<Vec<i64>>, got: Vec<usize> },
+    Load {
+        dir: PathBuf,
+        message: String,
+    },
+    UnknownSignature {
+        key: String,
+        available: Vec<String>,
+    },
+    MissingInput {
+        signature: String,
+        name: String,
+        expected: Vec<String>,
+    },
+    UnexpectedInput {
+        signature: String,
+        name: String,
+        expected: Vec<String>,
+    },
+    InputDtype {
+        name: String,
+        expected: DType,
+        got: DType,
+    },
+    InputShape {
+        name: String,
+        expected: Option<Vec<i64>>,
+        got: Vec<usize>,
+    },
     /// An input or output the native check cannot feed or fetch (strings, sparse, …).
-    Unsupported { signature: String, name: String, dtype: DType, encoding: Encoding },
+    Unsupported {
+        signature: String,
+        name: String,
+        dtype: DType,
+        encoding: Encoding,
+    },
     /// TensorFlow failed while running; `message` is TensorFlow's.
-    Run { signature: String, message: String },
+    Run {
+        signature: String,
+        message: String,
+    },
 }
 
 impl From<SavedModelError> for ModelError {
@@ -320,15 +363,18 @@ impl fmt::Display for ModelError {
             ModelError::InputDtype { name, expected, got } => {
                 write!(f, "input '{name}' must be {expected}, got {got}")
             }
-            ModelError::InputShape { name, expected, got } => write!(
-                f,
-                "input '{name}' must have shape {}, got {}",
-                SpecShape(expected),
-                ShapeDisplay(got)
-            ),
+            ModelError::InputShape { name, expected, got } => {
+                write!(f, "input '{name}' must have shape {}, got {}", SpecShape(expected), ShapeDisplay(got))
+            }
             ModelError::Unsupported { signature, name, dtype, encoding } => match encoding {
-                Encoding::Dense => write!(f, "signature '{signature}': '{name}' is a {dtype} tensor, which the native check cannot handle"),
-                _ => write!(f, "signature '{signature}': '{name}' is a {encoding:?} tensor, which the native check cannot handle"),
+                Encoding::Dense => write!(
+                    f,
+                    "signature '{signature}': '{name}' is a {dtype} tensor, which the native check cannot handle"
+                ),
+                _ => write!(
+                    f,
+                    "signature '{signature}': '{name}' is a {encoding:?} tensor, which the native check cannot handle"
+                ),
             },
             ModelError::Run { signature, message } if signature.is_empty() => write!(f, "TensorFlow failed: {message}"),
             ModelError::Run { signature, message } => write!(f, "running signature '{signature}' failed: {message}"),
@@ -373,7 +419,8 @@ mod tests {
     #[test]
     fn inputs_are_matched_by_name_in_signature_order() {
         let sig = signature();
-        let inputs = [input("x", Array::new(vec![2, 4], vec![0f32; 8]).unwrap()), input("ids", Array::vector(vec![1i32, 2]))];
+        let inputs =
+            [input("x", Array::new(vec![2, 4], vec![0f32; 8]).unwrap()), input("ids", Array::vector(vec![1i32, 2]))];
         let feeds = check_inputs(&sig, &inputs).unwrap();
         assert_eq!(feeds.iter().map(|(s, _)| s.key.as_str()).collect::<Vec<_>>(), vec!["ids", "x"]);
     }
@@ -384,11 +431,17 @@ mod tests {
         let x = || input("x", Array::new(vec![2, 4], vec![0f32; 8]).unwrap());
         let err = check_inputs(&sig, &[x()]).unwrap_err();
         assert_eq!(err.to_string(), "signature 'serving_default' needs input 'ids' (its inputs: ids, x)");
-        let err = check_inputs(&sig, &[x(), input("ids", Array::vector(vec![1i32])), input("z", Array::vector(vec![1i32]))]).unwrap_err();
+        let err =
+            check_inputs(&sig, &[x(), input("ids", Array::vector(vec![1i32])), input("z", Array::vector(vec![1i32]))])
+                .unwrap_err();
         assert_eq!(err.to_string(), "signature 'serving_default' has no input 'z' (its inputs: ids, x)");
         let err = check_inputs(&sig, &[x(), input("ids", Array::vector(vec![1i64]))]).unwrap_err();
         assert_eq!(err.to_string(), "input 'ids' must be int32, got int64");
-        let err = check_inputs(&sig, &[input("x", Array::new(vec![2, 5], vec![0f32; 10]).unwrap()), input("ids", Array::vector(vec![1i32]))]).unwrap_err();
+        let err = check_inputs(
+            &sig,
+            &[input("x", Array::new(vec![2, 5], vec![0f32; 10]).unwrap()), input("ids", Array::vector(vec![1i32]))],
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "input 'x' must have shape [-1, 4], got [2, 5]");
     }
 }

@@ -32,7 +32,11 @@
 //! say the same. The one line logged while the library initialises (`cudart_stub.cc: Could
 //! not find cuda drivers`), before TensorFlow reads that variable, is kept out by pointing
 //! fd 2 at /dev/null for the duration of the dlopen; dlopen's own failure message comes from
-//! `dlerror()`, not stderr, so nothing useful is lost.
+//! `dlerror()`, not stderr, so nothing useful is lost. The one thing TensorFlow says on stderr
+//! while initialising that matters — the wheel needs AVX, and it aborts on CPUs without — is
+//! checked beforehand ([`NativeError::CpuUnsupported`]). `TF_CPP_MIN_LOG_LEVEL` stays set
+//! after loading (TensorFlow reads it at its first log line, which comes later), so child
+//! processes inherit it unless they are given their own environment.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -52,7 +56,7 @@ pub struct Native {
 /// Whether TensorFlow's own C++ log lines reach stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TfLogs {
-    /// Errors only (`TF_CPP_MIN_LOG_LEVEL=2`), unless the user set the variable.
+    /// Nothing (`TF_CPP_MIN_LOG_LEVEL=3`), unless the user set the variable.
     Quiet,
     /// Whatever TensorFlow prints by default (`exportctl -vv`).
     Shown,
@@ -83,6 +87,7 @@ impl Native {
                 Err(NativeError::AlreadyLoaded { loaded: native.package_dir.clone(), requested: package_dir })
             };
         }
+        check_cpu()?;
         let link_dir = prepare_link_dir(&package_dir, &cache_dir.join("native"))?;
         let quiet = logs == TfLogs::Quiet && std::env::var_os("TF_CPP_MIN_LOG_LEVEL").is_none();
         if quiet {
@@ -118,6 +123,16 @@ impl Native {
     pub fn version(&self) -> &str {
         &self.version
     }
+}
+
+/// TensorFlow's x86-64 wheels are built for AVX and abort (after a message we would have
+/// silenced) on CPUs without it.
+fn check_cpu() -> Result<(), NativeError> {
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx") {
+        return Err(NativeError::CpuUnsupported { missing: "AVX" });
+    }
+    Ok(())
 }
 
 fn restore_env(key: &str, previous: Option<OsString>) {
@@ -235,7 +250,8 @@ fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
 }
 
 fn links_are_valid(dir: &Path, package_dir: &Path) -> bool {
-    let points_to = |link: &str, target: &str| std::fs::read_link(dir.join(link)).is_ok_and(|t| t == package_dir.join(target));
+    let points_to =
+        |link: &str, target: &str| std::fs::read_link(dir.join(link)).is_ok_and(|t| t == package_dir.join(target));
     points_to(LOADED_NAME, CC_LIBRARY) && points_to(FRAMEWORK_LIBRARY, FRAMEWORK_LIBRARY)
 }
 
@@ -273,6 +289,8 @@ pub enum NativeError {
     Open { library: PathBuf, message: String },
     /// Another TensorFlow is already loaded in this process.
     AlreadyLoaded { loaded: PathBuf, requested: PathBuf },
+    /// The CPU lacks an instruction set the wheel is built for.
+    CpuUnsupported { missing: &'static str },
 }
 
 impl NativeError {
@@ -301,6 +319,11 @@ impl NativeError {
             NativeError::AlreadyLoaded { .. } => {
                 "a process can load one TensorFlow only: use the same runtime for the whole command".to_owned()
             }
+            NativeError::CpuUnsupported { .. } => {
+                "TensorFlow's pip wheels need it; run on a machine whose CPU has it, or use a TensorFlow built for \
+                 this CPU"
+                    .to_owned()
+            }
         }
     }
 }
@@ -326,6 +349,9 @@ impl fmt::Display for NativeError {
                 loaded.display(),
                 requested.display()
             ),
+            NativeError::CpuUnsupported { missing } => {
+                write!(f, "this CPU has no {missing} instructions, which TensorFlow needs")
+            }
         }
     }
 }

@@ -60,7 +60,9 @@ pub struct ObjectNode {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum ObjectKind {
     /// A Python object; `identifier` names its kind (`_tf_keras_layer`, `optimizer`, …).
-    UserObject { identifier: String },
+    UserObject {
+        identifier: String,
+    },
     Variable(SavedVariable),
     /// Functions, constants, assets, resources: nothing inspection needs.
     #[default]
@@ -197,7 +199,8 @@ fn parse_signature(key: String, bytes: &[u8]) -> Result<Signature, ProtoError> {
 }
 
 fn parse_tensor_info(key: String, bytes: &[u8]) -> Result<TensorSpec, ProtoError> {
-    let mut spec = TensorSpec { key, tensor: String::new(), dtype: DType::Other(0), shape: None, encoding: Encoding::Dense };
+    let mut spec =
+        TensorSpec { key, tensor: String::new(), dtype: DType::Other(0), shape: None, encoding: Encoding::Dense };
     for field in fields(bytes) {
         match field? {
             (1, v) => spec.tensor = v.string()?,
@@ -280,7 +283,8 @@ fn parse_object(bytes: &[u8]) -> Result<ObjectNode, ProtoError> {
                 node.kind = ObjectKind::UserObject { identifier };
             }
             (7, v) => {
-                let mut var = SavedVariable { name: String::new(), dtype: DType::Other(0), shape: None, trainable: false };
+                let mut var =
+                    SavedVariable { name: String::new(), dtype: DType::Other(0), shape: None, trainable: false };
                 for part in fields(v.bytes()?) {
                     match part? {
                         (1, n) => var.dtype = DType::from_proto(n.int()? as i32),
@@ -335,25 +339,41 @@ fn parse_graph_variables(graph_def: &[u8]) -> Result<Vec<GraphVariable>, ProtoEr
 /// A directory that is not a readable SavedModel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SavedModelError {
-    NotADirectory { path: PathBuf },
-    NoSavedModelPb { dir: PathBuf },
+    NotADirectory {
+        path: PathBuf,
+    },
+    NoSavedModelPb {
+        dir: PathBuf,
+    },
     /// Only `saved_model.pbtxt`: the text format, which TensorFlow's C API loads but we do not read.
-    TextFormat { dir: PathBuf },
-    Io { path: PathBuf, error: String },
-    Malformed { path: PathBuf, error: ProtoError },
+    TextFormat {
+        dir: PathBuf,
+    },
+    Io {
+        path: PathBuf,
+        error: String,
+    },
+    Malformed {
+        path: PathBuf,
+        error: ProtoError,
+    },
     /// No meta graph has the tag set the native loader asks for.
-    NoMetaGraph { dir: PathBuf, wanted: Vec<String>, available: Vec<Vec<String>> },
+    NoMetaGraph {
+        dir: PathBuf,
+        wanted: Vec<String>,
+        available: Vec<Vec<String>>,
+    },
 }
 
 impl SavedModelError {
     pub fn help(&self) -> Option<String> {
         match self {
-            SavedModelError::NotADirectory { .. } | SavedModelError::NoSavedModelPb { .. } => Some(
-                "pass the directory that holds saved_model.pb and variables/ (or a .tar.gz of it)".to_owned(),
-            ),
-            SavedModelError::TextFormat { .. } => Some(
-                "re-save the model in the binary format (tf.saved_model.save writes saved_model.pb)".to_owned(),
-            ),
+            SavedModelError::NotADirectory { .. } | SavedModelError::NoSavedModelPb { .. } => {
+                Some("pass the directory that holds saved_model.pb and variables/ (or a .tar.gz of it)".to_owned())
+            }
+            SavedModelError::TextFormat { .. } => {
+                Some("re-save the model in the binary format (tf.saved_model.save writes saved_model.pb)".to_owned())
+            }
             SavedModelError::Malformed { .. } => {
                 Some("the file is damaged or was not written by TensorFlow; save the model again".to_owned())
             }
@@ -375,17 +395,17 @@ impl fmt::Display for SavedModelError {
                 write!(f, "{} is not a SavedModel: it has no {SAVED_MODEL_PB}", dir.display())
             }
             SavedModelError::TextFormat { dir } => {
-                write!(f, "{} holds a text-format SavedModel (saved_model.pbtxt), which is not supported", dir.display())
+                write!(
+                    f,
+                    "{} holds a text-format SavedModel (saved_model.pbtxt), which is not supported",
+                    dir.display()
+                )
             }
             SavedModelError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
             SavedModelError::Malformed { path, error } => write!(f, "{} is malformed: {error}", path.display()),
-            SavedModelError::NoMetaGraph { dir, wanted, available } => write!(
-                f,
-                "{} has no meta graph tagged {:?}; its tag sets are {:?}",
-                dir.display(),
-                wanted,
-                available
-            ),
+            SavedModelError::NoMetaGraph { dir, wanted, available } => {
+                write!(f, "{} has no meta graph tagged {:?}; its tag sets are {:?}", dir.display(), wanted, available)
+            }
         }
     }
 }
@@ -418,7 +438,12 @@ mod tests {
             .str(3, "tensorflow/serving/predict");
         let kernel = Encoder::default().uint(1, 1).msg(2, shape(&[4, 3])).uint(3, 1).str(6, "dense/kernel");
         let object_graph = Encoder::default()
-            .msg(1, Encoder::default().msg(1, Encoder::default().uint(1, 1).str(2, "kernel")).msg(4, Encoder::default().str(1, "_generic_user_object")))
+            .msg(
+                1,
+                Encoder::default()
+                    .msg(1, Encoder::default().uint(1, 1).str(2, "kernel"))
+                    .msg(4, Encoder::default().str(1, "_generic_user_object")),
+            )
             .msg(1, Encoder::default().msg(7, kernel));
         let meta = Encoder::default()
             .msg(1, Encoder::default().str(4, "serve").str(5, "2.21.0"))
@@ -439,7 +464,12 @@ mod tests {
         assert_eq!(graph.nodes[0].children, vec![("kernel".to_owned(), 1)]);
         assert_eq!(
             graph.nodes[1].kind,
-            ObjectKind::Variable(SavedVariable { name: "dense/kernel".into(), dtype: DType::Float32, shape: Some(vec![4, 3]), trainable: true })
+            ObjectKind::Variable(SavedVariable {
+                name: "dense/kernel".into(),
+                dtype: DType::Float32,
+                shape: Some(vec![4, 3]),
+                trainable: true
+            })
         );
         assert!(pb.meta_graph(&["serve", "gpu"]).is_none());
     }
@@ -462,7 +492,15 @@ mod tests {
         let other = Encoder::default().str(1, "MatMul").str(2, "MatMul");
         let graph = Encoder::default().msg(1, node).msg(1, other);
         let vars = parse_graph_variables(&graph.0).unwrap();
-        assert_eq!(vars, vec![GraphVariable { name: "dense/kernel".into(), op: "VariableV2".into(), dtype: DType::Float32, shape: Some(vec![3, 2]) }]);
+        assert_eq!(
+            vars,
+            vec![GraphVariable {
+                name: "dense/kernel".into(),
+                op: "VariableV2".into(),
+                dtype: DType::Float32,
+                shape: Some(vec![3, 2])
+            }]
+        );
     }
 
     #[test]

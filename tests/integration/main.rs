@@ -5,3 +5,4 @@ mod manifest_errors;
 mod schema;
 mod cli;
 mod plan;
+mod native;
