@@ -70,11 +70,61 @@ pub enum Command {
     /// Print the manifest's JSON Schema (the same as schemas/export.schema.json)
     Schema,
 
+    /// Show a SavedModel's signatures, variables and size (natively, without Python)
+    #[command(long_about = "Show a SavedModel's tags, signatures (inputs and outputs with dtypes and shapes), \
+        variables (count and size), whether optimizer state is present, and its file sizes.\n\n\
+        PATH is a SavedModel directory or a packaged .tar.gz. Reads it through TensorFlow's C API: \
+        Python is never started.")]
+    Inspect(InspectArgs),
+
+    /// Show or install the managed Python + TensorFlow runtime
+    #[command(long_about = "Show or install the Python + TensorFlow runtime that export, slice and trace run in.\n\n\
+        The runtime is, in order: the manifest's `runtime.python`, $EXPORTCTL_PYTHON, an active \
+        virtualenv that has TensorFlow, else the managed runtime: a virtualenv exportctl installs \
+        under $EXPORTCTL_HOME (default ~/.cache/exportctl) on first use.")]
+    Runtime(RuntimeArgs),
+
     /// Write a commented starting Export.toml
     #[command(long_about = "Write a commented starting Export.toml in the current directory (or -C DIR).\n\n\
         With MODEL_FILE (a .keras or .h5 file, a SavedModel directory or `file.py:function`), \
         the manifest gets a model entry for it.")]
     Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A SavedModel directory or a .tar.gz package
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    #[command(subcommand)]
+    pub action: RuntimeAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeAction {
+    /// Which Python and TensorFlow exportctl uses, and why
+    Status {
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
+    /// Install the managed runtime now (a build does it on first use)
+    Install,
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,14 @@
 //! spanned diagnostics) → [`plan`] (the DAG of steps) → the commands in `commands/`, which
 //! only parse arguments (`cli`) and print.
 
+pub mod atomic;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod hash;
 pub mod manifest;
 pub mod plan;
+pub mod runtime;
 pub mod suggestion;
 pub mod tf;
 

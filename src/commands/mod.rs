@@ -3,14 +3,16 @@
 
 mod check;
 mod init;
+mod inspect;
 mod plan;
+mod runtime;
 mod schema;
 
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::Result;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, KerasFlavour, Manifest, RuntimeSettings};
 
 /// Where the command runs: the directory from `-C` and the manifest from `-m`.
 pub struct Workspace {
@@ -35,6 +37,23 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// The runtime settings of the manifest when there is one, else the defaults: runtime
+    /// commands work outside a project too.
+    pub fn runtime_settings(&self) -> Result<(RuntimeSettings, PathBuf)> {
+        match manifest::locate(&self.dir, self.manifest_arg.as_deref()) {
+            Ok(_) => {
+                let manifest = self.load_manifest()?;
+                Ok((manifest.runtime.clone(), manifest.root.clone()))
+            }
+            Err(_) => Ok((
+                RuntimeSettings { python: None, tensorflow: "2.21.0".into(), keras: KerasFlavour::Auto, timeout_secs: 900 },
+                self.dir.clone(),
+            )),
+        }
+    }
+}
+
 /// How diagnostics name a file: as the user would type it from where they stand.
 fn display_name(path: &Path) -> String {
     let shown = path.strip_prefix(".").unwrap_or(path);
@@ -48,5 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plan(args) => plan::run(&workspace, &args),
         Command::Schema => schema::run(),
         Command::Init(args) => init::run(&workspace, &args),
+        Command::Runtime(args) => runtime::run(&workspace, &args),
+        Command::Inspect(args) => inspect::run(&workspace, &args),
     }
 }

@@ -20,14 +20,10 @@ use crate::support::target_tmp;
 ///
 /// For now it comes from `EXPORTCTL_TEST_TF_DIR`; it will be the managed runtime's.
 fn tensorflow_dir() -> PathBuf {
-    match std::env::var_os("EXPORTCTL_TEST_TF_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => panic!(
-            "the native tests need TensorFlow: set EXPORTCTL_TEST_TF_DIR to the `tensorflow` package directory of a \
-             virtualenv with tensorflow-cpu, tf-keras and keras installed, e.g. \
-             EXPORTCTL_TEST_TF_DIR=/path/to/venv/lib/python3.11/site-packages/tensorflow"
-        ),
-    }
+    crate::support::runtime()
+        .require_tensorflow_dir()
+        .expect("the managed runtime has TensorFlow")
+        .to_path_buf()
 }
 
 fn python() -> PathBuf {

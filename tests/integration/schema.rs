@@ -122,7 +122,7 @@ fn the_example_manifest_is_valid_and_mentions_every_key() {
         .file("layers.py", "")
         .file("docs/mobilenet.md", "")
         .file("data/samples.npz", "")
-        .file("encoder.py", "")
+        .file("encoder.py", "def build_encoder():\n    ...\n")
         .file("ckpt/ckpt-7.index", "");
     let out = project.run(&["check"]);
     assert!(out.status.success(), "{}", crate::support::stderr(&out));

@@ -56,3 +56,22 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The runtime the tests use: the managed runtime, installed on first use (once per machine:
+/// parallel test processes wait on its lock). Fails — never skips — when it cannot be had.
+pub fn runtime() -> &'static exportctl::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<exportctl::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let settings = exportctl::manifest::RuntimeSettings {
+            python: None,
+            tensorflow: "2.21.0".into(),
+            keras: exportctl::manifest::KerasFlavour::Auto,
+            timeout_secs: 900,
+        };
+        let options = exportctl::runtime::Discovery { install: true, progress: true };
+        match exportctl::runtime::discover(&settings, &repo(), &options) {
+            Ok(runtime) => runtime,
+            Err(e) => panic!("the TensorFlow runtime is required by this test and could not be had: {e}\n{}", e.help().unwrap_or_default()),
+        }
+    })
+}

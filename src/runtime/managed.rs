@@ -1,0 +1,388 @@
+//! The managed runtime: a virtualenv exportctl installs and owns.
+//!
+//! Layout under `$EXPORTCTL_HOME/runtimes/`:
+//!
+//! ```text
+//! .lock                              exclusive while installing: parallel processes install once
+//! tf-2.21.0-py3.11.7-<hash>/         one folder per pinned set and base interpreter
+//!     venv/                          the virtualenv
+//!     install.log                    what the installer printed
+//!     runtime.json                   versions and paths; written last
+//! .tmp-XXXX/                         an install in progress (or killed: removed under the lock)
+//! ```
+//!
+//! An install happens in a `.tmp-` folder that is renamed into place only once TensorFlow
+//! imports in it, so a failed, interrupted or killed install never leaves a folder that looks
+//! valid. Inside, `uv` installs the packages when it can be had (on `PATH`, or from PyPI into the
+//! new virtualenv: several times faster than pip), else pip does.
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{home, Choice, Runtime, Versions};
+
+/// The package set a managed runtime is installed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pins {
+    pub tensorflow: String,
+    pub requirements: Vec<String>,
+}
+
+impl Pins {
+    pub fn for_tensorflow(version: &str) -> Pins {
+        // tf-keras is released in lockstep with TensorFlow's minor versions.
+        let minor: Vec<&str> = version.split('.').take(2).collect();
+        let tf_keras = if version == "2.21.0" { "tf-keras==2.21.0".to_string() } else { format!("tf-keras~={}.0", minor.join(".")) };
+        Pins {
+            tensorflow: version.to_string(),
+            requirements: vec![format!("tensorflow-cpu=={version}"), tf_keras, "tensorflow-hub==0.16.1".to_string()],
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.requirements.join(", ")
+    }
+}
+
+/// What `runtime.json` records. Paths are relative to the runtime's folder, so that the
+/// folder can be renamed into place after it is written.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    requirements: Vec<String>,
+    base_python: PathBuf,
+    versions: Versions,
+    /// Relative to the runtime folder.
+    tensorflow_dir: Option<PathBuf>,
+    installer: String,
+    install_seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("python3 was not found on PATH")]
+    NoPython,
+    #[error("python3 is {version}; the managed runtime needs Python 3.9 or newer")]
+    PythonTooOld { version: String },
+    #[error("{python} cannot create virtualenvs (the venv module is missing)")]
+    NoVenv { python: String },
+    #[error("could not reach the Python package registry ({what})")]
+    Registry { what: String, log_tail: String, log: PathBuf },
+    #[error("installing the managed runtime failed while {step}")]
+    Failed { step: String, log_tail: String, log: PathBuf },
+    #[error("cannot prepare {}: {error}", .path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+}
+
+impl InstallError {
+    pub fn help(&self) -> String {
+        match self {
+            InstallError::NoPython => "install Python 3.9+ (e.g. `apt-get install python3 python3-venv`), or point runtime.python / $EXPORTCTL_PYTHON at a Python that has TensorFlow".into(),
+            InstallError::PythonTooOld { .. } => "install a newer Python 3, or point runtime.python / $EXPORTCTL_PYTHON at one that has TensorFlow".into(),
+            InstallError::NoVenv { .. } => "install the venv module (Debian/Ubuntu: `apt-get install python3-venv`)".into(),
+            InstallError::Registry { log_tail, log, .. } => format!(
+                "check the network access to PyPI (or set PIP_INDEX_URL / UV_INDEX_URL to a mirror) and retry; if PyPI is reachable, it may have no TensorFlow wheel for this Python version. Installer output in {}:\n{log_tail}",
+                log.display()
+            ),
+            InstallError::Failed { log_tail, log, .. } => format!("the installer said (full output in {}):\n{log_tail}", log.display()),
+            InstallError::Io { .. } => "check the permissions of $EXPORTCTL_HOME (default ~/.cache/exportctl), or set EXPORTCTL_HOME to a writable folder".into(),
+        }
+    }
+}
+
+fn runtimes_dir() -> PathBuf {
+    home().join("runtimes")
+}
+
+/// The base interpreter the virtualenv is made from, and its version.
+fn base_python() -> Result<(PathBuf, String), InstallError> {
+    let candidates = std::env::var_os("EXPORTCTL_BASE_PYTHON").map(PathBuf::from).into_iter().chain(["python3", "python"].map(PathBuf::from));
+    for candidate in candidates {
+        let out = Command::new(&candidate)
+            .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"])
+            .output();
+        let Ok(out) = out else { continue };
+        if !out.status.success() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let version = lines.next().unwrap_or("").trim().to_string();
+        let executable = PathBuf::from(lines.next().unwrap_or("").trim());
+        let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+        if parts.first() != Some(&3) || parts.get(1).copied().unwrap_or(0) < 9 {
+            return Err(InstallError::PythonTooOld { version });
+        }
+        return Ok((executable, version));
+    }
+    Err(InstallError::NoPython)
+}
+
+fn folder_name(pins: &Pins, base: &Path, python_version: &str) -> String {
+    let key = crate::hash::digest_str(&format!("{}\n{}", pins.requirements.join("\n"), base.display()));
+    format!("tf-{}-py{}-{}", pins.tensorflow, python_version, &key[..8])
+}
+
+fn load(folder: &Path) -> Option<Runtime> {
+    let record: Record = serde_json::from_slice(&std::fs::read(folder.join("runtime.json")).ok()?).ok()?;
+    let python = folder.join("venv").join("bin").join("python");
+    if !python.exists() {
+        return None;
+    }
+    Some(Runtime {
+        python,
+        choice: Choice::Managed,
+        reason: format!("no runtime.python, $EXPORTCTL_PYTHON or virtualenv with TensorFlow: the managed runtime ({})", record.requirements.join(", ")),
+        versions: record.versions,
+        tensorflow_dir: record.tensorflow_dir.map(|d| folder.join(d)),
+    })
+}
+
+/// The installed managed runtime for `pins`, if there is one. Reads one small file: no
+/// Python is started. The base interpreter is identified without running it either, by the
+/// folders present for these pins.
+pub fn find(pins: &Pins) -> Result<Option<Runtime>, InstallError> {
+    let dir = runtimes_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
+    let prefix = format!("tf-{}-py", pins.tensorflow);
+    let mut folders: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+        .collect();
+    folders.sort();
+    for folder in folders.iter().rev() {
+        if let Some(runtime) = load(folder) {
+            let record_matches = std::fs::read(folder.join("runtime.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .is_some_and(|r| r.requirements == pins.requirements);
+            if record_matches {
+                return Ok(Some(runtime));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Shows what the install is doing: a spinner on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        let bar = (enabled && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {msg}").expect("valid template"));
+            bar.set_prefix("installing the TensorFlow runtime (first use)");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress { bar, started: Instant::now() }
+    }
+
+    fn phase(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(message.to_string()),
+            None => eprintln!("exportctl: installing the TensorFlow runtime: {message}"),
+        }
+    }
+
+    fn detail(&self, line: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(line.chars().take(80).collect::<String>());
+        }
+    }
+
+    fn finish(&self, message: &str) {
+        let line = format!("{message} in {:.0}s", self.started.elapsed().as_secs_f64());
+        match &self.bar {
+            Some(bar) => bar.finish_with_message(line),
+            None => eprintln!("exportctl: {line}"),
+        }
+    }
+}
+
+/// Runs one installer command, appending its output to the log and showing its lines.
+fn run_logged(mut command: Command, log: &mut File, progress: &Progress, step: &str, log_path: &Path) -> Result<(), InstallError> {
+    // Installer caches live in the exportctl home: nothing else of the user's is written.
+    if std::env::var_os("UV_CACHE_DIR").is_none() {
+        command.env("UV_CACHE_DIR", home().join("cache").join("uv"));
+    }
+    if std::env::var_os("PIP_CACHE_DIR").is_none() {
+        command.env("PIP_CACHE_DIR", home().join("cache").join("pip"));
+    }
+    let _ = writeln!(log, "$ {command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| InstallError::Failed { step: step.to_string(), log_tail: e.to_string(), log: log_path.to_path_buf() })?;
+    let stderr = child.stderr.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx2 = tx.clone();
+    let a = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| { let _ = tx.send(l); }));
+    let b = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).for_each(|l| { let _ = tx2.send(l); }));
+    let mut tail: Vec<String> = Vec::new();
+    for line in rx {
+        let _ = writeln!(log, "{line}");
+        progress.detail(line.trim());
+        tail.push(line);
+        if tail.len() > 400 {
+            tail.drain(..200);
+        }
+    }
+    let _ = (a.join(), b.join());
+    let status = child.wait().map_err(|e| InstallError::Failed { step: step.to_string(), log_tail: e.to_string(), log: log_path.to_path_buf() })?;
+    if status.success() {
+        return Ok(());
+    }
+    let all = tail.join("\n");
+    let last: Vec<&str> = tail.iter().map(String::as_str).filter(|l| !l.trim().is_empty()).collect();
+    let log_tail = last[last.len().saturating_sub(12)..].join("\n");
+    let network = ["Failed to establish", "Temporary failure in name resolution", "Name or service not known", "Connection refused", "error sending request", "dns error", "Network is unreachable", "Could not fetch URL", "ConnectTimeout", "timed out", "(from versions: none)"]
+        .iter()
+        .any(|needle| all.contains(needle));
+    if network {
+        return Err(InstallError::Registry { what: step.to_string(), log_tail, log: log_path.to_path_buf() });
+    }
+    Err(InstallError::Failed { step: step.to_string(), log_tail, log: log_path.to_path_buf() })
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
+    move |error| InstallError::Io { path: path.to_path_buf(), error }
+}
+
+/// Installs the managed runtime for `pins` (or waits for another process that is doing it).
+pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError> {
+    let dir = runtimes_dir();
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let lock_path = dir.join(".lock");
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error(&lock_path))?;
+    if lock.try_lock().is_err() {
+        if show_progress {
+            eprintln!("exportctl: waiting for another exportctl that is installing the TensorFlow runtime…");
+        }
+        lock.lock().map_err(io_error(&lock_path))?;
+    }
+    // Under the lock: someone may have finished the install while we waited.
+    if let Some(runtime) = find(pins)? {
+        return Ok(runtime);
+    }
+    // Any `.tmp-` folder now is the remains of an install that was killed.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let (base, python_version) = base_python()?;
+    let started = Instant::now();
+    let progress = Progress::new(show_progress);
+    let tmp = crate::atomic::TempDir::new_in(&dir).map_err(io_error(&dir))?;
+    let venv = tmp.path().join("venv");
+    let log_path = tmp.path().join("install.log");
+    let mut log = File::create(&log_path).map_err(io_error(&log_path))?;
+    let keep_log = |log_path: &Path| {
+        let failed = dir.join("last-install-failure.log");
+        let _ = std::fs::copy(log_path, &failed);
+        failed
+    };
+    let result = (|| -> Result<(String, Versions, Option<PathBuf>), InstallError> {
+        progress.phase("creating the virtualenv");
+        let mut venv_cmd = Command::new(&base);
+        venv_cmd.args(["-m", "venv"]).arg(&venv);
+        run_logged(venv_cmd, &mut log, &progress, "creating the virtualenv", &log_path).map_err(|e| match e {
+            InstallError::Failed { log_tail, .. } if log_tail.contains("ensurepip") || log_tail.contains("venv") => {
+                InstallError::NoVenv { python: base.display().to_string() }
+            }
+            other => other,
+        })?;
+        let python = venv.join("bin").join("python");
+        let uv_on_path = Command::new("uv").arg("--version").output().is_ok_and(|o| o.status.success());
+        let mut installer = "pip".to_string();
+        let uv: Option<Command> = if uv_on_path {
+            Some(Command::new("uv"))
+        } else {
+            progress.phase("installing uv (a fast installer) from PyPI");
+            let mut c = Command::new(&python);
+            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "uv"]);
+            match run_logged(c, &mut log, &progress, "installing uv", &log_path) {
+                Ok(()) => {
+                    let mut c = Command::new(&python);
+                    c.args(["-m", "uv"]);
+                    Some(c)
+                }
+                Err(e @ InstallError::Registry { .. }) => return Err(e),
+                Err(_) => None,
+            }
+        };
+        progress.phase(&format!("installing {}", pins.describe()));
+        let mut installed = false;
+        if let Some(mut c) = uv {
+            c.args(["pip", "install", "--python"]).arg(&python).args(&pins.requirements);
+            match run_logged(c, &mut log, &progress, "installing TensorFlow with uv", &log_path) {
+                Ok(()) => {
+                    installed = true;
+                    installer = "uv".into();
+                }
+                Err(e @ InstallError::Registry { .. }) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        if !installed {
+            let mut c = Command::new(&python);
+            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).args(&pins.requirements);
+            run_logged(c, &mut log, &progress, "installing TensorFlow with pip", &log_path)?;
+        }
+        progress.phase("checking that TensorFlow imports");
+        let mut check = Command::new(&python);
+        check.args(["-c", "import tensorflow, keras, tf_keras, tensorflow_hub"]).env("TF_CPP_MIN_LOG_LEVEL", "3");
+        run_logged(check, &mut log, &progress, "importing TensorFlow in the new runtime", &log_path)?;
+        let probed = super::probe::probe(&python, Choice::Managed, String::new()).map_err(|e| InstallError::Failed {
+            step: "reading the installed versions".into(),
+            log_tail: e.to_string(),
+            log: log_path.clone(),
+        })?;
+        let tf_dir = probed.tensorflow_dir.and_then(|d| d.strip_prefix(tmp.path()).ok().map(Path::to_path_buf));
+        Ok((installer, probed.versions, tf_dir))
+    })();
+    let (installer, versions, tensorflow_dir) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let kept = keep_log(&log_path);
+            return Err(match e {
+                InstallError::Registry { what, log_tail, .. } => InstallError::Registry { what, log_tail, log: kept },
+                InstallError::Failed { step, log_tail, .. } => InstallError::Failed { step, log_tail, log: kept },
+                other => other,
+            });
+        }
+    };
+    let record = Record {
+        requirements: pins.requirements.clone(),
+        base_python: base,
+        versions,
+        tensorflow_dir,
+        installer,
+        install_seconds: started.elapsed().as_secs_f64(),
+    };
+    let record_path = tmp.path().join("runtime.json");
+    std::fs::write(&record_path, serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;
+    let final_dir = dir.join(folder_name(pins, &record.base_python, &python_version));
+    tmp.commit(&final_dir).map_err(io_error(&final_dir))?;
+    progress.finish(&format!("installed {} with {}", pins.describe(), record.installer));
+    load(&final_dir).ok_or_else(|| InstallError::Failed {
+        step: "reading the installed runtime".into(),
+        log_tail: String::new(),
+        log: final_dir.join("install.log"),
+    })
+}

@@ -1,0 +1,179 @@
+//! The Python + TensorFlow that export, slice and trace run in (SPEC §6).
+//!
+//! **Which Python.** In order: the manifest's `runtime.python`, `$EXPORTCTL_PYTHON`, an active
+//! virtualenv (`$VIRTUAL_ENV`) that has TensorFlow, else the *managed runtime*: a virtualenv
+//! exportctl installs itself under `$EXPORTCTL_HOME` (see `managed.rs`). [`Runtime::reason`]
+//! says which rule chose it; `exportctl runtime status` prints it.
+//!
+//! **What it has, without starting it.** A build that has nothing to do must not start Python
+//! (an import of TensorFlow costs seconds). The versions that go into cache keys and the
+//! TensorFlow package directory the native loader needs are therefore read from files: the
+//! managed runtime records them in its `runtime.json` when it is installed; any other Python is
+//! probed once (a Python one-liner that imports nothing heavy) and the answer cached, keyed by
+//! the interpreter and the modification times of its `sys.path` directories, so that installing
+//! or upgrading a package invalidates it (see `probe.rs`).
+//!
+//! **The worker.** One persistent Python process per build runs every Python step
+//! (`worker.rs`): TensorFlow is imported once, not once per step.
+
+pub mod managed;
+mod probe;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::RuntimeSettings;
+
+pub use worker::{Worker, WorkerError};
+
+/// Where exportctl keeps what it shares between projects: the managed runtimes, the
+/// worker's source, probes, the native library links. `$EXPORTCTL_HOME`, else the user cache
+/// directory (`$XDG_CACHE_HOME/exportctl` or `~/.cache/exportctl`).
+pub fn home() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EXPORTCTL_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir).join("exportctl");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("exportctl"),
+        None => std::env::temp_dir().join("exportctl"),
+    }
+}
+
+/// Why a runtime was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Choice {
+    /// `runtime.python` in the manifest.
+    Manifest,
+    /// `$EXPORTCTL_PYTHON`.
+    Environment,
+    /// The active virtualenv (`$VIRTUAL_ENV`), which has TensorFlow.
+    Virtualenv,
+    /// The managed runtime under `$EXPORTCTL_HOME`.
+    Managed,
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Choice::Manifest => "manifest",
+            Choice::Environment => "environment",
+            Choice::Virtualenv => "virtualenv",
+            Choice::Managed => "managed",
+        })
+    }
+}
+
+/// The versions of what a runtime holds: they make the runtime's part of every cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versions {
+    pub python: String,
+    pub tensorflow: Option<String>,
+    pub keras: Option<String>,
+    pub tf_keras: Option<String>,
+    pub tensorflow_hub: Option<String>,
+    pub numpy: Option<String>,
+}
+
+/// A Python environment exportctl can run its worker in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Runtime {
+    pub python: PathBuf,
+    pub choice: Choice,
+    pub reason: String,
+    pub versions: Versions,
+    /// `site-packages/tensorflow`, holding `libtensorflow_cc.so.2`.
+    pub tensorflow_dir: Option<PathBuf>,
+}
+
+/// Why no usable runtime could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{message}")]
+    Unusable { message: String, help: String },
+    #[error(transparent)]
+    Install(#[from] managed::InstallError),
+}
+
+impl RuntimeError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RuntimeError::Unusable { help, .. } => Some(help.clone()),
+            RuntimeError::Install(e) => Some(e.help()),
+        }
+    }
+}
+
+impl Runtime {
+    /// The runtime's part of a cache key: what changes a step's output if it changes.
+    pub fn fingerprint(&self) -> String {
+        let v = &self.versions;
+        let or_none = |s: &Option<String>| s.clone().unwrap_or_else(|| "none".into());
+        format!(
+            "python={} tensorflow={} keras={} tf_keras={} tensorflow_hub={} numpy={}",
+            v.python,
+            or_none(&v.tensorflow),
+            or_none(&v.keras),
+            or_none(&v.tf_keras),
+            or_none(&v.tensorflow_hub),
+            or_none(&v.numpy)
+        )
+    }
+
+    /// The TensorFlow package directory, or why there is none.
+    pub fn require_tensorflow_dir(&self) -> Result<&Path, RuntimeError> {
+        self.tensorflow_dir.as_deref().ok_or_else(|| RuntimeError::Unusable {
+            message: format!("{} has no TensorFlow", self.python.display()),
+            help: "install tensorflow into it (pip install tensorflow-cpu tf-keras tensorflow-hub), or unset runtime.python / EXPORTCTL_PYTHON to use the managed runtime".into(),
+        })
+    }
+}
+
+/// Options that change how a runtime is found or installed.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Install the managed runtime when it is the choice and is missing.
+    pub install: bool,
+    /// Show install progress on stderr.
+    pub progress: bool,
+}
+
+/// Finds the runtime to use (see the module docs for the order). `root` is the project root
+/// that a relative `runtime.python` is relative to.
+pub fn discover(settings: &RuntimeSettings, root: &Path, options: &Discovery) -> Result<Runtime, RuntimeError> {
+    if let Some(python) = &settings.python {
+        let python = if python.is_absolute() { python.clone() } else { root.join(python) };
+        let reason = format!("runtime.python in the manifest names {}", python.display());
+        return probe::probe(&python, Choice::Manifest, reason);
+    }
+    if let Some(python) = std::env::var_os("EXPORTCTL_PYTHON").filter(|v| !v.is_empty()) {
+        let python = PathBuf::from(python);
+        let reason = "$EXPORTCTL_PYTHON is set".to_string();
+        return probe::probe(&python, Choice::Environment, reason);
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+        let python = PathBuf::from(&venv).join("bin").join("python");
+        if python.is_file() {
+            let reason = format!("the active virtualenv {} has TensorFlow", PathBuf::from(&venv).display());
+            if let Ok(runtime) = probe::probe(&python, Choice::Virtualenv, reason) {
+                if runtime.versions.tensorflow.is_some() {
+                    return Ok(runtime);
+                }
+            }
+        }
+    }
+    let pins = managed::Pins::for_tensorflow(&settings.tensorflow);
+    match managed::find(&pins)? {
+        Some(runtime) => Ok(runtime),
+        None if options.install => Ok(managed::install(&pins, options.progress)?),
+        None => Err(RuntimeError::Unusable {
+            message: format!("the managed runtime ({}) is not installed", pins.describe()),
+            help: "run `exportctl runtime install` (a build installs it on first use)".into(),
+        }),
+    }
+}

@@ -1,0 +1,335 @@
+//! The persistent Python worker: one process per build, reused by every Python step.
+//!
+//! Importing TensorFlow and Keras costs seconds; a worker that stays up pays it once per build
+//! (and once per `--watch` session). The protocol is newline-delimited JSON over the child's
+//! stdin/stdout, documented at the top of `worker.py`, which ships inside the binary and is
+//! written to `$EXPORTCTL_HOME/worker/<digest>/` when first needed. The worker's stderr is its
+//! log: kept (the last lines) to explain a failure, shown live with `-v`.
+//!
+//! Failure modes each get their own [`WorkerError`]: a Python exception (the worker lives on),
+//! a request past its timeout (the worker is killed), the worker dying (crash, OOM kill,
+//! segfault). After the last two, [`Worker::call`] starts a fresh process on the next request.
+
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{home, Runtime};
+
+const SOURCE: &str = include_str!("worker.py");
+
+/// How many lines of the worker's stderr are kept to explain a failure.
+const LOG_LINES: usize = 200;
+
+/// An error of one request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WorkerError {
+    /// The Python code raised (or reported a structured error); the worker is still usable.
+    #[error("{kind}: {message}")]
+    Python { kind: String, message: String, traceback: Vec<String>, data: Value },
+    /// The request took longer than the timeout; the worker was stopped.
+    #[error("the Python worker did not answer within {}s while running {step}", .timeout.as_secs())]
+    Timeout { step: String, timeout: Duration, log_tail: Vec<String> },
+    /// The worker process ended while a request was in flight (or could not be started).
+    #[error("the Python worker {how} while running {step}")]
+    Died { step: String, how: String, log_tail: Vec<String> },
+    /// The worker answered something that is not the protocol.
+    #[error("the Python worker broke the protocol while running {step}: {detail}")]
+    Protocol { step: String, detail: String },
+}
+
+impl WorkerError {
+    /// A help line for the user: the traceback, or the worker's last log lines.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            WorkerError::Python { traceback, data, .. } => {
+                let mut lines: Vec<String> = Vec::new();
+                if let Some(hint) = data.get("hint").and_then(Value::as_str) {
+                    lines.push(hint.to_string());
+                }
+                if !traceback.is_empty() {
+                    lines.push(format!("Python traceback (innermost last):\n  {}", traceback.join("\n  ")));
+                }
+                (!lines.is_empty()).then(|| lines.join("\n"))
+            }
+            WorkerError::Timeout { log_tail, .. } => Some(format!(
+                "raise `runtime.timeout` in the manifest if the step needs longer{}",
+                tail_text(log_tail)
+            )),
+            WorkerError::Died { log_tail, .. } => Some(format!(
+                "the next step starts a fresh worker; the worker's last output:{}",
+                tail_text(log_tail)
+            )),
+            WorkerError::Protocol { .. } => None,
+        }
+    }
+}
+
+fn tail_text(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(12);
+    format!("\n  {}", lines[start..].join("\n  "))
+}
+
+/// How the worker is started.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub timeout: Duration,
+    /// Show the worker's log on stderr as it comes (`-v`); TensorFlow's own C++ logs too with 2.
+    pub verbose: u8,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { timeout: Duration::from_secs(900), verbose: 0 }
+    }
+}
+
+/// A live worker process.
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    responses: Receiver<String>,
+}
+
+/// A handle on the worker: starts the process on first use and again after it died.
+pub struct Worker {
+    python: PathBuf,
+    options: WorkerOptions,
+    process: Option<Process>,
+    next_id: u64,
+    log: Arc<Mutex<VecDeque<String>>>,
+    /// How many processes were started (a warm worker stays at 1).
+    pub starts: u32,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    id: Option<u64>,
+    ok: bool,
+    #[serde(default)]
+    result: Value,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+    #[serde(default)]
+    traceback: Vec<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+impl Worker {
+    /// A worker for `runtime`. No process is started until the first request.
+    pub fn new(runtime: &Runtime, options: WorkerOptions) -> Worker {
+        Worker {
+            python: runtime.python.clone(),
+            options,
+            process: None,
+            next_id: 1,
+            log: Arc::new(Mutex::new(VecDeque::new())),
+            starts: 0,
+        }
+    }
+
+    /// The process id of the running worker, if one runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.child.id())
+    }
+
+    /// Sends one request and waits for its answer. `step` names what runs, for messages.
+    pub fn call(&mut self, method: &str, params: Value, step: &str) -> Result<Value, WorkerError> {
+        if self.process.is_none() {
+            self.process = Some(self.spawn(step)?);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = json!({ "id": id, "method": method, "params": params }).to_string();
+        let process = self.process.as_mut().expect("started above");
+        if writeln!(process.stdin, "{line}").and_then(|()| process.stdin.flush()).is_err() {
+            return Err(self.died(step));
+        }
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            let process = self.process.as_mut().expect("started above");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match process.responses.recv_timeout(remaining) {
+                Ok(line) => {
+                    let response: Response = match serde_json::from_str(&line) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.stop();
+                            return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("{e}: {line}") });
+                        }
+                    };
+                    if response.id != Some(id) {
+                        // An answer to an earlier request that timed out on our side cannot
+                        // happen (that worker was killed); anything else is a protocol error.
+                        self.stop();
+                        return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("expected the answer to request {id}, got {line}") });
+                    }
+                    return match (response.ok, response.error) {
+                        (true, _) => Ok(response.result),
+                        (false, Some(e)) => Err(WorkerError::Python { kind: e.kind, message: e.message, traceback: e.traceback, data: e.data }),
+                        (false, None) => Err(WorkerError::Protocol { step: step.to_string(), detail: "an error without details".into() }),
+                    };
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.stop();
+                    return Err(WorkerError::Timeout { step: step.to_string(), timeout: self.options.timeout, log_tail: self.log_tail() });
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(self.died(step)),
+            }
+        }
+    }
+
+    /// Stops the worker: closes its stdin (it exits on EOF), then kills it if it lingers.
+    pub fn shutdown(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            drop(process.stdin);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = process.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn died(&mut self, step: &str) -> WorkerError {
+        let status = self.process.take().map(|mut p| {
+            drop(p.stdin);
+            // The pipe closed: the process is gone or going; reap it.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                match p.child.try_wait() {
+                    Ok(Some(status)) => break Some(status),
+                    _ if Instant::now() > deadline => {
+                        let _ = p.child.kill();
+                        break p.child.wait().ok();
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        // Let the stderr reader catch the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        WorkerError::Died { step: step.to_string(), how: describe_exit(status.flatten()), log_tail: self.log_tail() }
+    }
+
+    fn spawn(&mut self, step: &str) -> Result<Process, WorkerError> {
+        let script = worker_script().map_err(|e| WorkerError::Died {
+            step: step.to_string(),
+            how: format!("could not be written to the cache ({e})"),
+            log_tail: Vec::new(),
+        })?;
+        let mut command = Command::new(&self.python);
+        command
+            .arg("-u")
+            .arg(&script)
+            .env("TF_CPP_MIN_LOG_LEVEL", if self.options.verbose >= 2 { "0" } else { "3" })
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("TF_USE_LEGACY_KERAS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| WorkerError::Died {
+            step: step.to_string(),
+            how: format!("could not be started with {} ({e})", self.python.display()),
+            log_tail: Vec::new(),
+        })?;
+        self.starts += 1;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, responses) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !line.trim().is_empty() && tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let log = self.log.clone();
+        let echo = self.options.verbose >= 1;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("  python | {line}");
+                }
+                if let Ok(mut log) = log.lock() {
+                    if log.len() == LOG_LINES {
+                        log.pop_front();
+                    }
+                    log.push_back(line);
+                }
+            }
+        });
+        Ok(Process { child, stdin, responses })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn describe_exit(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status {
+        None => "stopped answering".to_string(),
+        Some(s) => match (s.code(), s.signal()) {
+            (_, Some(9)) => "was killed (SIGKILL: out of memory?)".to_string(),
+            (_, Some(11)) => "crashed (segmentation fault)".to_string(),
+            (_, Some(6)) => "crashed (aborted)".to_string(),
+            (_, Some(sig)) => format!("was killed by signal {sig}"),
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, None) => "ended".to_string(),
+        },
+    }
+}
+
+/// The worker's source, written once per content into the exportctl home.
+fn worker_script() -> std::io::Result<PathBuf> {
+    let digest = crate::hash::digest_str(SOURCE);
+    let path = home().join("worker").join(&digest[..16]).join("exportctl_worker.py");
+    if !path.is_file() {
+        crate::atomic::write_file(&path, SOURCE.as_bytes())?;
+    }
+    Ok(path)
+}
+
+/// The path of the worker's source file (written if needed), for diagnostics.
+pub fn script_path() -> std::io::Result<PathBuf> {
+    worker_script()
+}

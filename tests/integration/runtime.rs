@@ -1,0 +1,213 @@
+//! The managed runtime and the persistent worker, for real: a real virtualenv, a real Python.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use exportctl::runtime::worker::WorkerOptions;
+use exportctl::runtime::{Worker, WorkerError};
+use serde_json::json;
+
+use crate::support::{exportctl, runtime, stderr, stdout, target_tmp};
+
+fn debug_worker(timeout: Duration) -> Worker {
+    // The debug methods exist only when the worker is started with this variable.
+    std::env::set_var("EXPORTCTL_WORKER_DEBUG", "1");
+    Worker::new(runtime(), WorkerOptions { timeout, verbose: 0 })
+}
+
+#[test]
+fn hello_reports_the_runtime_versions() {
+    let rt = runtime();
+    assert_eq!(rt.versions.tensorflow.as_deref(), Some("2.21.0"));
+    let mut worker = Worker::new(rt, WorkerOptions::default());
+    let hello = worker.call("hello", json!({}), "hello").unwrap();
+    assert_eq!(hello["tensorflow"], "2.21.0");
+    assert_eq!(hello["python"], rt.versions.python.as_str());
+    assert_eq!(hello["keras"], rt.versions.keras.as_deref().unwrap());
+    assert_eq!(hello["pid"], worker.pid().unwrap());
+    // The same process answers the next request: TensorFlow is imported once.
+    let pid = worker.pid();
+    let started = Instant::now();
+    worker.call("hello", json!({}), "hello").unwrap();
+    assert_eq!(worker.pid(), pid);
+    assert!(started.elapsed() < Duration::from_secs(2), "a warm worker answers at once");
+    assert_eq!(worker.starts, 1);
+}
+
+#[test]
+fn a_python_exception_is_reported_and_the_worker_lives_on() {
+    let mut worker = debug_worker(Duration::from_secs(120));
+    worker.call("hello", json!({}), "hello").unwrap();
+    let pid = worker.pid();
+    let err = worker.call("debug.raise", json!({ "message": "shapes (2, 3) and (4,) do not match" }), "m/p:trace").unwrap_err();
+    match &err {
+        WorkerError::Python { kind, message, traceback, .. } => {
+            assert_eq!(kind, "ValueError");
+            assert_eq!(message, "shapes (2, 3) and (4,) do not match");
+            assert!(traceback.iter().any(|f| f.contains("worker.py")), "{traceback:?}");
+        }
+        other => panic!("expected a Python error, got {other:?}"),
+    }
+    assert!(err.help().unwrap().contains("Python traceback"));
+    assert_eq!(worker.call("debug.sleep", json!({ "seconds": 0 }), "x").unwrap()["slept"], 0.0);
+    assert_eq!(worker.pid(), pid, "an exception does not cost a worker");
+}
+
+#[test]
+fn a_worker_that_dies_is_named_and_replaced() {
+    let mut worker = debug_worker(Duration::from_secs(120));
+    worker.call("hello", json!({}), "hello").unwrap();
+    let first = worker.pid();
+
+    let err = worker.call("debug.exit", json!({ "code": 3 }), "m:export").unwrap_err();
+    assert!(matches!(err, WorkerError::Died { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "the Python worker exited with status 3 while running m:export");
+
+    worker.call("debug.sleep", json!({ "seconds": 0 }), "x").unwrap();
+    let second = worker.pid();
+    assert_ne!(first, second, "a fresh worker serves the next request");
+
+    let err = worker.call("debug.segfault", json!({}), "m/p:slice").unwrap_err();
+    assert_eq!(err.to_string(), "the Python worker crashed (segmentation fault) while running m/p:slice");
+    worker.call("debug.sleep", json!({ "seconds": 0 }), "x").unwrap();
+    assert_eq!(worker.starts, 3);
+}
+
+#[test]
+fn a_request_past_its_timeout_stops_the_worker() {
+    let mut worker = debug_worker(Duration::from_secs(3));
+    worker.call("debug.sleep", json!({ "seconds": 0 }), "warm-up").unwrap();
+    let first = worker.pid().unwrap();
+    let started = Instant::now();
+    let err = worker.call("debug.sleep", json!({ "seconds": 60 }), "m/p:trace").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, WorkerError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "the Python worker did not answer within 3s while running m/p:trace");
+    assert!(err.help().unwrap().contains("runtime.timeout"));
+    // The hung process is gone, and the next request gets a new one.
+    assert!(!Path::new(&format!("/proc/{first}")).exists(), "the timed-out worker was killed");
+    worker.call("debug.sleep", json!({ "seconds": 0 }), "x").unwrap();
+    assert_ne!(worker.pid(), Some(first));
+}
+
+#[test]
+fn runtime_status_names_the_choice_and_versions() {
+    runtime();
+    let out = exportctl().args(["runtime", "status"]).env_remove("VIRTUAL_ENV").env_remove("EXPORTCTL_PYTHON").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("runtime:         managed"), "{text}");
+    assert!(text.contains("tensorflow:      2.21.0"), "{text}");
+    assert!(text.contains("tf_keras:        2.21.0"), "{text}");
+
+    // $EXPORTCTL_PYTHON wins over the managed runtime, and the status says why.
+    let out = exportctl()
+        .args(["runtime", "status", "--format", "json"])
+        .env("EXPORTCTL_PYTHON", &runtime().python)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["choice"], "environment");
+    assert_eq!(status["reason"], "$EXPORTCTL_PYTHON is set");
+}
+
+#[test]
+fn a_missing_python_is_explained() {
+    let home = tempfile::tempdir_in(target_tmp()).unwrap();
+    let empty_path = tempfile::tempdir_in(target_tmp()).unwrap();
+    let out = exportctl()
+        .args(["runtime", "install"])
+        .env("EXPORTCTL_HOME", home.path())
+        .env("PATH", empty_path.path())
+        .env_remove("EXPORTCTL_BASE_PYTHON")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("EXPORTCTL_PYTHON")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("python3 was not found on PATH"), "{err}");
+    assert!(err.contains("install Python 3.9+"), "{err}");
+}
+
+#[test]
+fn an_unreachable_registry_is_explained_and_leaves_nothing_behind() {
+    let home = tempfile::tempdir_in(target_tmp()).unwrap();
+    let out = exportctl()
+        .args(["runtime", "install"])
+        .env("EXPORTCTL_HOME", home.path())
+        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+        .env("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+        .env("UV_DEFAULT_INDEX", "http://127.0.0.1:9/simple")
+        .env("PIP_RETRIES", "0")
+        .env("PIP_TIMEOUT", "2")
+        .env("UV_OFFLINE", "0")
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("EXPORTCTL_PYTHON")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("could not reach the Python package registry"), "{err}");
+    let runtimes: Vec<String> = std::fs::read_dir(home.path().join("runtimes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock" && n != "last-install-failure.log")
+        .collect();
+    assert!(runtimes.is_empty(), "a failed install left {runtimes:?}");
+    let status = exportctl().args(["runtime", "status"]).env("EXPORTCTL_HOME", home.path()).env_remove("VIRTUAL_ENV").env_remove("EXPORTCTL_PYTHON").output().unwrap();
+    assert!(stdout(&status).contains("is not installed"));
+}
+
+/// Two processes asking for the runtime at once install it once; a killed install leaves
+/// nothing that a later one trusts.
+#[test]
+fn concurrent_installs_install_once_and_a_killed_install_is_redone() {
+    runtime(); // the shared uv cache is warm: this install copies instead of downloading
+    let home = tempfile::tempdir_in(target_tmp()).unwrap();
+    let shared_uv_cache = exportctl::runtime::home().join("cache").join("uv");
+    let install = || {
+        let mut c = exportctl();
+        c.args(["runtime", "install"])
+            .env("EXPORTCTL_HOME", home.path())
+            .env("UV_CACHE_DIR", &shared_uv_cache)
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("EXPORTCTL_PYTHON")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    // An install killed halfway.
+    let mut killed = install().spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let status = exportctl().args(["runtime", "status"]).env("EXPORTCTL_HOME", home.path()).env_remove("VIRTUAL_ENV").env_remove("EXPORTCTL_PYTHON").output().unwrap();
+    assert!(stdout(&status).contains("is not installed"), "a killed install must not look installed: {}", stdout(&status));
+
+    // Two at once.
+    let a = install().spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let b = install().spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let both = format!("{}{}", stderr(&a), stderr(&b));
+    assert_eq!(both.matches("exportctl: installed ").count(), 1, "installed twice:\n{both}");
+    assert!(both.contains("waiting for another exportctl"), "{both}");
+    assert_eq!(stdout(&a), stdout(&b), "both report the same runtime");
+
+    let entries: Vec<String> = std::fs::read_dir(home.path().join("runtimes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].starts_with("tf-2.21.0-py"), "{entries:?}");
+    // The runtime works from where it was renamed to.
+    let python = home.path().join("runtimes").join(&entries[0]).join("venv/bin/python");
+    let ok = Command::new(python).args(["-c", "import tensorflow_hub, tf_keras"]).env("TF_CPP_MIN_LOG_LEVEL", "3").status().unwrap();
+    assert!(ok.success());
+}
