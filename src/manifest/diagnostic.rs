@@ -125,3 +125,45 @@ impl std::fmt::Display for ManifestErrors {
 }
 
 impl std::error::Error for ManifestErrors {}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn render(text: &str, span: Span) -> String {
+        let source = ManifestSource::new(PathBuf::from("Export.toml"), "Export.toml".into(), text.into());
+        let error = ManifestError::new("test", span, "message").label("label").help("help");
+        ManifestErrors { source, errors: vec![error] }.render_plain()
+    }
+
+    #[test]
+    fn carets_sit_under_the_span() {
+        let text = "[project]\nname = \"Vision\"\n";
+        let out = render(text, 17..25);
+        assert_eq!(out, "Export.toml:2:8: error[test]: message\n2 | name = \"Vision\"\n  |        ^^^^^^^^ label\n  = help: help\n");
+    }
+
+    #[test]
+    fn windows_line_endings_do_not_shift_the_carets() {
+        let text = "[project]\r\nname = \"v\"\r\nversion = \"1\"\r\n";
+        let start = text.find("\"1\"").unwrap();
+        let out = render(text, start..start + 3);
+        assert!(out.contains("3 | version = \"1\"\n  |           ^^^ label"), "{out}");
+    }
+
+    #[test]
+    fn tabs_before_the_span_are_kept_so_that_carets_line_up() {
+        let text = "project:\n\tname: x\n";
+        let out = render(text, 10..14);
+        assert!(out.contains("2 | \tname: x\n  | \t^^^^ label"), "{out}");
+    }
+
+    #[test]
+    fn spans_at_the_end_or_inside_a_character_still_render() {
+        let text = "name = \"日本\"";
+        assert!(render(text, text.len()..text.len()).contains("^ label"));
+        assert!(render(text, 9..10).contains("1 | name = \"日本\""));
+    }
+}

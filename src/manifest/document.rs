@@ -320,25 +320,23 @@ pub mod yaml_format {
             }
         }
 
-        /// Where the tag before the value at `value_start` begins (`!include value`).
-        fn tag_start(&self, value_start: usize) -> usize {
-            let line = line_around(self.text, value_start);
-            let before = &self.text[line.start..value_start];
-            before
-                .trim_end()
-                .rfind(|c: char| c.is_whitespace() || matches!(c, '[' | '{' | ','))
-                .map_or(line.start, |i| line.start + i + 1)
-                .min(value_start)
+        /// Where the tag before the value marked at `at` begins: the token holding the last
+        /// `!` before it (`!include`, `!!python/object:x`).
+        fn tag_start(&self, at: usize) -> usize {
+            let before = &self.text[..at.min(self.text.len())];
+            match before.rfind('!') {
+                Some(bang) => before[..bang].rfind(|c: char| c.is_whitespace() || matches!(c, '[' | '{' | ',')).map_or(0, |i| i + 1),
+                None => at,
+            }
         }
 
         fn collection_tag(&mut self, tag: Option<Tag>, at: usize) {
             let Some(tag) = tag else { return };
             let core = tag.handle == CORE_TAGS && matches!(tag.suffix.as_str(), "map" | "seq");
             if !core {
-                let line = line_around(self.text, at);
-                let start = self.text[line.start..at].rfind('!').map_or(at, |i| line.start + i);
-                let end = start + self.text[start..].find(char::is_whitespace).unwrap_or(0);
-                self.errors.push(unsupported_tag(&tag, start..end.max(start + 1).min(self.text.len())));
+                let start = self.tag_start(at);
+                let end = self.text[start..].find(char::is_whitespace).map_or(self.text.len(), |i| start + i);
+                self.errors.push(unsupported_tag(&tag, start..end));
             }
         }
     }
@@ -527,21 +525,138 @@ pub mod yaml_format {
 }
 
 #[cfg(test)]
-mod scratch {
+mod tests {
     use super::*;
-    fn dump(text: &str, n: &Node, depth: usize) {
-        let s = &text[n.span.clone()];
-        println!("{:depth$}{:?} {:?} {:?}", "", n.span, s.chars().take(40).collect::<String>(), n.type_name(), depth = depth * 2);
-        match &n.value {
-            Value::Table(es) => for e in es { println!("{:depth$}key {:?} {:?}", "", e.key, &text[e.key_span.clone()], depth = depth * 2 + 2); dump(text, &e.node, depth + 2) },
-            Value::Array(items) => for i in items { dump(text, i, depth + 1) },
-            _ => {}
-        }
+
+    fn yaml(text: &str) -> Node {
+        yaml_format::parse(text).unwrap_or_else(|e| panic!("{e:?}"))
     }
+
+    /// The text a node's span covers.
+    fn spanned<'t>(text: &'t str, node: &Node) -> &'t str {
+        &text[node.span.clone()]
+    }
+
+    fn at<'n>(node: &'n Node, path: &[&str]) -> &'n Node {
+        path.iter().fold(node, |n, key| n.get(key).unwrap_or_else(|| panic!("no `{key}`")))
+    }
+
     #[test]
-    fn scratch() {
-        let t = std::fs::read_to_string(std::env::var("SCRATCH").unwrap()).unwrap();
-        let tree = if std::env::var("SCRATCH").unwrap().ends_with("toml") { toml_format::parse(&t) } else { yaml_format::parse(&t) };
-        match tree { Ok(n) => dump(&t, &n, 0), Err(e) => println!("{e:?}") }
+    fn yaml_plain_scalars_end_before_comments_and_colons() {
+        let text = "a: models/x.keras   # the model\nb: build.py:build\nc: 1e-5\n";
+        let tree = yaml(text);
+        assert_eq!(spanned(text, at(&tree, &["a"])), "models/x.keras");
+        assert_eq!(spanned(text, at(&tree, &["b"])), "build.py:build");
+        assert_eq!(spanned(text, at(&tree, &["c"])), "1e-5");
+        assert!(matches!(at(&tree, &["c"]).value, Value::Float(f) if f == 1e-5));
+    }
+
+    #[test]
+    fn yaml_quoted_scalars_span_their_quotes_and_escapes() {
+        let text = "a: \"say \\\"hi\\\"\" # c\nb: 'it''s'\nc: \"日本\"\n";
+        let tree = yaml(text);
+        assert_eq!(spanned(text, at(&tree, &["a"])), "\"say \\\"hi\\\"\"");
+        assert_eq!(at(&tree, &["a"]).as_str(), Some("say \"hi\""));
+        assert_eq!(spanned(text, at(&tree, &["b"])), "'it''s'");
+        assert_eq!(at(&tree, &["b"]).as_str(), Some("it's"));
+        assert_eq!(spanned(text, at(&tree, &["c"])), "\"日本\"");
+    }
+
+    #[test]
+    fn yaml_flow_collections_span_their_brackets_and_items() {
+        let text = "to: [a, \"b c\", d]\nbn: {momentum: 0.9, epsilon: 1e-3}\n";
+        let tree = yaml(text);
+        let to = at(&tree, &["to"]);
+        assert_eq!(spanned(text, to), "[a, \"b c\", d]");
+        let items: Vec<&str> = to.as_array().unwrap().iter().map(|i| spanned(text, i)).collect();
+        assert_eq!(items, ["a", "\"b c\"", "d"]);
+        assert_eq!(spanned(text, at(&tree, &["bn"])), "{momentum: 0.9, epsilon: 1e-3}");
+        assert_eq!(spanned(text, at(&tree, &["bn", "epsilon"])), "1e-3");
+    }
+
+    #[test]
+    fn yaml_block_mappings_span_from_their_first_key_to_their_last_value() {
+        let text = "project:\n  name: vision   # the name\n  version: 2 # comment\n# trailing\nmodels: {}\n";
+        let tree = yaml(text);
+        assert_eq!(spanned(text, at(&tree, &["project"])), "name: vision   # the name\n  version: 2");
+        let entry = tree.entry("project").unwrap();
+        assert_eq!(&text[entry.key_span.clone()], "project");
+        assert_eq!(tree.span.start, 0);
+    }
+
+    #[test]
+    fn yaml_sequence_items_are_mappings_spanning_their_keys() {
+        let text = "pieces:\n  - name: a\n    to: x\n  - name: b\n";
+        let tree = yaml(text);
+        let items = at(&tree, &["pieces"]).as_array().unwrap();
+        assert_eq!(spanned(text, &items[0]), "name: a\n    to: x");
+        assert_eq!(spanned(text, &items[1]), "name: b");
+    }
+
+    #[test]
+    fn yaml_empty_values_sit_right_after_their_colon() {
+        let text = "model:\n  source:   # todo\n  pieces:\n";
+        let tree = yaml(text);
+        let source = at(&tree, &["model", "source"]);
+        assert!(matches!(source.value, Value::Null));
+        assert_eq!(source.span, 16..16, "after `source:`, not at the next key");
+        assert_eq!(at(&tree, &["model", "pieces"]).span.start, text.len() - 1);
+    }
+
+    #[test]
+    fn yaml_aliases_copy_the_anchored_node_with_the_alias_span() {
+        let text = "a: &v {atol: 0}\nb: *v\n";
+        let tree = yaml(text);
+        let b = at(&tree, &["b"]);
+        assert_eq!(spanned(text, b), "*v");
+        // The values inside keep the anchor's spans: that is where the fix goes.
+        assert_eq!(spanned(text, at(b, &["atol"])), "0");
+        assert_eq!(at(b, &["atol"]).span, at(&tree, &["a", "atol"]).span);
+    }
+
+    #[test]
+    fn yaml_core_tags_are_read_and_other_tags_rejected_at_the_tag() {
+        let tree = yaml("a: !!str 12\nb: !!int \"7\"\nc: !!float 1\n");
+        assert_eq!(at(&tree, &["a"]).as_str(), Some("12"));
+        assert_eq!(at(&tree, &["b"]).as_i64(), Some(7));
+        assert!(matches!(at(&tree, &["c"]).value, Value::Float(f) if f == 1.0));
+
+        let text = "a: !include other.yaml\nb: !!bool maybe\n";
+        let errors = yaml_format::parse(text).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(&text[errors[0].span.clone()], "!include other.yaml");
+        assert!(errors[0].message.contains("`!include`"));
+        assert!(errors[1].message.contains("not a valid `!!bool`"), "{}", errors[1].message);
+    }
+
+    #[test]
+    fn yaml_duplicate_keys_name_the_first_one() {
+        let text = "a: 1\nb: 2\na: 3\n";
+        let errors = yaml_format::parse(text).unwrap_err();
+        assert_eq!(errors[0].message, "duplicate key `a`");
+        assert_eq!(errors[0].span, 10..11);
+        assert!(errors[0].help.contains("line 1"), "{}", errors[0].help);
+    }
+
+    #[test]
+    fn yaml_spans_are_byte_offsets_after_multibyte_text() {
+        let text = "# ünïcödé 🦀\nname: vision\n";
+        let tree = yaml(text);
+        assert_eq!(spanned(text, at(&tree, &["name"])), "vision");
+    }
+
+    #[test]
+    fn toml_integers_beyond_i64_are_kept_as_huge_numbers() {
+        let tree = toml_format::parse("version = 99999999999999999999\n").unwrap();
+        assert!(matches!(at(&tree, &["version"]).value, Value::Float(f) if f == 1e20));
+    }
+
+    #[test]
+    fn toml_tables_span_their_headers() {
+        let text = "[project]\nname = \"v\"\n\n[[models.m.pieces]]\nname = \"p\"\n";
+        let tree = toml_format::parse(text).unwrap();
+        assert_eq!(spanned(text, at(&tree, &["project"])), "[project]");
+        let pieces = at(&tree, &["models", "m", "pieces"]).as_array().unwrap();
+        assert_eq!(spanned(text, &pieces[0]), "[[models.m.pieces]]");
     }
 }

@@ -1,6 +1,8 @@
 //! From the shape-checked tree to a [`Manifest`]: defaults applied, inheritance resolved,
 //! and the checks that need meaning: paths on disk that must stay inside the project, the
-//! kind of model source, unique piece names, `from` without `to`, `batch` with `samples`.
+//! kind of model source (and that a builder's function is named in its file), unique piece
+//! names, `from` without `to`, `batch` with `samples`. Help lines suggest what exists: the
+//! nearest existing path, checkpoint prefix or Python function.
 //!
 //! It runs even when the shape check found errors, so that one run reports everything; a
 //! value of the wrong type reads as absent here (the shape check already reported it).
@@ -421,7 +423,7 @@ impl Resolver<'_> {
             });
         }
         if text.ends_with(".py") {
-            let defined = python_functions(&self.root.join(text));
+            let defined = self.project_path(node, Expect::File).map(|path| python_functions(&self.root.join(path))).unwrap_or_default();
             let example = defined.first().map_or("build_model", String::as_str);
             let help = match defined.len() {
                 0 | 1 => format!("write `{text}:{example}`, naming the function that returns the Keras model"),

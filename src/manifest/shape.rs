@@ -22,8 +22,12 @@ pub fn check(root: &Node, format: Format, errors: &mut Vec<ManifestError>) {
                 Format::Yaml => "write the manifest's keys at the top level, without `- `: `project:` and `models:`",
             };
             errors.push(
-                ManifestError::new("wrong-type", root.span.clone(), format!("a manifest must be a table of keys, found {}", root.type_name()))
-                    .label(format!("{} here; expected `project` and `models` keys", root.type_name()))
+                ManifestError::new(
+                    "wrong-type",
+                    root.span.clone(),
+                    format!("a manifest must be {}, found {}", place.term("a table of keys"), place.term(root.type_name())),
+                )
+                .label(format!("{} here; expected `project` and `models` keys", place.term(root.type_name())))
                     .help(help),
             )
         }
@@ -85,21 +89,30 @@ impl Place {
         }
     }
 
-    /// How one entry of the map at this place is opened: `[models.<name>]` in TOML,
-    /// `<name>:` under `models:` in YAML.
+    /// One entry of the map at this place: a `[models.<name>]` table in TOML, a `<name>:`
+    /// entry under `models:` in YAML.
     pub(crate) fn map_entry(&self) -> String {
         match self.1 {
-            Format::Toml => format!("`[{}.<name>]`", self.header_path()),
-            Format::Yaml => format!("`<name>:` under `{}:`", self.last_key()),
+            Format::Toml => format!("a `[{}.<name>]` table", self.header_path()),
+            Format::Yaml => format!("a `<name>:` entry under `{}:`", self.last_key()),
         }
     }
 
-    /// How one entry of the list of tables at this place is opened: `[[models.x.pieces]]` in
-    /// TOML, a `- name: ...` item under `pieces:` in YAML.
+    /// One entry of the list of tables at this place: a `[[models.x.pieces]]` table in TOML,
+    /// a `- name: ...` item under `pieces:` in YAML.
     pub(crate) fn list_entry(&self) -> String {
         match self.1 {
-            Format::Toml => format!("`[[{}]]`", self.header_path()),
+            Format::Toml => format!("a `[[{}]]` table", self.header_path()),
             Format::Yaml => format!("a `- name: ...` item under `{}:`", self.last_key()),
+        }
+    }
+
+    /// A type's name in the file's own vocabulary: YAML has mappings and lists where TOML
+    /// has tables and arrays.
+    pub(crate) fn term(&self, toml_term: &str) -> String {
+        match self.1 {
+            Format::Toml => toml_term.to_string(),
+            Format::Yaml => toml_term.replace("an array", "a list").replace("tables", "mappings").replace("a table", "a mapping"),
         }
     }
 
@@ -186,7 +199,8 @@ fn check_table(node: &Node, fields: &'static [Field], place: &Place, owner: Opti
 
 fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Option<&Span>, errors: &mut Vec<ManifestError>) {
     let wrong_type = |expected: &str, help: String| {
-        ManifestError::new("wrong-type", node.span.clone(), format!("{} must be {expected}, found {}", place.describe(), node.type_name()))
+        let (expected, found) = (place.term(expected), place.term(node.type_name()));
+        ManifestError::new("wrong-type", node.span.clone(), format!("{} must be {expected}, found {found}", place.describe()))
             .label(format!("expected {expected}"))
             .help(help)
     };
@@ -335,14 +349,14 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Optio
         },
         Ty::Map { keys, value: inner } => {
             let Some(entries) = node.as_table() else {
-                errors.push(wrong_type("a table", format!("write one {} per entry", place.map_entry())));
+                errors.push(wrong_type("a table", format!("write {} per entry", place.map_entry())));
                 return;
             };
             if entries.is_empty() {
                 errors.push(
                     ManifestError::new("empty-table", node.span.clone(), format!("{} has no entries", place.describe()))
                         .label("empty")
-                        .help(format!("add at least one {}", place.map_entry())),
+                        .help(format!("add {}", place.map_entry())),
                 );
             }
             for entry in entries {
@@ -353,7 +367,7 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Optio
                     schema::Keys::TensorName if !schema::is_valid_tensor_name(&entry.key) => errors.push(
                         ManifestError::new("invalid-name", entry.key_span.clone(), format!("`{}` is not a valid input name", entry.key))
                             .label("invalid input name")
-                            .help(tensor_name_help(&entry.key)),
+                            .help(tensor_name_help()),
                     ),
                     _ => {}
                 }
@@ -374,9 +388,9 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Optio
                             ManifestError::new(
                                 "wrong-type",
                                 item.span.clone(),
-                                format!("{} must be a table, found {}", place.index(i).describe(), item.type_name()),
+                                format!("{} must be {}, found {}", place.index(i).describe(), place.term("a table"), place.term(item.type_name())),
                             )
-                            .label("expected a table")
+                            .label(format!("expected {}", place.term("a table")))
                             .help(format!("write each entry as {}", place.list_entry())),
                         ),
                     }
@@ -384,8 +398,8 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Optio
             }
             Value::Table(_) => {
                 let help = match place.format() {
-                    Format::Toml => format!("a list of tables takes double brackets: {}, once per entry", place.list_entry()),
-                    Format::Yaml => format!("make it a list: each entry starts with `- `, as {}", place.list_entry()),
+                    Format::Toml => format!("a list of tables takes double brackets: write {} per entry", place.list_entry()),
+                    Format::Yaml => "make it a list: start each entry with `- `, e.g. `- name: ...`".to_string(),
                 };
                 errors.push(wrong_type("an array of tables", help))
             }
@@ -429,15 +443,8 @@ fn invalid_name(span: Span, name: &str, noun: &str) -> ManifestError {
     ManifestError::new("invalid-name", span, format!("`{name}` is not a valid {noun}")).label("invalid name").help(help)
 }
 
-fn tensor_name_help(name: &str) -> String {
-    let fixed: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' }).collect();
-    let fixed = if fixed.starts_with(|c: char| c.is_ascii_digit()) { format!("_{fixed}") } else { fixed };
-    let rule = "input names are TensorFlow names: letters, digits, `_`, `.` and `-`, not starting with a digit";
-    if schema::is_valid_tensor_name(&fixed) {
-        format!("{rule}; use the input's name in the model, e.g. `{fixed}`")
-    } else {
-        rule.to_string()
-    }
+fn tensor_name_help() -> &'static str {
+    "use the name of the model's input: TensorFlow names are letters, digits, `_`, `.` and `-`, not starting with a digit"
 }
 
 /// A string was expected: show the value as a string when that is what the user meant.
@@ -516,11 +523,8 @@ fn missing_help(place: &Place, field: &Field) -> String {
             "add `{}` (a .keras/.h5 file, a SavedModel directory or file.py:function)",
             place.assign("source", "\"models/model.keras\"")
         ),
-        (_, "pieces") => format!(
-            "add at least one piece: {} with `{}` (no `to`: the whole model)",
-            place.key("pieces").list_entry(),
-            place.assign("name", "\"full\"")
-        ),
+        (_, "pieces") if yaml => "add a `pieces:` list with at least one piece, e.g. `- name: full` (no `to`: the whole model)".to_string(),
+        (_, "pieces") => format!("add at least one piece: {} with `name = \"full\"` (no `to`: the whole model)", place.key("pieces").list_entry()),
         (_, "name") => format!("add `{}` ([a-z0-9-]+)", place.assign("name", "\"...\"")),
         (_, "shape") => format!("add `{}` (batch dimension first, -1 for any size)", place.assign("shape", "[-1, 224, 224, 3]")),
         (_, key) => format!("add `{key}`: {}", lowercase_first(field.doc)),

@@ -82,12 +82,9 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
                 format!("end the string with `{quote}` on the same line; a string over several lines is written between `{quote}{quote}{quote}`"),
             )
         }
-        m if m.starts_with("missing escaped value") || m.starts_with("too few unicode") || m.contains("escape") => SyntaxError::new(
-            span,
-            "invalid escape in a \"double-quoted\" string",
-            "a backslash starts an escape here",
-            "write `\\\\` for a backslash, or use a 'single-quoted' string, where backslashes are plain text: 'C:\\models'",
-        ),
+        m if m.starts_with("missing escaped value") || m.starts_with("too few unicode") || m.contains("escape") => {
+            invalid_escape(text, span, line)
+        }
         m if m.starts_with("unclosed table") || m.starts_with("unclosed array table") => {
             let header = strip_comment(&text[line.clone()]).trim();
             let close = if header.starts_with("[[") { "]]" } else { "]" };
@@ -100,9 +97,12 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
         }
         m if m.starts_with("key with no value") => {
             let statement = strip_comment(&text[line.clone()]).trim();
+            let bare_key = |key: &str| key.chars().any(char::is_alphanumeric) && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
             let help = match statement.split_once(char::is_whitespace) {
-                Some((key, value)) if !value.trim().is_empty() => format!("write `{key} = {}`", value.trim()),
-                _ => format!("give the key a value: `{statement} = ...`"),
+                _ if statement.len() > 80 => "write `key = value`".to_string(),
+                Some((key, value)) if bare_key(key) && !value.trim().is_empty() => format!("write `{key} = {}`", value.trim()),
+                None if bare_key(statement) => format!("give the key a value: `{statement} = ...`"),
+                _ => "write `key = value`".to_string(),
             };
             SyntaxError::new(span, "a key without `=`", "expected `=`", help)
         }
@@ -116,7 +116,12 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
                 SyntaxError::new(span, "unquoted string", "strings are quoted in TOML", format!("quote it: `\"{value}\"`"))
             }
         }
-        m if m.starts_with("invalid boolean") => general("TOML booleans are `true` and `false`, in lowercase; quote text: \"...\""),
+        m if m.starts_with("invalid boolean") => SyntaxError::new(
+            span.clone(),
+            format!("`{}` is not a TOML boolean", &text[span]),
+            label,
+            "TOML booleans are `true` and `false`, in lowercase; quote text: \"...\"",
+        ),
         m if m.starts_with("cannot recurse further") => SyntaxError::new(
             span,
             "the value is nested too deeply",
@@ -125,12 +130,31 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
         ),
         m if m.starts_with("cannot extend value") => general("this key already holds a value on an earlier line; a key cannot be both a value and a table"),
         m if m.starts_with("extra comma") => general("remove the extra `,`"),
+        m if m.starts_with("unclosed array") => general("close the array with `]`"),
+        m if m.starts_with("unclosed inline table") => general("close the inline table with `}`"),
         m if m.starts_with("missing comma between array elements") => general("separate the elements of an array with `,`"),
         m if m.starts_with("unexpected key or value") || m.starts_with("unexpected content") => {
             general("one `key = value` per line: put what follows on a line of its own, or start a comment with `#`")
         }
         _ => general("check this line against TOML's syntax: `key = value`, `[table]`, `[[list-of-tables]]`, strings in quotes"),
     }
+}
+
+/// A backslash in a "double-quoted" string that is not a TOML escape: most often a Windows
+/// path, which the manifest writes with `/` anyway.
+fn invalid_escape(text: &str, span: Span, line: Span) -> SyntaxError {
+    let backslash = text[line.start..span.start].rfind('\\').map_or(span.start, |i| line.start + i);
+    let open = text[line.start..backslash].rfind('"').map(|i| line.start + i + 1);
+    let close = text[backslash..line.end].find('"').map(|i| backslash + i);
+    let help = match (open, close) {
+        (Some(open), Some(close)) => format!(
+            "paths are written with `/` on every platform: `\"{}\"`; elsewhere write `\\\\` for a backslash, or use 'single quotes', where backslashes are plain text",
+            text[open..close].replace('\\', "/")
+        ),
+        _ => "write `\\\\` for a backslash, or use 'single quotes', where backslashes are plain text".to_string(),
+    };
+    let end = text[span.start..line.end].chars().next().map_or(span.start, |c| span.start + c.len_utf8());
+    SyntaxError::new(backslash..end.max(backslash), "invalid escape in a \"double-quoted\" string", "not an escape", help)
 }
 
 /// An array or inline table left open: the parser reports a missing comma at the start of the
@@ -221,13 +245,39 @@ pub fn explain_yaml(text: &str, message: &str, at: usize) -> SyntaxError {
             let tab = text[line.start..line.end].find('\t').map_or(at, |i| line.start + i);
             SyntaxError::new(tab..tab + 1, "a tab in the indentation", "tab", "YAML indents with spaces only: replace the tab with spaces")
         }
+        "invalid trailing content after double-quoted scalar" => SyntaxError::new(
+            one_char.clone(),
+            "text after a closing quote",
+            "after the closing `\"`",
+            "quote the whole value, or start a comment with ` #`",
+        ),
+        m if m.starts_with("unexpected character") => {
+            // yaml-rust2 writes "unexpected character: `c'".
+            let c = m.split_once('`').map_or("", |(_, rest)| rest.strip_suffix('\'').unwrap_or(rest));
+            SyntaxError::new(
+                one_char.clone(),
+                format!("unexpected character '{c}'"),
+                "cannot start a value",
+                "quote the value: some characters (`@`, `` ` ``, `%`, `|`, `>`) cannot start an unquoted YAML value",
+            )
+        }
         m if m.contains("quoted scalar") && !m.contains("escape") && !m.contains("hexadecimal") => {
             let end = text[..line.end].trim_end().len().max(at);
             SyntaxError::new(at..end, "unclosed quoted string", "this string is never closed", "end the string with its closing quote on the same line")
         }
         m if m.contains("escape") || m.contains("hexadecimal") => general("in \"double quotes\" a backslash starts an escape: write `\\\\` for a backslash, or use 'single quotes'"),
-        m if m.starts_with("while parsing a flow sequence") => general("close the `[` list with `]`, separating its items with `,`"),
-        m if m.starts_with("while parsing a flow mapping") => general("close the `{` mapping with `}`, separating its entries with `,`"),
+        m if m.starts_with("while parsing a flow sequence") => SyntaxError::new(
+            one_char.clone(),
+            "unclosed `[` list",
+            "expected `,` or `]` before this",
+            "close the `[` list with `]`, separating its items with `,`",
+        ),
+        m if m.starts_with("while parsing a flow mapping") => SyntaxError::new(
+            one_char.clone(),
+            "unclosed `{` mapping",
+            "expected `,` or `}` before this",
+            "close the `{` mapping with `}`, separating its entries with `,`",
+        ),
         m if m.starts_with("while parsing a block mapping") => {
             general("indent this line like the keys of the mapping it belongs to (keys of one mapping start in the same column)")
         }
@@ -235,9 +285,27 @@ pub fn explain_yaml(text: &str, message: &str, at: usize) -> SyntaxError {
         "block sequence entries are not allowed in this context" => {
             general("a `- ` list item cannot follow a value: put the list under a key of its own, its items indented below it")
         }
+        m if m.contains("did not find expected node content") => SyntaxError::new(
+            one_char.clone(),
+            "missing value",
+            "expected a value here",
+            "write a value, or close the `[` or `{` opened before it",
+        ),
+        m if m.starts_with("simple key expect") => SyntaxError::new(
+            one_char.clone(),
+            "expected `:` after a key",
+            "here",
+            "a key is followed by `:` and a space (`key: value`); check this line and the one above for an unfinished key or value",
+        ),
+        m if m.contains("expected <document start>") => SyntaxError::new(
+            one_char.clone(),
+            "content after the end of the document",
+            "unexpected here",
+            "a manifest is one YAML document: remove stray `---` or `...` lines, and check that the line above is complete",
+        ),
         m if m.contains("unknown anchor") => general("define the anchor (`&name`) before the alias that uses it (`*name`)"),
         m if m.starts_with("recursion limit") => general("check the brackets and indentation: a manifest nests a few levels at most"),
-        m if m.contains("cannot start any token") || m.starts_with("unexpected character") => {
+        m if m.contains("cannot start any token") => {
             general("quote the value: some characters (`@`, `` ` ``, `%`, `|`, `>`) cannot start an unquoted YAML value")
         }
         _ => general("check this line against YAML's syntax: `key: value`, `- item`, indentation with spaces"),

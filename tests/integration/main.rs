@@ -2,6 +2,7 @@
 
 mod support;
 mod manifest_errors;
+mod manifest_fuzz;
 mod schema;
 mod cli;
 mod plan;
