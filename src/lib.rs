@@ -5,10 +5,13 @@
 //! only parse arguments (`cli`) and print.
 
 pub mod atomic;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod exec;
 pub mod hash;
+pub mod lockfile;
 pub mod manifest;
 pub mod plan;
 pub mod runtime;

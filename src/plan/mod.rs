@@ -89,14 +89,22 @@ pub struct UnknownTarget {
 
 impl Plan {
     pub fn new(manifest: &Manifest) -> Plan {
+        Plan::from_names(manifest.models.iter().map(|m| (m.name.as_str(), m.pieces.iter().map(|p| p.name.as_str()))))
+    }
+
+    /// The plan of models and their pieces, by name.
+    pub fn from_names<'a, P>(models: impl IntoIterator<Item = (&'a str, P)>) -> Plan
+    where
+        P: IntoIterator<Item = &'a str>,
+    {
         let mut graph = DiGraph::new();
-        for model in &manifest.models {
-            let export = graph.add_node(StepId { model: model.name.clone(), piece: None, kind: StepKind::Export });
-            for piece in &model.pieces {
+        for (model, pieces) in models {
+            let export = graph.add_node(StepId { model: model.to_string(), piece: None, kind: StepKind::Export });
+            for piece in pieces {
                 let mut previous = export;
                 let mut trace = None;
                 for kind in StepKind::PIECE_STEPS {
-                    let node = graph.add_node(StepId { model: model.name.clone(), piece: Some(piece.name.clone()), kind });
+                    let node = graph.add_node(StepId { model: model.to_string(), piece: Some(piece.to_string()), kind });
                     graph.add_edge(previous, node, ());
                     if kind == StepKind::Trace {
                         trace = Some(node);

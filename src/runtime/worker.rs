@@ -321,12 +321,17 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 
 /// The worker's source, written once per content into the exportctl home.
 fn worker_script() -> std::io::Result<PathBuf> {
-    let digest = crate::hash::digest_str(SOURCE);
-    let path = home().join("worker").join(&digest[..16]).join("exportctl_worker.py");
+    let path = home().join("worker").join(&source_digest()[..16]).join("exportctl_worker.py");
     if !path.is_file() {
         crate::atomic::write_file(&path, SOURCE.as_bytes())?;
     }
     Ok(path)
+}
+
+/// The digest of the worker's source: part of every cache key.
+pub fn source_digest() -> &'static str {
+    static DIGEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIGEST.get_or_init(|| crate::hash::digest_str(SOURCE))
 }
 
 /// The path of the worker's source file (written if needed), for diagnostics.

@@ -1,0 +1,238 @@
+//! What a build shows: progress for people, JSON events for tools.
+//!
+//! [`Human`] draws one indicatif line per running step with its elapsed time and prints a
+//! line when a step finishes; when stderr is not a terminal it stays quiet except for
+//! warnings, failures and the final summary. [`Json`] writes one JSON object per event on
+//! stdout and nothing else there (`--message-format json`).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use super::scheduler::BuildSummary;
+use super::step::{StepError, Warning};
+use crate::cache::Entry;
+use crate::plan::StepId;
+
+pub enum Event<'a> {
+    Started { id: &'a StepId, key: &'a str },
+    Cached { id: &'a StepId, key: &'a str, entry: &'a Entry },
+    Finished { id: &'a StepId, key: &'a str, entry: &'a Entry, seconds: f64 },
+    Failed { id: &'a StepId, error: &'a StepError, seconds: f64 },
+    Skipped { id: &'a StepId, reason: &'a str },
+    Warning { id: &'a StepId, warning: &'a Warning },
+}
+
+pub trait Reporter: Sync {
+    fn event(&self, event: Event<'_>);
+    fn summary(&self, summary: &BuildSummary);
+    /// A line of context (e.g. "waiting for the project lock"): stderr for people, an event for tools.
+    fn note(&self, message: &str);
+}
+
+/// The one-line summary: `9 steps: 6 ran, 3 cached, 0 failed in 12.3s`.
+pub fn summary_line(summary: &BuildSummary) -> String {
+    let mut line = format!(
+        "{} steps: {} ran, {} cached, {} failed",
+        summary.results.len(),
+        summary.ran(),
+        summary.cached(),
+        summary.failed()
+    );
+    if summary.skipped() > 0 {
+        line.push_str(&format!(", {} skipped", summary.skipped()));
+    }
+    line.push_str(&format!(" in {}", seconds(summary.seconds)));
+    if summary.cancelled {
+        line.push_str(" (cancelled)");
+    }
+    line
+}
+
+fn seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+/// For people.
+pub struct Human {
+    progress: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    verbose: u8,
+}
+
+impl Human {
+    pub fn new(verbose: u8) -> Human {
+        let tty = std::io::stderr().is_terminal();
+        Human {
+            progress: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+            verbose,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.progress {
+            Some(mp) => {
+                let _ = mp.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish_bar(&self, id: &StepId) {
+        if let Some(bar) = self.bars.lock().expect("bars").remove(&id.to_string()) {
+            bar.finish_and_clear();
+            if let Some(mp) = &self.progress {
+                mp.remove(&bar);
+            }
+        }
+    }
+}
+
+impl Reporter for Human {
+    fn event(&self, event: Event<'_>) {
+        let tty = self.progress.is_some();
+        match event {
+            Event::Started { id, .. } => {
+                if let Some(mp) = &self.progress {
+                    let bar = mp.add(ProgressBar::new_spinner());
+                    bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("valid template"));
+                    bar.set_message(id.to_string());
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    self.bars.lock().expect("bars").insert(id.to_string(), bar);
+                } else if self.verbose > 0 {
+                    eprintln!("   running {id}");
+                }
+            }
+            Event::Finished { id, entry, seconds: s, .. } => {
+                self.finish_bar(id);
+                if tty || self.verbose > 0 {
+                    let detail = if entry.outcome.summary.is_empty() { String::new() } else { format!(": {}", entry.outcome.summary) };
+                    self.line(&format!("       ran {id} in {}{detail}", seconds(s)));
+                }
+            }
+            Event::Cached { id, .. } => {
+                if self.verbose > 0 {
+                    self.line(&format!("    cached {id}"));
+                }
+            }
+            Event::Failed { id, error, .. } => {
+                self.finish_bar(id);
+                let mut text = format!("error: {id} failed: {}", error.message);
+                if let Some(help) = &error.help {
+                    text.push_str(&format!("\n  help: {}", help.replace('\n', "\n        ")));
+                }
+                self.line(&text);
+            }
+            Event::Skipped { id, reason } => {
+                if self.verbose > 0 {
+                    self.line(&format!("   skipped {id} ({reason})"));
+                }
+            }
+            Event::Warning { id, warning } => {
+                let mut text = format!("warning[{}]: {id}: {}", warning.code, warning.message);
+                if let Some(help) = &warning.help {
+                    text.push_str(&format!("\n  help: {help}"));
+                }
+                self.line(&text);
+            }
+        }
+    }
+
+    fn summary(&self, summary: &BuildSummary) {
+        if let Some(mp) = &self.progress {
+            let _ = mp.clear();
+        }
+        eprintln!("{}", summary_line(summary));
+    }
+
+    fn note(&self, message: &str) {
+        self.line(message);
+    }
+}
+
+/// For tools: one JSON object per line on stdout.
+pub struct Json {
+    out: Mutex<std::io::Stdout>,
+}
+
+impl Json {
+    pub fn new() -> Json {
+        Json { out: Mutex::new(std::io::stdout()) }
+    }
+
+    fn emit(&self, value: serde_json::Value) {
+        let mut out = self.out.lock().expect("stdout");
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+}
+
+impl Default for Json {
+    fn default() -> Self {
+        Json::new()
+    }
+}
+
+impl Reporter for Json {
+    fn event(&self, event: Event<'_>) {
+        let value = match event {
+            Event::Started { id, key } => json!({ "event": "step-started", "step": id, "kind": id.kind, "key": key }),
+            Event::Cached { id, key, entry } => json!({
+                "event": "step-cached", "step": id, "kind": id.kind, "key": key,
+                "digest": entry.digest, "outputs": entry.files, "summary": entry.outcome.summary,
+            }),
+            Event::Finished { id, key, entry, seconds } => json!({
+                "event": "step-finished", "step": id, "kind": id.kind, "key": key,
+                "duration_ms": (seconds * 1000.0).round() as u64,
+                "digest": entry.digest, "outputs": entry.files, "summary": entry.outcome.summary,
+            }),
+            Event::Failed { id, error, seconds } => json!({
+                "event": "step-failed", "step": id, "kind": id.kind,
+                "duration_ms": (seconds * 1000.0).round() as u64,
+                "diagnostics": [{ "severity": "error", "message": error.message, "help": error.help }],
+            }),
+            Event::Skipped { id, reason } => json!({ "event": "step-skipped", "step": id, "kind": id.kind, "reason": reason }),
+            Event::Warning { id, warning } => json!({
+                "event": "warning", "step": id, "kind": id.kind,
+                "diagnostics": [{ "severity": "warning", "code": warning.code, "message": warning.message, "help": warning.help }],
+            }),
+        };
+        self.emit(value);
+    }
+
+    fn summary(&self, summary: &BuildSummary) {
+        self.emit(json!({
+            "event": "build-finished",
+            "success": summary.succeeded(),
+            "steps": summary.results.len(),
+            "ran": summary.ran(),
+            "cached": summary.cached(),
+            "failed": summary.failed(),
+            "skipped": summary.skipped(),
+            "duration_ms": (summary.seconds * 1000.0).round() as u64,
+            "cancelled": summary.cancelled,
+        }));
+    }
+
+    fn note(&self, message: &str) {
+        self.emit(json!({ "event": "note", "message": message }));
+    }
+}
+
+/// Reports nothing (benchmarks, library use).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&self, _: Event<'_>) {}
+    fn summary(&self, _: &BuildSummary) {}
+    fn note(&self, _: &str) {}
+}
