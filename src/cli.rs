@@ -55,6 +55,13 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Export, validate and package every piece whose inputs changed
+    #[command(long_about = "Export, slice, trace, validate and package the pieces of the manifest.\n\n\
+        Only steps whose inputs changed run; the others come from the cache in .exportctl/. \
+        Packages land in dist/<model>/<piece>/<version>/ and every step's output digest in \
+        Export.lock. With TARGETs, only those steps and what they depend on.")]
+    Build(BuildArgs),
+
     /// Validate the manifest and its plan, without running anything
     #[command(long_about = "Validate the manifest and its plan, without running anything.\n\n\
         Reports every problem of the file at once, each with the line and column it is at and \
@@ -66,6 +73,9 @@ pub enum Command {
         Steps are `model:export` and `model/piece:slice|trace|validate|package`. With TARGETs, \
         only those steps and the steps they depend on.")]
     Plan(PlanArgs),
+
+    /// Remove the packages in dist/ (and with --cache, the build cache)
+    Clean(CleanArgs),
 
     /// Print the manifest's JSON Schema (the same as schemas/export.schema.json)
     Schema,
@@ -89,6 +99,56 @@ pub enum Command {
         With MODEL_FILE (a .keras or .h5 file, a SavedModel directory or `file.py:function`), \
         the manifest gets a model entry for it.")]
     Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// `model`, `model/piece` or `model/piece:step`; default: everything
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Steps to run at once (default: the number of cores)
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Fail if an output differs from Export.lock (reproducible builds in CI)
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Go on with the steps that do not depend on a failed one
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// Treat warnings (lints) as errors
+    #[arg(long, value_name = "WHAT", value_enum)]
+    pub deny: Option<Deny>,
+
+    /// How to report progress: for people, or one JSON event per line on stdout
+    #[arg(long, value_enum, default_value = "human")]
+    pub message_format: MessageFormat,
+
+    /// Fail at once if another build holds the project's lock, instead of waiting
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deny {
+    Warnings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
+/// `exportctl clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Remove the cache (.exportctl/) too
+    #[arg(long)]
+    pub cache: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! One file per command. Each takes its parsed arguments and a [`Workspace`] and does the
 //! work through the library; printing is the only thing done here.
 
+mod build;
 mod check;
+mod clean;
 mod init;
 mod inspect;
 mod plan;
@@ -63,7 +65,9 @@ fn display_name(path: &Path) -> String {
 pub fn run(cli: Cli) -> Result<()> {
     let workspace = Workspace::new(&cli.global);
     match cli.command {
+        Command::Build(args) => build::run(&workspace, &args),
         Command::Check => check::run(&workspace),
+        Command::Clean(args) => clean::run(&workspace, &args),
         Command::Plan(args) => plan::run(&workspace, &args),
         Command::Schema => schema::run(),
         Command::Init(args) => init::run(&workspace, &args),
