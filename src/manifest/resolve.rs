@@ -221,10 +221,12 @@ impl Resolver<'_> {
                 Some(Source::Builder { path, function, checkpoint: checkpoint.map(|c| c.0), restore: restore.map(|r| r.0) })
             }
             other => {
-                for (key, span) in [("checkpoint", checkpoint.map(|c| c.1)), ("restore", restore.map(|r| r.1))] {
-                    if let (Some(span), Some(_)) = (span, &other) {
+                // Judged from what `source` says, so that a missing `.keras` file does not hide it.
+                let not_a_builder = node.get("source").and_then(Node::as_str).is_some_and(|s| !names_a_builder(s));
+                for key in ["checkpoint", "restore"] {
+                    if let (Some(n), true) = (node.get(key), not_a_builder) {
                         self.error(
-                            ManifestError::new("needs-builder", span, format!("`{key}` is only read with a builder source (`file.py:function`)"))
+                            ManifestError::new("needs-builder", n.span.clone(), format!("`{key}` is only read with a builder source (`file.py:function`)"))
                                 .label("not used with this source")
                                 .help("a .keras/.h5 file or a SavedModel already holds its weights: remove this key, or use a builder function"),
                         );
@@ -665,6 +667,11 @@ fn nearby_path(root: &Path, missing: &Path, checkpoint: bool) -> Option<String> 
         found.push(next);
     }
     (found != missing).then(|| found.display().to_string())
+}
+
+/// `file.py:function`, or a `.py` file whose function is still to be named.
+fn names_a_builder(source: &str) -> bool {
+    source.ends_with(".py") || source.rsplit_once(':').is_some_and(|(file, _)| file.ends_with(".py"))
 }
 
 /// The functions a Python file defines at its top level, in order.
