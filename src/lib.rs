@@ -15,6 +15,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod plan;
 pub mod runtime;
+pub mod steps;
 pub mod suggestion;
 pub mod tf;
 

@@ -137,7 +137,8 @@ impl std::fmt::Display for InspectError {
 impl std::error::Error for InspectError {}
 
 impl Files {
-    fn measure(dir: &Path) -> Files {
+    /// Measures the SavedModel directory `dir`.
+    pub fn measure(dir: &Path) -> Files {
         Files {
             saved_model_pb: std::fs::metadata(dir.join(SAVED_MODEL_PB)).map_or(0, |m| m.len()),
             variables: tree_size(&dir.join("variables")),

@@ -1,0 +1,418 @@
+//! The five steps of SPEC §2, run for real: [`TfSteps`] implements the engine's
+//! [`StepRunner`] seam.
+//!
+//! | step | reads (its key: settings + files) | runs in | writes into its cache entry |
+//! |---|---|---|---|
+//! | export | source kind/paths, `keras`, `include-optimizer`, `dropout`, `batch-norm`; the source file or directory, checkpoint files, custom objects | worker `export` | the canonical model file, `inventory.json` (layers, parameters, optimizer facts), `code/`, `sources.json` (digests of what it read) |
+//! | slice | the piece's `from`/`to`, its dropout/batch-norm | worker `slice` | the sub-model, `piece.json`, `slice.json` |
+//! | trace | `trainable`, declared inputs, golden inputs (`batch`+`seed`, or the samples file) | worker `trace` | `saved_model/`, `golden/`, `trace.json`, `sources.json` |
+//! | validate | tolerances, `fine-tune-step`, `trainable`, `include-optimizer`, declared inputs, dropout/batch-norm (for lints) | native (Rust, C API) + worker `validate` | `report.json` |
+//! | package | project handle fields, the piece's docs settings, dropout/batch-norm/trainable (for the docs); the docs body | Rust | `model.tar.gz`, `model.md`, `build.json` |
+//!
+//! **Only what a step reads goes into its key.** Each `inputs()` returns the canonical JSON of
+//! exactly the settings that step uses, so editing a piece's docs re-runs its package and
+//! nothing else, and changing a tolerance re-runs validate (and package, whose input changed)
+//! but never trace.
+//!
+//! **Python starts late, libtensorflow too.** The worker is created idle (a [`Worker`] spawns
+//! its process on the first request) and shared by every Python step behind one mutex: steps
+//! that run in parallel queue for it, which is what one Python process can do anyway. The
+//! native library is loaded on the first validate. A build whose steps all come from the cache
+//! therefore never starts Python nor loads libtensorflow.
+//!
+//! **Paths.** The worker gets absolute paths (it runs with its own working directory); what the
+//! steps write (JSON, docs, provenance) holds only paths relative to the project root.
+
+mod export;
+mod package;
+mod slice;
+mod trace;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, StepRunner};
+use crate::manifest::{LayerRef, Manifest, ManifestError, ManifestErrors, Model, Piece};
+use crate::plan::{StepId, StepKind};
+use crate::runtime::worker::WorkerOptions;
+use crate::runtime::{self, Runtime, Worker, WorkerError};
+use crate::tf::{Native, TfLogs};
+
+pub use package::{archive_saved_model, license_tag, ArchiveSummary};
+pub use validate::{Check, Report};
+
+/// What each step writes, by name: the next steps read these.
+pub mod files {
+    /// export: the worker's layer inventory and model facts.
+    pub const INVENTORY: &str = "inventory.json";
+    /// export, trace: digests of the project files the step read (for `build.json`).
+    pub const SOURCES: &str = "sources.json";
+    /// slice: the worker's description of the piece.
+    pub const SLICE: &str = "slice.json";
+    /// trace: the worker's description of the traced SavedModel.
+    pub const TRACE: &str = "trace.json";
+    pub const SAVED_MODEL: &str = "saved_model";
+    pub const GOLDEN: &str = "golden";
+    /// validate: both loaders' checks and the lints.
+    pub const REPORT: &str = "report.json";
+    pub const ARCHIVE: &str = "model.tar.gz";
+    pub const DOCS: &str = "model.md";
+    pub const BUILD: &str = "build.json";
+}
+
+/// The real steps: Python TensorFlow through the worker, native TensorFlow through `crate::tf`.
+pub struct TfSteps {
+    manifest: Arc<Manifest>,
+    runtime: Runtime,
+    worker: Arc<Mutex<Worker>>,
+    native: OnceLock<Result<&'static Native, StepError>>,
+    logs: TfLogs,
+}
+
+impl TfSteps {
+    /// Steps for `manifest`, running in `runtime`. Nothing starts until a step runs.
+    /// `verbose` as `-v`: 1 shows the worker's log, 2 TensorFlow's own logs too.
+    pub fn new(manifest: Arc<Manifest>, runtime: Runtime, verbose: u8) -> TfSteps {
+        let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose };
+        let worker = Arc::new(Mutex::new(Worker::new(&runtime, options)));
+        TfSteps::with_worker(manifest, runtime, worker, verbose)
+    }
+
+    /// Steps sharing an existing worker: `--watch` keeps one warm across manifest reloads.
+    pub fn with_worker(manifest: Arc<Manifest>, runtime: Runtime, worker: Arc<Mutex<Worker>>, verbose: u8) -> TfSteps {
+        let logs = if verbose >= 2 { TfLogs::Shown } else { TfLogs::Quiet };
+        TfSteps { manifest, runtime, worker, native: OnceLock::new(), logs }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The shared worker (to keep it warm, or to see whether it was started).
+    pub fn worker(&self) -> &Arc<Mutex<Worker>> {
+        &self.worker
+    }
+
+    /// Whether the native library has been loaded by a step of this runner.
+    pub fn native_loaded(&self) -> bool {
+        self.native.get().is_some()
+    }
+
+    /// Sends one request to the worker; `step` names what runs, for messages.
+    fn call(&self, method: &str, params: Value, step: &StepId) -> Result<Value, WorkerError> {
+        let mut worker = self.worker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        worker.call(method, params, &step.to_string())
+    }
+
+    /// The native TensorFlow library, loaded on first use.
+    fn native(&self) -> Result<&'static Native, StepError> {
+        self.native
+            .get_or_init(|| {
+                let dir = self.runtime.require_tensorflow_dir().map_err(|e| {
+                    StepError::new(e.to_string()).with_help(e.help().unwrap_or_default())
+                })?;
+                Native::load(dir, &runtime::home().join("native"), self.logs)
+                    .map_err(|e| StepError::new(e.to_string()).with_help(e.help()))
+            })
+            .clone()
+    }
+
+    /// The model and piece a step belongs to.
+    fn target<'a>(&'a self, step: &'a StepId) -> Result<Target<'a>, StepError> {
+        let model = self
+            .manifest
+            .model(&step.model)
+            .ok_or_else(|| StepError::new(format!("the manifest has no model `{}`", step.model)))?;
+        let piece = match &step.piece {
+            None => None,
+            Some(name) => Some(model.piece(name).ok_or_else(|| {
+                StepError::new(format!("model `{}` has no piece `{name}` in the manifest", model.name))
+            })?),
+        };
+        Ok(Target { step, model, piece })
+    }
+}
+
+impl StepRunner for TfSteps {
+    fn inputs(&self, step: &StepId) -> Result<StepInputs, StepError> {
+        let target = self.target(step)?;
+        Ok(match step.kind {
+            StepKind::Export => export::inputs(&target, &self.manifest.root),
+            StepKind::Slice => slice::inputs(&target),
+            StepKind::Trace => trace::inputs(&target),
+            StepKind::Validate => validate::inputs(&target),
+            StepKind::Package => package::inputs(&self.manifest, &target),
+        })
+    }
+
+    fn run(&self, step: &StepId, cx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+        if cx.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StepError::new("cancelled"));
+        }
+        let target = self.target(step)?;
+        let dirs = Dirs::new(cx)?;
+        match step.kind {
+            StepKind::Export => export::run(self, &target, &dirs),
+            StepKind::Slice => slice::run(self, &target, &dirs, cx),
+            StepKind::Trace => trace::run(self, &target, &dirs, cx),
+            StepKind::Validate => validate::run(self, &target, &dirs, cx),
+            StepKind::Package => package::run(self, &target, &dirs, cx),
+        }
+    }
+}
+
+/// A step's model and piece in the manifest.
+struct Target<'a> {
+    step: &'a StepId,
+    model: &'a Model,
+    piece: Option<&'a Piece>,
+}
+
+impl Target<'_> {
+    /// The piece of a piece step (slice, trace, validate, package).
+    fn piece(&self) -> &Piece {
+        self.piece.unwrap_or_else(|| panic!("{} is not a piece step", self.step))
+    }
+
+    /// The id of another step of the same piece (or of the model's export).
+    fn sibling(&self, kind: StepKind) -> StepId {
+        let piece = if kind == StepKind::Export { None } else { self.step.piece.clone() };
+        StepId { model: self.step.model.clone(), piece, kind }
+    }
+}
+
+/// The directories a running step uses, made absolute (the worker runs elsewhere).
+struct Dirs {
+    root: PathBuf,
+    out: PathBuf,
+}
+
+impl Dirs {
+    fn new(cx: &StepContext<'_>) -> Result<Dirs, StepError> {
+        Ok(Dirs { root: absolute(cx.root)?, out: absolute(cx.out)? })
+    }
+
+    /// A project file, absolute.
+    fn project(&self, relative: &Path) -> PathBuf {
+        self.root.join(relative)
+    }
+}
+
+/// The output directory of dependency `kind` of the same piece, absolute.
+fn dep_dir(target: &Target<'_>, cx: &StepContext<'_>, kind: StepKind) -> Result<PathBuf, StepError> {
+    absolute(cx.dep(&target.sibling(kind)))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, StepError> {
+    std::path::absolute(path).map_err(|e| StepError::new(format!("cannot resolve {}: {e}", path.display())))
+}
+
+/// Reads a JSON file a step (or the worker) wrote.
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StepError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        StepError::new(format!("{} is not what this version of exportctl wrote: {e}", path.display()))
+            .with_help("run `exportctl clean --cache` and build again")
+    })
+}
+
+/// Writes `value` as pretty JSON with a final newline: stable bytes for the same value.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StepError> {
+    let mut text = serde_json::to_string_pretty(value).expect("step records serialise");
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| StepError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Canonical JSON of what a step reads.
+fn settings<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("settings serialise")
+}
+
+/// A project file a step read, with its digest (provenance; never absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Relative to the project root, `/`-separated.
+    pub path: String,
+    pub bytes: u64,
+    pub digest: String,
+}
+
+/// Digests of `paths` (relative to `root`); directories are expanded into their files, sorted.
+fn digest_files(root: &Path, paths: &[PathBuf]) -> Result<Vec<FileDigest>, StepError> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(root, path, &mut files)?;
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|relative| {
+            let full = root.join(&relative);
+            let digest = crate::hash::digest_file(&full)
+                .map_err(|e| StepError::new(format!("cannot read {}: {e}", full.display())))?;
+            let bytes = std::fs::metadata(&full).map(|m| m.len()).unwrap_or(0);
+            Ok(FileDigest { path: slash_path(&relative), bytes, digest })
+        })
+        .collect()
+}
+
+fn collect_files(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), StepError> {
+    let full = root.join(relative);
+    let meta = std::fs::metadata(&full).map_err(|e| StepError::new(format!("cannot read {}: {e}", full.display())))?;
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(&full).map_err(|e| StepError::new(format!("cannot list {}: {e}", full.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StepError::new(format!("cannot list {}: {e}", full.display())))?;
+            collect_files(root, &relative.join(entry.file_name()), out)?;
+        }
+    } else {
+        out.push(relative.to_path_buf());
+    }
+    Ok(())
+}
+
+/// A relative path with `/` separators, as it is written in records.
+fn slash_path(path: &Path) -> String {
+    path.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+/// Turns a worker failure into a step error. Layer-name errors of slice point at the
+/// manifest (`file:line:col`, the line, carets) with the worker's did-you-mean.
+fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) -> StepError {
+    if let WorkerError::Python { kind, message, data, .. } = &error {
+        if let Some(piece) = target.piece {
+            if let Some(located) = layer_error(kind, message, data, target.model, piece, manifest) {
+                return located;
+            }
+        }
+        let mut help: Vec<String> = Vec::new();
+        if let Some(suggestions) = data.get("suggestions").and_then(Value::as_array) {
+            let names: Vec<String> = suggestions.iter().filter_map(Value::as_str).map(|s| format!("`{s}`")).collect();
+            if !names.is_empty() {
+                help.push(format!("did you mean {}?", names.join(" or ")));
+            }
+        }
+        if let Some(more) = error.help() {
+            help.push(more);
+        }
+        let what = match kind.as_str() {
+            "CheckpointMismatch" | "UnsupportedModel" | "BadSource" | "MissingPackage" | "InputMismatch" | "NeedInputs"
+            | "BadSamples" | "UnsupportedCut" | "WeightsChanged" => message.clone(),
+            _ => format!("{kind}: {message}"),
+        };
+        let mut step_error = StepError::new(format!("model `{}`: {what}", target.model.name));
+        if !help.is_empty() {
+            step_error = step_error.with_help(help.join("\n"));
+        }
+        return step_error;
+    }
+    let mut step_error = StepError::new(error.to_string());
+    if let Some(help) = error.help() {
+        step_error = step_error.with_help(help);
+    }
+    step_error
+}
+
+/// `UnknownLayer` / `UnalignedCut` / `UnsupportedCut` as a manifest diagnostic at the layer name.
+fn layer_error(kind: &str, message: &str, data: &Value, model: &Model, piece: &Piece, manifest: &Manifest) -> Option<StepError> {
+    let field = |key: &str| data.get(key).and_then(Value::as_str);
+    let find_to = |name: &str| piece.cut.to.iter().find(|r| r.name == name);
+    let find_from = |name: &str| piece.cut.from.as_ref().filter(|r| r.name == name);
+    let (layer, code, text, help): (&LayerRef, &'static str, String, Option<String>) = match kind {
+        "UnknownLayer" => {
+            let name = field("name")?;
+            let which = field("kind").unwrap_or("to");
+            let layer = if which == "from" { find_from(name) } else { find_to(name) }.or_else(|| find_to(name)).or_else(|| find_from(name))?;
+            let suggestions: Vec<&str> = data
+                .get("suggestions")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let help = match suggestions.as_slice() {
+                [] => Some(format!("`exportctl inspect` or the export's inventory lists the layers of model `{}`", model.name)),
+                [one] => Some(format!("did you mean `{one}`?")),
+                many => Some(format!(
+                    "did you mean {}?",
+                    many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                )),
+            };
+            (layer, "unknown-layer", format!("model `{}` has no layer `{name}` (`{which}` of piece `{}`)", model.name, piece.name), help)
+        }
+        "UnalignedCut" => {
+            let output = field("output");
+            let from = field("from");
+            let layer = output.and_then(find_to).or_else(|| from.and_then(find_from)).or(piece.cut.to.first())?;
+            let path: Vec<&str> = data
+                .get("path")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let help = if path.is_empty() {
+                None
+            } else {
+                Some(format!("the path that bypasses the cut, output first: {}", path.join(" <- ")))
+            };
+            (layer, "unaligned-cut", format!("the cut of piece `{}` is not aligned with layers: {message}", piece.name), help)
+        }
+        "UnsupportedCut" => {
+            let layer = piece.cut.from.as_ref().or(piece.cut.to.first())?;
+            (layer, "unsupported-cut", message.to_string(), Some("remove `from`/`to` to export the whole model, or build the piece with a builder function (`source = \"file.py:function\"`)".into()))
+        }
+        _ => return None,
+    };
+    let diagnostic = ManifestError::new(code, layer.span.clone(), text.clone()).label("here").maybe_help(None);
+    let rendered = ManifestErrors { source: manifest.source.clone(), errors: vec![diagnostic] }.render_plain();
+    let (line, col) = manifest.source.line_col(layer.span.start);
+    // The first rendered line repeats the message; keep the excerpt (source line and carets).
+    let excerpt: Vec<&str> = rendered.lines().skip(1).collect();
+    let mut error = StepError::new(format!("{}:{line}:{col}: {text}\n{}", manifest.source.name, excerpt.join("\n")));
+    if let Some(help) = help {
+        error = error.with_help(help);
+    }
+    Some(error)
+}
+
+/// Converts the worker's free-text warnings into step warnings.
+fn worker_warnings(code: &str, warnings: &[String]) -> Vec<crate::exec::Warning> {
+    warnings
+        .iter()
+        .map(|message| crate::exec::Warning { code: code.to_string(), message: message.clone(), help: None })
+        .collect()
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_527_338), "1,527,338");
+    }
+}

@@ -1,0 +1,1043 @@
+//! validate (per piece): SPEC §4 — two independent loaders check the traced SavedModel.
+//!
+//! 1. **Native** (here, through `crate::tf`, never Python): load with tag `serve` the way TF
+//!    Serving does; check `serving_default`'s inputs and outputs against the golden files and
+//!    the manifest's declared inputs; run it on the golden inputs and compare every output with
+//!    its reference (`|got - ref| <= atol + rtol·|ref|`, reporting the largest difference and
+//!    where); list the variables and fail on optimizer state; record the sizes.
+//! 2. **Reusable API** (the worker's `validate`): `tf.saved_model.load`, `__call__` with both
+//!    `training` values, `variables` ⊇ `trainable_variables`, `regularization_losses`, one
+//!    fine-tuning step, and `hub.KerasLayer(trainable=True)` fitted one step in a tf_keras model.
+//!
+//! Both halves always run, so the report is complete even when the first one fails. The report
+//! (`report.json`) holds every check with `ok`, `message` and `details`, minus the timings the
+//! worker measures: the report is a cache entry and must have the same bytes on every build.
+//!
+//! The lints of the guide are raised here too, as warnings: outputs that end in softmax,
+//! argmax or top-k; optimizer regularization the SavedModel cannot carry; dropout or
+//! batch-norm layers without the settings consumers should fine-tune with.
+//!
+//! [`validate_saved_model`] is the same check for any SavedModel (`exportctl validate PATH`):
+//! without golden files it makes seeded random inputs for the serving signature and takes the
+//! native outputs as the reference, so Python is checked against C++.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::export::{self, Inventory, Spec};
+use super::slice::{self, SliceFacts};
+use super::{dep_dir, files, read_json, settings, write_json, Dirs, Target, TfSteps};
+use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
+use crate::manifest::{BatchNorm, InputSpec, Piece};
+use crate::plan::StepKind;
+use crate::runtime::{Worker, WorkerError};
+use crate::tf::array::ShapeDisplay;
+use crate::tf::inspect::Files;
+use crate::tf::saved_model_pb::SavedModelPb;
+use crate::tf::signature::SpecShape;
+use crate::tf::{self, variables, Array, ArrayData, Comparison, DType, LoadedModel, Native};
+
+/// The signature every package must have.
+const SERVING_DEFAULT: &str = "serving_default";
+
+/// What validate writes: both halves and the lints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    pub ok: bool,
+    pub native: NativeReport,
+    pub reusable: ReusableReport,
+    #[serde(default)]
+    pub lints: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NativeReport {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    /// `serving_default` as the C API sees it.
+    #[serde(default)]
+    pub signature: Option<SignatureSummary>,
+    #[serde(default)]
+    pub variables: Option<VariableSummary>,
+    #[serde(default)]
+    pub size: Option<SizeSummary>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReusableReport {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub regularization_loss_values: Vec<Option<f64>>,
+    #[serde(default)]
+    pub hub: Option<HubSummary>,
+}
+
+/// One check: what was checked, whether it held, a sentence, and the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub message: String,
+    #[serde(default)]
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignatureSummary {
+    pub inputs: Vec<Spec>,
+    pub outputs: Vec<Spec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariableSummary {
+    pub count: usize,
+    pub trainable: usize,
+    pub parameters: u64,
+    pub bytes: u64,
+    pub optimizer_variables: usize,
+    pub optimizer_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizeSummary {
+    pub saved_model_pb: u64,
+    pub variables: u64,
+    pub assets: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HubSummary {
+    pub trainable_weights: u64,
+    pub losses: u64,
+    pub moved: u64,
+}
+
+/// `golden/golden.json`, written by the worker's trace (or by [`validate_saved_model`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Golden {
+    pub format: u32,
+    pub flavour: String,
+    pub input_structure: String,
+    pub output_structure: String,
+    pub inputs: Vec<GoldenTensor>,
+    pub outputs: Vec<GoldenTensor>,
+    pub seed: u64,
+    pub batch: u64,
+    pub source: String,
+    #[serde(default)]
+    pub has_dropout: Option<bool>,
+    #[serde(default)]
+    pub has_batch_norm: Option<bool>,
+    #[serde(default = "yes")]
+    pub trainable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GoldenTensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    /// Relative to the golden directory.
+    pub file: String,
+}
+
+/// What the checks compare against.
+pub struct Expectations<'a> {
+    pub atol: f64,
+    pub rtol: f64,
+    /// Optimizer state is allowed (the manifest's `include-optimizer = true`).
+    pub allow_optimizer: bool,
+    /// The manifest's declared inputs (empty: inferred, nothing to compare).
+    pub declared: &'a [InputSpec],
+    pub fine_tune_step: bool,
+    pub expect_trainable: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Settings<'a> {
+    atol: f64,
+    rtol: f64,
+    fine_tune_step: bool,
+    trainable: bool,
+    include_optimizer: bool,
+    inputs: &'a [InputSpec],
+    dropout: Option<f64>,
+    batch_norm: &'a BatchNorm,
+}
+
+pub(super) fn inputs(target: &Target<'_>) -> StepInputs {
+    let piece = target.piece();
+    let settings = settings(&Settings {
+        atol: piece.validate.atol,
+        rtol: piece.validate.rtol,
+        fine_tune_step: piece.validate.fine_tune_step,
+        trainable: piece.trainable,
+        include_optimizer: target.model.export.include_optimizer,
+        inputs: &target.model.inputs,
+        dropout: piece.dropout,
+        batch_norm: &piece.batch_norm,
+    });
+    StepInputs { settings, files: Vec::new() }
+}
+
+pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    let piece = target.piece();
+    let trace_dir = dep_dir(target, cx, StepKind::Trace)?;
+    let saved_model = trace_dir.join(files::SAVED_MODEL);
+    let golden_dir = trace_dir.join(files::GOLDEN);
+    let golden: Golden = read_json(&golden_dir.join("golden.json"))?;
+    let expect = Expectations {
+        atol: piece.validate.atol,
+        rtol: piece.validate.rtol,
+        allow_optimizer: target.model.export.include_optimizer,
+        declared: &target.model.inputs,
+        fine_tune_step: piece.validate.fine_tune_step,
+        expect_trainable: piece.trainable,
+    };
+
+    let native = native_checks(steps.native()?, &saved_model, &golden_dir, &golden, &expect);
+    if cx.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(StepError::new("cancelled"));
+    }
+    let reusable = {
+        let mut worker = steps.worker().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        reusable_checks(&mut worker, &saved_model, &golden_dir, &expect, &target.step.to_string())
+    }
+    .map_err(|e| super::worker_error(e, target, steps.manifest()))?;
+
+    let inventory = export::load(&dep_dir(target, cx, StepKind::Export)?)?;
+    let facts = slice::load(&dep_dir(target, cx, StepKind::Slice)?)?;
+    let lints = lints(&target.step.to_string().replace(":validate", ""), piece, &inventory, &facts);
+
+    let report = Report { format: 1, ok: native.ok && reusable.ok, native, reusable, lints: lints.clone() };
+    if !report.ok {
+        return Err(failure(&target.step.to_string(), &report));
+    }
+    write_json(&dirs.out.join(files::REPORT), &report)?;
+    Ok(StepOutcome { warnings: lints, summary: summary(&report) })
+}
+
+/// One line: how many checks, and the largest output difference.
+fn summary(report: &Report) -> String {
+    let checks = report.native.checks.len() + report.reusable.checks.len();
+    let diff = report
+        .native
+        .checks
+        .iter()
+        .find(|c| c.name == "outputs")
+        .and_then(|c| c.details.get("max_abs_diff"))
+        .and_then(Value::as_f64);
+    match diff {
+        Some(diff) => format!("{checks} checks passed (native max |diff| {diff:.3e})"),
+        None => format!("{checks} checks passed"),
+    }
+}
+
+/// The failure of a step: every failed check, with its message (which names the output,
+/// expected vs got and the difference vs the tolerance).
+fn failure(what: &str, report: &Report) -> StepError {
+    let failed: Vec<(&str, &Check)> = report
+        .native
+        .checks
+        .iter()
+        .map(|c| ("native", c))
+        .chain(report.reusable.checks.iter().map(|c| ("reusable API", c)))
+        .filter(|(_, c)| !c.ok)
+        .collect();
+    let total = report.native.checks.len() + report.reusable.checks.len();
+    let mut message = format!("{what}: {} of {total} checks failed", failed.len());
+    for (half, check) in &failed {
+        message.push_str(&format!("\n  {half} check `{}`: {}", check.name, check.message));
+    }
+    let tolerance = failed.iter().any(|(_, c)| matches!(c.name.as_str(), "outputs" | "call_training_false" | "serving_default"));
+    let optimizer = failed.iter().any(|(_, c)| c.name == "no_optimizer_state");
+    let help = if tolerance {
+        "outputs are compared with |got - ref| <= atol + rtol*|ref|; if the difference is numerical noise, raise `validate.atol` / `validate.rtol` for this piece"
+    } else if optimizer {
+        "the package must not carry optimizer state: leave `include-optimizer` false"
+    } else {
+        "each check is described in SPEC §4; `exportctl validate <dir>` reruns them on a SavedModel"
+    };
+    StepError::new(message).with_help(help)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The native half.
+// ---------------------------------------------------------------------------------------------
+
+/// The native checks: `load`, `signature`, `outputs`, `no_optimizer_state`, `size`.
+pub fn native_checks(native: &Native, dir: &Path, golden_dir: &Path, golden: &Golden, expect: &Expectations<'_>) -> NativeReport {
+    let mut report = NativeReport::default();
+    let files = Files::measure(dir);
+    report.size = Some(SizeSummary {
+        saved_model_pb: files.saved_model_pb,
+        variables: files.variables,
+        assets: files.assets,
+        total: files.total,
+    });
+
+    // The variables, from the object graph (no session needed).
+    match SavedModelPb::read(dir) {
+        Ok(pb) => match pb.meta_graph(&[tf::model::SERVE]) {
+            Some(meta) => {
+                let (variables, optimizer) = variables::analyse(meta);
+                report.variables = Some(VariableSummary {
+                    count: variables.count,
+                    trainable: variables.trainable,
+                    parameters: variables.parameters,
+                    bytes: variables.bytes,
+                    optimizer_variables: optimizer.variables.len(),
+                    optimizer_bytes: optimizer.bytes,
+                });
+                let names: Vec<&str> = optimizer.variables.iter().map(|v| v.path.as_deref().unwrap_or(&v.name)).collect();
+                let ok = !optimizer.present || expect.allow_optimizer;
+                let message = if !optimizer.present {
+                    format!("{} variables ({} trainable), no optimizer state", variables.count, variables.trainable)
+                } else if ok {
+                    format!("optimizer state present ({} variables), allowed by include-optimizer", optimizer.variables.len())
+                } else {
+                    format!(
+                        "optimizer state in the SavedModel: {} variable(s), {} bytes (e.g. {}); expected none",
+                        optimizer.variables.len(),
+                        optimizer.bytes,
+                        names.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+                    )
+                };
+                report.checks.push(check(
+                    "no_optimizer_state",
+                    ok,
+                    message,
+                    json!({
+                        "variables": variables.count,
+                        "trainable": variables.trainable,
+                        "parameters": variables.parameters,
+                        "optimizer_objects": optimizer.objects.iter().map(|o| &o.path).collect::<Vec<_>>(),
+                        "optimizer_variables": names.iter().take(50).collect::<Vec<_>>(),
+                    }),
+                ));
+            }
+            None => report.checks.push(check(
+                "no_optimizer_state",
+                false,
+                "the SavedModel has no meta graph tagged `serve`".into(),
+                json!({"meta_graphs": pb.meta_graphs.iter().map(|m| &m.tags).collect::<Vec<_>>()}),
+            )),
+        },
+        Err(e) => {
+            report.checks.push(check("load", false, e.to_string(), json!({"tags": [tf::model::SERVE]})));
+            return finish(report);
+        }
+    }
+
+    // Load it as TF Serving would.
+    let model = match LoadedModel::load(native, dir) {
+        Ok(model) => {
+            report.checks.insert(0, check("load", true, "loaded with tag `serve` through the TensorFlow C API".into(), json!({"tags": [tf::model::SERVE]})));
+            model
+        }
+        Err(e) => {
+            let mut details = json!({"tags": [tf::model::SERVE]});
+            if let Some(help) = e.help() {
+                details["help"] = json!(help);
+            }
+            report.checks.insert(0, check("load", false, e.to_string(), details));
+            return finish(report);
+        }
+    };
+
+    let Some(signature) = model.signature(SERVING_DEFAULT) else {
+        let available: Vec<&str> = model.signatures().iter().map(|s| s.key.as_str()).collect();
+        let message = format!(
+            "no `serving_default` signature (the SavedModel has {}): TF Serving cannot call it",
+            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+        );
+        report.checks.push(check("signature", false, message, json!({"available": available})));
+        return finish(report);
+    };
+    let spec = |t: &tf::TensorSpec| Spec { name: t.key.clone(), shape: t.shape.clone(), dtype: t.dtype.name().into_owned(), activation: None };
+    report.signature = Some(SignatureSummary {
+        inputs: signature.inputs.iter().map(spec).collect(),
+        outputs: signature.outputs.iter().map(spec).collect(),
+    });
+    let problems = signature_problems(signature, golden, expect.declared);
+    let message = if problems.is_empty() {
+        format!(
+            "serving_default: {} input(s) ({}), {} output(s) ({}) as expected",
+            signature.inputs.len(),
+            signature.inputs.iter().map(|t| t.key.as_str()).collect::<Vec<_>>().join(", "),
+            signature.outputs.len(),
+            signature.outputs.iter().map(|t| t.key.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        problems.join("; ")
+    };
+    report.checks.push(check("signature", problems.is_empty(), message, json!({"problems": problems})));
+
+    report.checks.push(outputs_check(&model, golden_dir, golden, expect));
+    finish(report)
+}
+
+fn finish(mut report: NativeReport) -> NativeReport {
+    report.ok = report.checks.iter().all(|c| c.ok);
+    report
+}
+
+fn check(name: &str, ok: bool, message: String, details: Value) -> Check {
+    Check { name: name.to_string(), ok, message, details }
+}
+
+/// How `serving_default` differs from the golden files and from the manifest's inputs.
+fn signature_problems(signature: &tf::Signature, golden: &Golden, declared: &[InputSpec]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for input in &golden.inputs {
+        match signature.input(&input.name) {
+            None => problems.push(format!("input `{}`: expected in serving_default, missing", input.name)),
+            Some(spec) => {
+                if spec.dtype.name() != input.dtype {
+                    problems.push(format!("input `{}`: expected dtype {}, got {}", input.name, input.dtype, spec.dtype));
+                }
+                let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
+                if !spec.accepts_shape(&shape) {
+                    problems.push(format!(
+                        "input `{}`: shape {} does not accept the golden input's {}",
+                        input.name,
+                        SpecShape(&spec.shape),
+                        ShapeDisplay(&shape)
+                    ));
+                }
+            }
+        }
+    }
+    for spec in &signature.inputs {
+        if !golden.inputs.iter().any(|i| i.name == spec.key) {
+            problems.push(format!("input `{}`: not expected (golden inputs: {})", spec.key, names(&golden.inputs)));
+        }
+    }
+    for output in &golden.outputs {
+        match signature.output(&output.name) {
+            None => problems.push(format!("output `{}`: expected in serving_default, missing", output.name)),
+            Some(spec) if spec.dtype.name() != output.dtype => {
+                problems.push(format!("output `{}`: expected dtype {}, got {}", output.name, output.dtype, spec.dtype))
+            }
+            Some(_) => {}
+        }
+    }
+    for spec in &signature.outputs {
+        if !golden.outputs.iter().any(|o| o.name == spec.key) {
+            problems.push(format!("output `{}`: not expected (reference outputs: {})", spec.key, names(&golden.outputs)));
+        }
+    }
+    for input in declared {
+        let Some(spec) = signature.input(&input.name) else {
+            problems.push(format!("input `{}` declared in the manifest: missing from serving_default", input.name));
+            continue;
+        };
+        if spec.dtype.name() != input.dtype {
+            problems.push(format!("input `{}`: the manifest declares {}, serving_default has {}", input.name, input.dtype, spec.dtype));
+        }
+        if let Some(dims) = &spec.shape {
+            // The batch dimension is always made dynamic; the others must agree where both know them.
+            let agrees = dims.len() == input.shape.len()
+                && dims.iter().zip(&input.shape).skip(1).all(|(&got, &want)| got < 0 || want < 0 || got == want);
+            if !agrees {
+                problems.push(format!(
+                    "input `{}`: the manifest declares shape {:?}, serving_default has {}",
+                    input.name,
+                    input.shape,
+                    SpecShape(&spec.shape)
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn names(tensors: &[GoldenTensor]) -> String {
+    tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs `serving_default` on the golden inputs and compares every output with its reference.
+fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect: &Expectations<'_>) -> Check {
+    let mut feeds = Vec::new();
+    for input in &golden.inputs {
+        match tf::npy::read(&golden_dir.join(&input.file)) {
+            Ok(array) => feeds.push((input.name.clone(), array)),
+            Err(e) => return check("outputs", false, format!("golden input `{}`: {e}", input.name), Value::Null),
+        }
+    }
+    let got = match model.run(SERVING_DEFAULT, &feeds) {
+        Ok(got) => got,
+        Err(e) => {
+            let details = e.help().map_or(Value::Null, |h| json!({"help": h}));
+            return check("outputs", false, e.to_string(), details);
+        }
+    };
+    let mut per_output = Map::new();
+    let mut failures = Vec::new();
+    let mut max_diff: f64 = 0.0;
+    for output in &golden.outputs {
+        let expected = match tf::npy::read(&golden_dir.join(&output.file)) {
+            Ok(a) => a,
+            Err(e) => return check("outputs", false, format!("reference output `{}`: {e}", output.name), Value::Null),
+        };
+        let Some((_, array)) = got.iter().find(|(name, _)| *name == output.name) else {
+            failures.push(format!("output `{}`: expected, but serving_default did not return it", output.name));
+            continue;
+        };
+        let comparison = tf::compare(&expected, array, expect.atol, expect.rtol);
+        max_diff = max_diff.max(comparison.max_abs_diff());
+        if !comparison.ok {
+            failures.push(format!("output `{}`: {comparison}", output.name));
+        }
+        per_output.insert(output.name.clone(), comparison_details(&comparison));
+    }
+    let details = json!({"outputs": per_output, "atol": expect.atol, "rtol": expect.rtol, "max_abs_diff": max_diff});
+    if failures.is_empty() {
+        let message = format!(
+            "{} output(s) match the reference within atol {} + rtol {}·|ref| (max |diff| {max_diff:.3e})",
+            golden.outputs.len(),
+            expect.atol,
+            expect.rtol
+        );
+        check("outputs", true, message, details)
+    } else {
+        check("outputs", false, failures.join("; "), details)
+    }
+}
+
+fn comparison_details(c: &Comparison) -> Value {
+    let mut details = json!({
+        "shape": c.got_shape,
+        "expected_shape": c.expected_shape,
+        "dtype": c.got_dtype,
+        "expected_dtype": c.expected_dtype,
+        "elements": c.elements,
+        "mismatches": c.violations,
+        "max_abs_diff": c.max_abs_diff(),
+    });
+    if let Some(max) = &c.max {
+        details["index"] = json!(max.index);
+        details["got"] = json!(max.got);
+        details["expected"] = json!(max.expected);
+        details["tolerance"] = json!(max.tolerance);
+    }
+    if let Some(worst) = &c.worst {
+        details["worst"] = json!(worst);
+    }
+    details
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Reusable SavedModel half (the worker).
+// ---------------------------------------------------------------------------------------------
+
+/// The worker's `validate`, with its timings taken out (reports are reproducible).
+pub fn reusable_checks(
+    worker: &mut Worker,
+    dir: &Path,
+    golden_dir: &Path,
+    expect: &Expectations<'_>,
+    label: &str,
+) -> Result<ReusableReport, WorkerError> {
+    let params = json!({
+        "saved_model_dir": dir,
+        "golden_dir": golden_dir,
+        "atol": expect.atol,
+        "rtol": expect.rtol,
+        "fine_tune_step": expect.fine_tune_step,
+        "expect_trainable": expect.expect_trainable,
+    });
+    let result = worker.call("validate", params, label)?;
+    let mut report: ReusableReport = serde_json::from_value(result).map_err(|e| WorkerError::Protocol {
+        step: label.to_string(),
+        detail: format!("the validate result is not understood: {e}"),
+    })?;
+    for check in &mut report.checks {
+        if let Some(details) = check.details.as_object_mut() {
+            details.remove("seconds");
+        }
+    }
+    report.ok = report.checks.iter().all(|c| c.ok);
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lints.
+// ---------------------------------------------------------------------------------------------
+
+/// The guide's advice, checked: logits not probabilities, optimizer regularization that is
+/// lost, dropout/batch-norm hyper-parameters chosen for consumers.
+pub(crate) fn lints(what: &str, piece: &Piece, inventory: &Inventory, facts: &SliceFacts) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for output in &facts.outputs {
+        let Some(activation) = output.activation.as_deref() else { continue };
+        let (code, what_it_is) = match activation {
+            "softmax" | "log_softmax" => ("softmax-output", "a softmax"),
+            "argmax" => ("argmax-output", "an argmax"),
+            "top_k" => ("top-k-output", "a top-k"),
+            _ => continue,
+        };
+        let layer = inventory.layers.iter().find(|l| l.name == output.name);
+        let help = match layer {
+            Some(l) if matches!(l.class.as_str(), "Activation" | "Softmax") && l.inbound.len() == 1 => {
+                format!("cut before it: `to = \"{}\"` gives consumers the logits", l.inbound[0])
+            }
+            Some(l) => format!(
+                "layer `{}` ({}) applies it itself: give it a linear activation, or cut at the layer before it",
+                l.name, l.class
+            ),
+            None => "cut the piece before the activation (`to` = the layer producing the logits)".to_string(),
+        };
+        warnings.push(Warning {
+            code: code.to_string(),
+            message: format!(
+                "{what}: output `{}` ends in {what_it_is}; consumers fine-tune on logits (the guide: output logits, not probabilities or top-k predictions)",
+                output.name
+            ),
+            help: Some(help),
+        });
+    }
+    if let Some(optimizer) = &inventory.optimizer {
+        if !optimizer.lost_regularization.is_empty() {
+            let lost: Vec<String> =
+                optimizer.lost_regularization.iter().map(|r| format!("{} = {}", r.name, r.value)).collect();
+            warnings.push(Warning {
+                code: "lost-regularization".to_string(),
+                message: format!(
+                    "{what}: the source's {} optimizer regularizes with {}; no SavedModel can carry optimizer-level regularization",
+                    optimizer.class,
+                    lost.join(", ")
+                ),
+                help: Some("model.md tells consumers to set it on their own optimizer when fine-tuning".to_string()),
+            });
+        }
+    }
+    if facts.dropout_layers.unwrap_or(0) > 0 && piece.dropout.is_none() {
+        warnings.push(Warning {
+            code: "dropout-not-set".to_string(),
+            message: format!(
+                "{what}: {} dropout layer(s) keep their training-time rate: no `dropout` setting chosen for consumers",
+                facts.dropout_layers.unwrap_or(0)
+            ),
+            help: Some("set `dropout = <rate>` in [defaults], the model or the piece; the docs then record it".to_string()),
+        });
+    }
+    if facts.batch_norm_layers.unwrap_or(0) > 0 && !piece.batch_norm.is_set() {
+        warnings.push(Warning {
+            code: "batch-norm-not-set".to_string(),
+            message: format!(
+                "{what}: {} batch-normalization layer(s) keep their training-time momentum/epsilon: no `batch-norm` setting chosen for consumers",
+                facts.batch_norm_layers.unwrap_or(0)
+            ),
+            help: Some("set `batch-norm = { momentum = 0.99, epsilon = 0.001 }` (or your values) in [defaults], the model or the piece".to_string()),
+        });
+    }
+    warnings
+}
+
+// ---------------------------------------------------------------------------------------------
+// Any SavedModel (`exportctl validate PATH`).
+// ---------------------------------------------------------------------------------------------
+
+/// Options of [`validate_saved_model`].
+pub struct Standalone<'a> {
+    /// A directory holding `golden.json` and the arrays it names; `None`: seeded random inputs
+    /// for the serving signature, the native outputs as the reference.
+    pub golden: Option<&'a Path>,
+    pub batch: usize,
+    pub seed: u64,
+    pub atol: f64,
+    pub rtol: f64,
+    pub allow_optimizer: bool,
+    pub fine_tune_step: bool,
+    /// Where temporary golden files go (removed afterwards).
+    pub scratch: &'a Path,
+}
+
+/// SPEC §4 on any SavedModel directory. Returns the report (not written anywhere).
+pub fn validate_saved_model(
+    native: &Native,
+    worker: &mut Worker,
+    dir: &Path,
+    options: &Standalone<'_>,
+) -> Result<Report, StepError> {
+    let generated;
+    let (golden_dir, golden) = match options.golden {
+        Some(dir) => (dir.to_path_buf(), read_json::<Golden>(&dir.join("golden.json"))?),
+        None => {
+            generated = tempfile::Builder::new()
+                .prefix("golden-")
+                .tempdir_in(std::fs::create_dir_all(options.scratch).map(|()| options.scratch).map_err(io_error)?)
+                .map_err(io_error)?;
+            match generate_golden(native, dir, generated.path(), options) {
+                Ok(golden) => (generated.path().to_path_buf(), golden),
+                Err(native_report) => {
+                    // Without a runnable serving signature there are no inputs to feed Python
+                    // either: the native report says why.
+                    let reusable = ReusableReport {
+                        ok: false,
+                        checks: vec![check(
+                            "inputs",
+                            false,
+                            "skipped: the Reusable API checks need inputs, taken from serving_default (or give --golden DIR)".into(),
+                            Value::Null,
+                        )],
+                        ..ReusableReport::default()
+                    };
+                    return Ok(Report { format: 1, ok: false, native: native_report, reusable, lints: Vec::new() });
+                }
+            }
+        }
+    };
+    let trainable = SavedModelPb::read(dir)
+        .ok()
+        .and_then(|pb| pb.meta_graph(&[tf::model::SERVE]).map(|m| variables::analyse(m).0.trainable))
+        .unwrap_or(0);
+    let expect = Expectations {
+        atol: options.atol,
+        rtol: options.rtol,
+        allow_optimizer: options.allow_optimizer,
+        declared: &[],
+        fine_tune_step: options.fine_tune_step,
+        expect_trainable: trainable > 0,
+    };
+    let native_report = native_checks(native, dir, &golden_dir, &golden, &expect);
+    let dir = super::absolute(dir)?;
+    let golden_dir = super::absolute(&golden_dir)?;
+    let reusable = reusable_checks(worker, &dir, &golden_dir, &expect, "validate").map_err(|e| {
+        let help = e.help();
+        let error = StepError::new(e.to_string());
+        match help {
+            Some(help) => error.with_help(help),
+            None => error,
+        }
+    })?;
+    Ok(Report { format: 1, ok: native_report.ok && reusable.ok, native: native_report, reusable, lints: Vec::new() })
+}
+
+fn io_error(e: std::io::Error) -> StepError {
+    StepError::new(format!("cannot write temporary golden files: {e}"))
+}
+
+/// Seeded random inputs for `serving_default`, and the native outputs as the reference,
+/// written as a golden directory the worker reads. On failure, the native report saying why.
+fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone<'_>) -> Result<Golden, NativeReport> {
+    let fail = |name: &str, message: String| {
+        finish(NativeReport { checks: vec![check(name, false, message, Value::Null)], ..NativeReport::default() })
+    };
+    let model = LoadedModel::load(native, dir).map_err(|e| fail("load", e.to_string()))?;
+    let Some(signature) = model.signature(SERVING_DEFAULT) else {
+        let available: Vec<&str> = model.signatures().iter().map(|s| s.key.as_str()).collect();
+        return Err(fail(
+            "signature",
+            format!(
+                "no `serving_default` signature (the SavedModel has {}): TF Serving cannot call it, and there are no inputs to generate",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+        ));
+    };
+    let mut rng = SplitMix64(options.seed);
+    let mut feeds = Vec::new();
+    let mut inputs = Vec::new();
+    std::fs::create_dir_all(out.join("inputs")).map_err(|e| fail("inputs", e.to_string()))?;
+    std::fs::create_dir_all(out.join("outputs")).map_err(|e| fail("outputs", e.to_string()))?;
+    for spec in &signature.inputs {
+        let Some(dims) = &spec.shape else {
+            return Err(fail("signature", format!("input `{}` has an unknown rank: give --golden DIR", spec.key)));
+        };
+        let shape: Vec<usize> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if d >= 0 { d as usize } else if i == 0 { options.batch } else { 8 })
+            .collect();
+        let array = random_array(spec.dtype, shape.clone(), &mut rng)
+            .ok_or_else(|| fail("signature", format!("input `{}` is {}: give --golden DIR with its values", spec.key, spec.dtype)))?;
+        let file = format!("inputs/{}.npy", file_name(&spec.key));
+        tf::npy::write(&out.join(&file), &array).map_err(|e| fail("inputs", e.to_string()))?;
+        inputs.push(GoldenTensor { name: spec.key.clone(), dtype: spec.dtype.name().into_owned(), shape: shape.iter().map(|&d| d as i64).collect(), file });
+        feeds.push((spec.key.clone(), array));
+    }
+    let got = model.run(SERVING_DEFAULT, &feeds).map_err(|e| fail("outputs", e.to_string()))?;
+    let mut outputs = Vec::new();
+    for (name, array) in &got {
+        let file = format!("outputs/{}.npy", file_name(name));
+        tf::npy::write(&out.join(&file), array).map_err(|e| fail("outputs", e.to_string()))?;
+        outputs.push(GoldenTensor {
+            name: name.clone(),
+            dtype: array.dtype().name().into_owned(),
+            shape: array.shape().iter().map(|&d| d as i64).collect(),
+            file,
+        });
+    }
+    let golden = Golden {
+        format: 1,
+        flavour: "saved-model".into(),
+        input_structure: if inputs.len() == 1 { "single" } else { "dict" }.into(),
+        output_structure: "dict".into(),
+        inputs,
+        outputs,
+        seed: options.seed,
+        batch: options.batch as u64,
+        source: "generated".into(),
+        has_dropout: None,
+        has_batch_norm: None,
+        trainable: true,
+    };
+    let text = serde_json::to_string_pretty(&golden).expect("golden serialises");
+    std::fs::write(out.join("golden.json"), text).map_err(|e| fail("inputs", e.to_string()))?;
+    Ok(golden)
+}
+
+fn file_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+}
+
+/// A small seeded generator (SplitMix64): the same inputs for the same seed, everywhere.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Floats standard normal, integers uniform in [0, 10), bools fair coins (as the worker does).
+fn random_array(dtype: DType, shape: Vec<usize>, rng: &mut SplitMix64) -> Option<Array> {
+    let n: usize = shape.iter().product();
+    let data: ArrayData = match dtype {
+        DType::Float32 => (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>().into(),
+        DType::Float64 => (0..n).map(|_| rng.normal()).collect::<Vec<_>>().into(),
+        DType::Int32 => (0..n).map(|_| (rng.next() % 10) as i32).collect::<Vec<_>>().into(),
+        DType::Int64 => (0..n).map(|_| (rng.next() % 10) as i64).collect::<Vec<_>>().into(),
+        DType::Int8 => (0..n).map(|_| (rng.next() % 10) as i8).collect::<Vec<_>>().into(),
+        DType::Int16 => (0..n).map(|_| (rng.next() % 10) as i16).collect::<Vec<_>>().into(),
+        DType::UInt8 => (0..n).map(|_| (rng.next() % 10) as u8).collect::<Vec<_>>().into(),
+        DType::UInt16 => (0..n).map(|_| (rng.next() % 10) as u16).collect::<Vec<_>>().into(),
+        DType::UInt32 => (0..n).map(|_| (rng.next() % 10) as u32).collect::<Vec<_>>().into(),
+        DType::UInt64 => (0..n).map(|_| rng.next() % 10).collect::<Vec<_>>().into(),
+        DType::Bool => (0..n).map(|_| rng.next() & 1 == 1).collect::<Vec<_>>().into(),
+        _ => return None,
+    };
+    Array::new(shape, data).ok()
+}
+
+/// The report as a person reads it: one line per check.
+pub fn render_report(report: &Report) -> String {
+    let mut out = String::new();
+    for (title, checks) in [("Native (TensorFlow C API)", &report.native.checks), ("Reusable SavedModel API (Python)", &report.reusable.checks)] {
+        out.push_str(title);
+        out.push('\n');
+        for c in checks {
+            out.push_str(&format!("  {} {:<22} {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.message));
+        }
+    }
+    for lint in &report.lints {
+        out.push_str(&format!("warning[{}]: {}\n", lint.code, lint.message));
+    }
+    let failed = report.native.checks.iter().chain(&report.reusable.checks).filter(|c| !c.ok).count();
+    if failed == 0 {
+        out.push_str("valid: every check passed\n");
+    } else {
+        out.push_str(&format!("INVALID: {failed} check(s) failed\n"));
+    }
+    out
+}
+
+/// Reads a validate step's report.
+pub(super) fn load(dir: &Path) -> Result<Report, StepError> {
+    read_json(&dir.join(files::REPORT))
+}
+
+/// The golden directory of a trace entry (for `exportctl validate --golden`).
+pub fn golden_dir_of(trace_dir: &Path) -> PathBuf {
+    trace_dir.join(files::GOLDEN)
+}
+
+/// Per-output maxima of a report's native comparison, by output name (for provenance).
+pub(super) fn max_differences(report: &Report) -> BTreeMap<String, f64> {
+    report
+        .native
+        .checks
+        .iter()
+        .find(|c| c.name == "outputs")
+        .and_then(|c| c.details.get("outputs"))
+        .and_then(Value::as_object)
+        .map(|outputs| {
+            outputs
+                .iter()
+                .filter_map(|(name, d)| d.get("max_abs_diff").and_then(Value::as_f64).map(|v| (name.clone(), v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Cut, DocsSettings, GoldenInputs, ValidateSettings};
+
+    fn piece(dropout: Option<f64>, batch_norm: BatchNorm) -> Piece {
+        Piece {
+            name: "p".into(),
+            name_span: 0..0,
+            cut: Cut::default(),
+            trainable: true,
+            dropout,
+            batch_norm,
+            validate: ValidateSettings {
+                golden: GoldenInputs::Random { batch: 2, seed: 0 },
+                atol: 1e-5,
+                rtol: 1e-5,
+                fine_tune_step: true,
+            },
+            docs: DocsSettings::default(),
+        }
+    }
+
+    fn inventory(json: Value) -> Inventory {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn facts(json: Value) -> SliceFacts {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn codes(warnings: &[Warning]) -> Vec<&str> {
+        warnings.iter().map(|w| w.code.as_str()).collect()
+    }
+
+    #[test]
+    fn a_softmax_output_is_linted_with_the_layer_to_cut_at() {
+        let inv = inventory(json!({
+            "flavour": "keras3", "model_file": "model.keras",
+            "layers": [
+                {"name": "logits", "class": "Dense", "inbound": ["embedding"]},
+                {"name": "probabilities", "class": "Activation", "inbound": ["logits"]}
+            ]
+        }));
+        let f = facts(json!({"model_file": "model.keras",
+            "outputs": [{"name": "probabilities", "shape": [-1, 10], "dtype": "float32", "activation": "softmax"}]}));
+        let warnings = lints("m/p", &piece(Some(0.1), BatchNorm::default()), &inv, &f);
+        assert_eq!(codes(&warnings), vec!["softmax-output"]);
+        assert!(warnings[0].message.contains("output `probabilities` ends in a softmax"), "{}", warnings[0].message);
+        assert_eq!(warnings[0].help.as_deref(), Some("cut before it: `to = \"logits\"` gives consumers the logits"));
+    }
+
+    #[test]
+    fn logits_argmax_and_top_k() {
+        let inv = inventory(json!({"flavour": "keras3", "model_file": "model.keras"}));
+        let f = facts(json!({"model_file": "model.keras", "outputs": [
+            {"name": "logits", "shape": [-1, 10], "dtype": "float32", "activation": "linear"},
+            {"name": "class", "shape": [-1], "dtype": "int64", "activation": "argmax"},
+            {"name": "top", "shape": [-1, 5], "dtype": "float32", "activation": "top_k"}
+        ]}));
+        let warnings = lints("m/p", &piece(None, BatchNorm::default()), &inv, &f);
+        assert_eq!(codes(&warnings), vec!["argmax-output", "top-k-output"]);
+    }
+
+    #[test]
+    fn lost_optimizer_regularization_is_linted() {
+        let inv = inventory(json!({"flavour": "tf-keras", "model_file": "model.h5",
+            "optimizer": {"class": "Ftrl", "lost_regularization": [{"name": "l1_regularization_strength", "value": 0.01}], "bytes_in_source": 100}}));
+        let f = facts(json!({"model_file": "model.h5"}));
+        let warnings = lints("m/p", &piece(None, BatchNorm::default()), &inv, &f);
+        assert_eq!(codes(&warnings), vec!["lost-regularization"]);
+        assert!(warnings[0].message.contains("Ftrl optimizer regularizes with l1_regularization_strength = 0.01"));
+    }
+
+    #[test]
+    fn dropout_and_batch_norm_without_settings_are_linted_only_when_present_and_unset() {
+        let inv = inventory(json!({"flavour": "keras3", "model_file": "model.keras"}));
+        let f = facts(json!({"model_file": "model.keras", "dropout_layers": 2, "batch_norm_layers": 1}));
+        let unset = lints("m/p", &piece(None, BatchNorm::default()), &inv, &f);
+        assert_eq!(codes(&unset), vec!["dropout-not-set", "batch-norm-not-set"]);
+        assert!(unset[0].message.contains("2 dropout layer(s)"));
+        let set = lints("m/p", &piece(Some(0.1), BatchNorm { momentum: Some(0.99), epsilon: None }), &inv, &f);
+        assert!(set.is_empty(), "{set:?}");
+        let none = facts(json!({"model_file": "model.keras", "dropout_layers": 0, "batch_norm_layers": 0}));
+        assert!(lints("m/p", &piece(None, BatchNorm::default()), &inv, &none).is_empty());
+    }
+
+    #[test]
+    fn generated_inputs_depend_only_on_the_seed() {
+        let a = random_array(DType::Float32, vec![2, 3], &mut SplitMix64(7)).unwrap();
+        let b = random_array(DType::Float32, vec![2, 3], &mut SplitMix64(7)).unwrap();
+        let c = random_array(DType::Float32, vec![2, 3], &mut SplitMix64(8)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let ints = random_array(DType::Int32, vec![100], &mut SplitMix64(0)).unwrap();
+        let ArrayData::Int32(v) = ints.data() else { panic!() };
+        assert!(v.iter().all(|&x| (0..10).contains(&x)));
+        assert!(random_array(DType::String, vec![1], &mut SplitMix64(0)).is_none());
+    }
+
+    #[test]
+    fn signature_problems_name_what_differs() {
+        use tf::signature::{Encoding, TensorSpec};
+        let spec = |key: &str, dtype, shape: Vec<i64>| TensorSpec {
+            key: key.into(),
+            tensor: format!("serving_default_{key}:0"),
+            dtype,
+            shape: Some(shape),
+            encoding: Encoding::Dense,
+        };
+        let signature = tf::Signature {
+            key: "serving_default".into(),
+            method: "tensorflow/serving/predict".into(),
+            inputs: vec![spec("x", DType::Float32, vec![-1, 4])],
+            outputs: vec![spec("y", DType::Float32, vec![-1, 3])],
+        };
+        let tensor = |name: &str, dtype: &str, shape: Vec<i64>| GoldenTensor { name: name.into(), dtype: dtype.into(), shape, file: String::new() };
+        let golden = Golden {
+            format: 1,
+            flavour: "keras3".into(),
+            input_structure: "single".into(),
+            output_structure: "single".into(),
+            inputs: vec![tensor("x", "float32", vec![2, 4])],
+            outputs: vec![tensor("logits", "float32", vec![2, 3])],
+            seed: 0,
+            batch: 2,
+            source: "generated".into(),
+            has_dropout: None,
+            has_batch_norm: None,
+            trainable: true,
+        };
+        let declared = [InputSpec { name: "x".into(), shape: vec![-1, 5], dtype: "float32".into() }];
+        let problems = signature_problems(&signature, &golden, &declared);
+        assert_eq!(
+            problems,
+            vec![
+                "output `logits`: expected in serving_default, missing",
+                "output `y`: not expected (reference outputs: logits)",
+                "input `x`: the manifest declares shape [-1, 5], serving_default has [-1, 4]",
+            ]
+        );
+    }
+}
