@@ -87,6 +87,16 @@ pub enum Command {
         Python is never started.")]
     Inspect(InspectArgs),
 
+    /// Check a SavedModel with both loaders, as a build validates every package
+    #[command(long_about = "Check a SavedModel with both loaders, as a build validates every package (SPEC §4).\n\n\
+        PATH is a SavedModel directory or a packaged .tar.gz. Native: load with tag serve through \
+        TensorFlow's C API, check serving_default, run it, look for optimizer state. Python: the \
+        Reusable SavedModel API (__call__ with training=True/False, variables, regularization \
+        losses, one fine-tuning step, hub.KerasLayer). Without --golden, the inputs are seeded \
+        random tensors for serving_default and the native outputs are the reference Python must \
+        match. Exit code 0 when every check passes, 1 when one fails.")]
+    Validate(ValidateArgs),
+
     /// Show or install the managed Python + TensorFlow runtime
     #[command(long_about = "Show or install the Python + TensorFlow runtime that export, slice and trace run in.\n\n\
         The runtime is, in order: the manifest's `runtime.python`, $EXPORTCTL_PYTHON, an active \
@@ -149,6 +159,45 @@ pub struct CleanArgs {
     /// Remove the cache (.exportctl/) too
     #[arg(long)]
     pub cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A SavedModel directory or a .tar.gz package
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// A directory holding golden.json and its arrays (a trace step's golden/)
+    #[arg(long, value_name = "DIR")]
+    pub golden: Option<PathBuf>,
+
+    /// Batch size of the generated inputs
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+
+    /// Seed of the generated inputs
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Absolute tolerance of output comparisons
+    #[arg(long, default_value_t = 1e-5)]
+    pub atol: f64,
+
+    /// Relative tolerance of output comparisons
+    #[arg(long, default_value_t = 1e-5)]
+    pub rtol: f64,
+
+    /// Accept optimizer state in the SavedModel
+    #[arg(long)]
+    pub allow_optimizer: bool,
+
+    /// Skip the one-step fine-tuning check
+    #[arg(long)]
+    pub no_fine_tune_step: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]

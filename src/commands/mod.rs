@@ -9,6 +9,7 @@ mod inspect;
 mod plan;
 mod runtime;
 mod schema;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -73,5 +74,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init::run(&workspace, &args),
         Command::Runtime(args) => runtime::run(&workspace, &args),
         Command::Inspect(args) => inspect::run(&workspace, &args),
+        Command::Validate(args) => validate::run(&workspace, &args),
     }
 }

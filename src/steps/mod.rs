@@ -404,6 +404,23 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// A float the way people write it, 4 significant digits: `0.004`, `0.99`, `1e-5`.
+pub(crate) fn short_float(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return value.to_string();
+    }
+    if value.abs() < 1e-4 || value.abs() >= 1e6 {
+        let text = format!("{value:.3e}");
+        let (mantissa, exponent) = text.split_once('e').expect("exponent notation");
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
+    }
+    let digits = (3 - value.abs().log10().floor() as i32).max(0) as usize; // 4 significant digits
+    let text = format!("{value:.digits$}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    text.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +431,18 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1_527_338), "1,527,338");
+    }
+
+    #[test]
+    fn floats_are_written_as_people_write_them() {
+        assert_eq!(short_float(0.004), "0.004");
+        assert_eq!(short_float(0.1), "0.1");
+        assert_eq!(short_float(0.99), "0.99");
+        assert_eq!(short_float(0.001), "0.001");
+        assert_eq!(short_float(0.0024959654547274113), "0.002496");
+        assert_eq!(short_float(2.0), "2");
+        assert_eq!(short_float(1e-5), "1e-5");
+        assert_eq!(short_float(2.5e-7), "2.5e-7");
+        assert_eq!(short_float(0.0), "0");
     }
 }

@@ -26,7 +26,7 @@ use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
 use super::trace::{self, TraceFacts};
 use super::validate::{self, Report};
-use super::{dep_dir, files, settings, thousands, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{dep_dir, files, settings, short_float, thousands, write_json, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, DocsSettings, Manifest};
 use crate::plan::StepKind;
@@ -371,7 +371,6 @@ impl Docs<'_> {
     fn render(&self) -> (String, Vec<Warning>) {
         let mut warnings = Vec::new();
         let mut out = String::new();
-        let what = format!("{}/{}", self.handle.model, self.handle.piece);
         let _ = writeln!(out, "# Module {}", self.handle);
         match self.settings.description.as_deref() {
             Some(description) => {
@@ -379,7 +378,7 @@ impl Docs<'_> {
             }
             None => {
                 let _ = writeln!(out, "A reusable SavedModel: the `{}` piece of model `{}`.", self.handle.piece, self.handle.model);
-                warnings.push(missing(&what, "description", "docs.description = \"One line on what the model does.\""));
+                warnings.push(missing("description", "description = \"One line on what the model does.\""));
             }
         }
         out.push('\n');
@@ -391,11 +390,11 @@ impl Docs<'_> {
         match self.settings.task.as_deref() {
             Some(task) => {
                 if !TASKS.contains(&task) {
-                    warnings.push(unknown_tag(&what, "task", task, TASKS.iter().copied()));
+                    warnings.push(unknown_tag("task", task, TASKS.iter().copied()));
                 }
                 meta(&mut out, "task", task);
             }
-            None => warnings.push(missing(&what, "task", "docs.task = \"image-classification\" (a TF Hub task id)")),
+            None => warnings.push(missing("task", "task = \"image-classification\"` (a TF Hub task id")),
         }
         let fine_tunable = self.settings.fine_tunable.unwrap_or(self.trainable);
         meta(&mut out, "fine-tunable", if fine_tunable { "true" } else { "false" });
@@ -403,11 +402,11 @@ impl Docs<'_> {
             Some(license) => match license_tag(license) {
                 Some(tag) => meta(&mut out, "license", tag),
                 None => {
-                    warnings.push(unknown_tag(&what, "license", license, LICENSES.iter().map(|(_, tag)| *tag)));
+                    warnings.push(unknown_tag("license", license, LICENSES.iter().map(|(_, tag)| *tag)));
                     meta(&mut out, "license", license);
                 }
             },
-            None => warnings.push(missing(&what, "license", "docs.license = \"Apache-2.0\" (an SPDX id)")),
+            None => warnings.push(missing("license", "license = \"Apache-2.0\"` (an SPDX id")),
         }
         for (key, value) in [
             ("dataset", &self.settings.dataset),
@@ -418,7 +417,7 @@ impl Docs<'_> {
                 if !is_tag_id(value) {
                     warnings.push(Warning {
                         code: "unknown-tag".into(),
-                        message: format!("{what}: docs.{key} = `{value}` is not a TF Hub tag id (lowercase letters, digits and dashes)"),
+                        message: format!("docs.{key} = `{value}` is not a TF Hub tag id (lowercase letters, digits and dashes)"),
                         help: Some(format!("write it as `{}`", to_tag_id(value))),
                     });
                 }
@@ -622,20 +621,6 @@ fn shape(spec: &Spec) -> String {
     }
 }
 
-/// A float the way people write it: `0.004`, `0.99`, `1e-05` for tiny values.
-fn short_float(value: f64) -> String {
-    if value == 0.0 || !value.is_finite() {
-        return value.to_string();
-    }
-    if value.abs() < 1e-4 || value.abs() >= 1e6 {
-        return format!("{value:.3e}");
-    }
-    let digits = (3 - value.abs().log10().floor() as i32).max(0) as usize; // 4 significant digits
-    let text = format!("{value:.digits$}");
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
-    text.to_string()
-}
-
 fn is_tag_id(value: &str) -> bool {
     !value.is_empty() && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
@@ -652,19 +637,20 @@ fn to_tag_id(value: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-fn missing(what: &str, key: &str, example: &str) -> Warning {
+/// `example` is written between backticks in the help: `key = "value"`.
+fn missing(key: &str, example: &str) -> Warning {
     Warning {
         code: "missing-docs".into(),
-        message: format!("{what}: no docs.{key}; model.md is incomplete without it"),
-        help: Some(format!("add `{example}` to the model's or the piece's docs")),
+        message: format!("no docs.{key}: model.md is incomplete without it"),
+        help: Some(format!("add `{example}` to the model's or the piece's `docs`")),
     }
 }
 
-fn unknown_tag<'a>(what: &str, key: &str, value: &str, known: impl Iterator<Item = &'a str> + Clone) -> Warning {
+fn unknown_tag<'a>(key: &str, value: &str, known: impl Iterator<Item = &'a str> + Clone) -> Warning {
     let suggestion = crate::suggestion::did_you_mean(value, known.clone());
     Warning {
         code: format!("unknown-{key}"),
-        message: format!("{what}: docs.{key} = `{value}` is not a TF Hub {key} id exportctl knows"),
+        message: format!("docs.{key} = `{value}` is not a TF Hub {key} id exportctl knows"),
         help: Some(suggestion.unwrap_or_else(|| format!("known values: {}", known.collect::<Vec<_>>().join(", ")))),
     }
 }
@@ -855,17 +841,6 @@ mod tests {
         assert_eq!(license_tag("BSD-3-Clause"), Some("bsd-3-clause"));
         assert_eq!(license_tag("Apache 2"), None);
         assert_eq!(license_tag("proprietary"), None);
-    }
-
-    #[test]
-    fn floats_are_written_as_people_write_them() {
-        assert_eq!(short_float(0.004), "0.004");
-        assert_eq!(short_float(0.1), "0.1");
-        assert_eq!(short_float(0.99), "0.99");
-        assert_eq!(short_float(0.001), "0.001");
-        assert_eq!(short_float(0.0024959654547274113), "0.002496");
-        assert_eq!(short_float(2.0), "2");
-        assert_eq!(short_float(1e-5), "1.000e-5");
     }
 
     struct Fixture {

@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 
 use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
-use super::{dep_dir, files, read_json, settings, write_json, Dirs, Target, TfSteps};
+use super::{dep_dir, files, read_json, settings, short_float, write_json, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, InputSpec, Piece};
 use crate::plan::StepKind;
@@ -218,11 +218,11 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
 
     let inventory = export::load(&dep_dir(target, cx, StepKind::Export)?)?;
     let facts = slice::load(&dep_dir(target, cx, StepKind::Slice)?)?;
-    let lints = lints(&target.step.to_string().replace(":validate", ""), piece, &inventory, &facts);
+    let lints = lints(piece, &inventory, &facts);
 
     let report = Report { format: 1, ok: native.ok && reusable.ok, native, reusable, lints: lints.clone() };
     if !report.ok {
-        return Err(failure(&target.step.to_string(), &report));
+        return Err(failure(&report));
     }
     write_json(&dirs.out.join(files::REPORT), &report)?;
     Ok(StepOutcome { warnings: lints, summary: summary(&report) })
@@ -239,14 +239,14 @@ fn summary(report: &Report) -> String {
         .and_then(|c| c.details.get("max_abs_diff"))
         .and_then(Value::as_f64);
     match diff {
-        Some(diff) => format!("{checks} checks passed (native max |diff| {diff:.3e})"),
+        Some(diff) => format!("{checks} checks passed (native max |diff| {})", short_float(diff)),
         None => format!("{checks} checks passed"),
     }
 }
 
 /// The failure of a step: every failed check, with its message (which names the output,
 /// expected vs got and the difference vs the tolerance).
-fn failure(what: &str, report: &Report) -> StepError {
+fn failure(report: &Report) -> StepError {
     let failed: Vec<(&str, &Check)> = report
         .native
         .checks
@@ -256,7 +256,7 @@ fn failure(what: &str, report: &Report) -> StepError {
         .filter(|(_, c)| !c.ok)
         .collect();
     let total = report.native.checks.len() + report.reusable.checks.len();
-    let mut message = format!("{what}: {} of {total} checks failed", failed.len());
+    let mut message = format!("{} of {total} validation checks failed", failed.len());
     for (half, check) in &failed {
         message.push_str(&format!("\n  {half} check `{}`: {}", check.name, check.message));
     }
@@ -505,10 +505,11 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
     let details = json!({"outputs": per_output, "atol": expect.atol, "rtol": expect.rtol, "max_abs_diff": max_diff});
     if failures.is_empty() {
         let message = format!(
-            "{} output(s) match the reference within atol {} + rtol {}·|ref| (max |diff| {max_diff:.3e})",
+            "{} output(s) match the reference within atol {} + rtol {}·|ref| (max |diff| {})",
             golden.outputs.len(),
-            expect.atol,
-            expect.rtol
+            short_float(expect.atol),
+            short_float(expect.rtol),
+            short_float(max_diff)
         );
         check("outputs", true, message, details)
     } else {
@@ -578,7 +579,7 @@ pub fn reusable_checks(
 
 /// The guide's advice, checked: logits not probabilities, optimizer regularization that is
 /// lost, dropout/batch-norm hyper-parameters chosen for consumers.
-pub(crate) fn lints(what: &str, piece: &Piece, inventory: &Inventory, facts: &SliceFacts) -> Vec<Warning> {
+pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) -> Vec<Warning> {
     let mut warnings = Vec::new();
     for output in &facts.outputs {
         let Some(activation) = output.activation.as_deref() else { continue };
@@ -602,7 +603,7 @@ pub(crate) fn lints(what: &str, piece: &Piece, inventory: &Inventory, facts: &Sl
         warnings.push(Warning {
             code: code.to_string(),
             message: format!(
-                "{what}: output `{}` ends in {what_it_is}; consumers fine-tune on logits (the guide: output logits, not probabilities or top-k predictions)",
+                "output `{}` ends in {what_it_is}; consumers fine-tune on logits (the guide: output logits, not probabilities or top-k predictions)",
                 output.name
             ),
             help: Some(help),
@@ -615,7 +616,7 @@ pub(crate) fn lints(what: &str, piece: &Piece, inventory: &Inventory, facts: &Sl
             warnings.push(Warning {
                 code: "lost-regularization".to_string(),
                 message: format!(
-                    "{what}: the source's {} optimizer regularizes with {}; no SavedModel can carry optimizer-level regularization",
+                    "the source's {} optimizer regularizes with {}; no SavedModel can carry optimizer-level regularization",
                     optimizer.class,
                     lost.join(", ")
                 ),
@@ -627,7 +628,7 @@ pub(crate) fn lints(what: &str, piece: &Piece, inventory: &Inventory, facts: &Sl
         warnings.push(Warning {
             code: "dropout-not-set".to_string(),
             message: format!(
-                "{what}: {} dropout layer(s) keep their training-time rate: no `dropout` setting chosen for consumers",
+                "{} dropout layer(s) keep their training-time rate: no `dropout` setting chosen for consumers",
                 facts.dropout_layers.unwrap_or(0)
             ),
             help: Some("set `dropout = <rate>` in [defaults], the model or the piece; the docs then record it".to_string()),
@@ -637,7 +638,7 @@ pub(crate) fn lints(what: &str, piece: &Piece, inventory: &Inventory, facts: &Sl
         warnings.push(Warning {
             code: "batch-norm-not-set".to_string(),
             message: format!(
-                "{what}: {} batch-normalization layer(s) keep their training-time momentum/epsilon: no `batch-norm` setting chosen for consumers",
+                "{} batch-normalization layer(s) keep their training-time momentum/epsilon: no `batch-norm` setting chosen for consumers",
                 facts.batch_norm_layers.unwrap_or(0)
             ),
             help: Some("set `batch-norm = { momentum = 0.99, epsilon = 0.001 }` (or your values) in [defaults], the model or the piece".to_string()),
@@ -944,7 +945,7 @@ mod tests {
         }));
         let f = facts(json!({"model_file": "model.keras",
             "outputs": [{"name": "probabilities", "shape": [-1, 10], "dtype": "float32", "activation": "softmax"}]}));
-        let warnings = lints("m/p", &piece(Some(0.1), BatchNorm::default()), &inv, &f);
+        let warnings = lints(&piece(Some(0.1), BatchNorm::default()), &inv, &f);
         assert_eq!(codes(&warnings), vec!["softmax-output"]);
         assert!(warnings[0].message.contains("output `probabilities` ends in a softmax"), "{}", warnings[0].message);
         assert_eq!(warnings[0].help.as_deref(), Some("cut before it: `to = \"logits\"` gives consumers the logits"));
@@ -958,7 +959,7 @@ mod tests {
             {"name": "class", "shape": [-1], "dtype": "int64", "activation": "argmax"},
             {"name": "top", "shape": [-1, 5], "dtype": "float32", "activation": "top_k"}
         ]}));
-        let warnings = lints("m/p", &piece(None, BatchNorm::default()), &inv, &f);
+        let warnings = lints(&piece(None, BatchNorm::default()), &inv, &f);
         assert_eq!(codes(&warnings), vec!["argmax-output", "top-k-output"]);
     }
 
@@ -967,7 +968,7 @@ mod tests {
         let inv = inventory(json!({"flavour": "tf-keras", "model_file": "model.h5",
             "optimizer": {"class": "Ftrl", "lost_regularization": [{"name": "l1_regularization_strength", "value": 0.01}], "bytes_in_source": 100}}));
         let f = facts(json!({"model_file": "model.h5"}));
-        let warnings = lints("m/p", &piece(None, BatchNorm::default()), &inv, &f);
+        let warnings = lints(&piece(None, BatchNorm::default()), &inv, &f);
         assert_eq!(codes(&warnings), vec!["lost-regularization"]);
         assert!(warnings[0].message.contains("Ftrl optimizer regularizes with l1_regularization_strength = 0.01"));
     }
@@ -976,13 +977,13 @@ mod tests {
     fn dropout_and_batch_norm_without_settings_are_linted_only_when_present_and_unset() {
         let inv = inventory(json!({"flavour": "keras3", "model_file": "model.keras"}));
         let f = facts(json!({"model_file": "model.keras", "dropout_layers": 2, "batch_norm_layers": 1}));
-        let unset = lints("m/p", &piece(None, BatchNorm::default()), &inv, &f);
+        let unset = lints(&piece(None, BatchNorm::default()), &inv, &f);
         assert_eq!(codes(&unset), vec!["dropout-not-set", "batch-norm-not-set"]);
         assert!(unset[0].message.contains("2 dropout layer(s)"));
-        let set = lints("m/p", &piece(Some(0.1), BatchNorm { momentum: Some(0.99), epsilon: None }), &inv, &f);
+        let set = lints(&piece(Some(0.1), BatchNorm { momentum: Some(0.99), epsilon: None }), &inv, &f);
         assert!(set.is_empty(), "{set:?}");
         let none = facts(json!({"model_file": "model.keras", "dropout_layers": 0, "batch_norm_layers": 0}));
-        assert!(lints("m/p", &piece(None, BatchNorm::default()), &inv, &none).is_empty());
+        assert!(lints(&piece(None, BatchNorm::default()), &inv, &none).is_empty());
     }
 
     #[test]
