@@ -69,11 +69,8 @@ impl LockFile {
             })
             .collect();
         if let Some(previous) = previous {
-            for old in &previous.steps {
-                if !summary.results.iter().any(|r| r.id.to_string() == old.id) {
-                    steps.push(old.clone());
-                }
-            }
+            let built: std::collections::HashSet<String> = summary.results.iter().map(|r| r.id.to_string()).collect();
+            steps.extend(previous.steps.iter().filter(|old| !built.contains(&old.id)).cloned());
         }
         LockFile { version: 1, steps }
     }
@@ -96,9 +93,10 @@ impl LockFile {
     /// How `built` (the lock of this build) differs from `self` (the committed lock), for
     /// the steps of this build.
     pub fn differences(&self, built: &LockFile) -> Vec<Difference> {
+        let locked: std::collections::HashMap<&str, &LockedStep> = self.steps.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut out = Vec::new();
         for step in &built.steps {
-            match self.steps.iter().find(|s| s.id == step.id) {
+            match locked.get(step.id.as_str()).copied() {
                 None => out.push(Difference { step: step.id.clone(), files: None }),
                 Some(locked) if locked.digest != step.digest => {
                     let mut files: Vec<String> = step

@@ -30,12 +30,13 @@ struct Made {
 pub fn materialize(cache_dir: &Path, out_dir: &Path, version: u32, summary: &BuildSummary) -> io::Result<Vec<PathBuf>> {
     let state_file = cache_dir.join("dist.json");
     let mut state: BTreeMap<String, Made> = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let by_id: std::collections::HashMap<&StepId, &super::StepResult> = summary.results.iter().map(|r| (&r.id, r)).collect();
     let mut written = Vec::new();
     let mut changed = false;
     for result in summary.results.iter().filter(|r| r.id.kind == StepKind::Package && r.succeeded()) {
         let (Some(package), Some(piece)) = (&result.entry, &result.id.piece) else { continue };
         let trace_id = StepId { kind: StepKind::Trace, ..result.id.clone() };
-        let Some(trace) = summary.result(&trace_id).and_then(|r| r.entry.as_ref()) else { continue };
+        let Some(trace) = by_id.get(&trace_id).and_then(|r| r.entry.as_ref()) else { continue };
         let rel = format!("{}/{piece}/{version}", result.id.model);
         let dest = out_dir.join(&rel);
         if let Some(made) = state.get(&rel) {

@@ -7,7 +7,8 @@
 //! is a cache hit and nothing runs. A failure marks every step downstream of it skipped;
 //! without `--keep-going` no new step starts after the first failure (running ones finish).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -113,7 +114,8 @@ struct Prepared {
 
 struct State {
     remaining: Vec<usize>,
-    ready: VecDeque<NodeIndex>,
+    /// Ready steps, lowest node index (plan order) first.
+    ready: BinaryHeap<Reverse<NodeIndex>>,
     results: Vec<Option<StepResult>>,
     running: usize,
     stop: Option<String>,
@@ -157,7 +159,7 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         .collect();
 
     let remaining: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
-    let ready: VecDeque<NodeIndex> = order.iter().copied().filter(|&n| remaining[n.index()] == 0).collect();
+    let ready: BinaryHeap<Reverse<NodeIndex>> = order.iter().copied().filter(|&n| remaining[n.index()] == 0).map(Reverse).collect();
     let state = Mutex::new(State { remaining, ready, results: vec![None; graph.node_count()], running: 0, stop: None });
     let wake = Condvar::new();
 
@@ -172,11 +174,11 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                             s.stop = Some("cancelled".into());
                         }
                         if let Some(reason) = s.stop.clone() {
-                            while let Some(n) = s.ready.pop_front() {
+                            while let Some(Reverse(n)) = s.ready.pop() {
                                 skip(&mut s, graph, n, &reason, engine.reporter);
                             }
                         }
-                        if let Some(n) = s.ready.pop_front() {
+                        if let Some(Reverse(n)) = s.ready.pop() {
                             s.running += 1;
                             break Some(n);
                         }
@@ -210,14 +212,12 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                     if ok {
                         s.remaining[dependent.index()] -= 1;
                         if s.remaining[dependent.index()] == 0 && s.results[dependent.index()].is_none() {
-                            s.ready.push_back(dependent);
+                            s.ready.push(Reverse(dependent));
                         }
                     } else if s.results[dependent.index()].is_none() {
                         skip(&mut s, graph, dependent, &format!("{} failed", graph[node]), engine.reporter);
                     }
                 }
-                // Keep the ready queue in plan order, so output and `-j 1` order are stable.
-                s.ready.make_contiguous().sort();
                 drop(s);
                 wake.notify_all();
             });
@@ -243,7 +243,7 @@ fn skip(s: &mut State, graph: &petgraph::graph::DiGraph<StepId, ()>, node: NodeI
         }
         reporter.event(Event::Skipped { id: &graph[n], reason });
         s.results[n.index()] = Some(StepResult { id: graph[n].clone(), status: Status::Skipped(reason.to_string()), entry: None, seconds: 0.0 });
-        s.ready.retain(|&r| r != n);
+        s.ready.retain(|&Reverse(r)| r != n);
         stack.extend(graph.neighbors_directed(n, Direction::Outgoing));
     }
 }
