@@ -214,7 +214,9 @@ result::
   (Keras 3 ops or tf_keras TFOpLambda); ``"lambda"`` for a Lambda layer;
   ``"linear"`` for layers without a non-linearity.
 * counts (``dropout_layers``, ``batch_norm_layers``, ``regularizer_count``,
-  ``activity_regularizers``) are over all layers, nested ones included;
+  ``activity_regularizers``) are over all layers, nested ones included (dropout and
+  batch-norm: the model's layers and nested models' layers, which the overrides apply to,
+  not the private sublayers of other layers such as MultiHeadAttention's dropout);
   null for saved-model. Dropout-like = Dropout, SpatialDropout1D/2D/3D,
   GaussianDropout, AlphaDropout and subclasses. ``regularizer_count`` is the
   number of weight regularizers, i.e. the number of ``regularization_losses``
@@ -781,6 +783,19 @@ def _all_layers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
+def _configurable_layers(model):
+    """The layers a dropout / batch-norm setting applies to: the model's own layers and, through
+    nested models, theirs. Not the private sublayers of other layers (MultiHeadAttention's
+    attention dropout): their owner's get_config() rebuilds them, so a rate set on them would
+    not survive a save, and they are not the model's dropout layers for consumers either."""
+    found = []
+    for layer in getattr(model, "layers", None) or []:
+        found.append(layer)
+        if _is_model(layer):
+            found.extend(_configurable_layers(layer))
+    return found
+
+
 def _history(tensor):
     h = getattr(tensor, "_keras_history", None)
     if h is None:
@@ -1114,11 +1129,10 @@ def _activity_regularizer_count(model):
 
 
 def _model_facts(model, flavour):
-    layers = _all_layers(model)
     outputs = _output_specs(model)
     return {
-        "dropout_layers": sum(1 for l in layers if _is_dropout(l)),
-        "batch_norm_layers": sum(1 for l in layers if _is_batch_norm(l)),
+        "dropout_layers": sum(1 for l in _configurable_layers(model) if _is_dropout(l)),
+        "batch_norm_layers": sum(1 for l in _configurable_layers(model) if _is_batch_norm(l)),
         "regularizer_count": len(_weight_regularizers(model, flavour)),
         "activity_regularizers": _activity_regularizer_count(model),
         "output_activation": outputs[0]["activation"] if outputs else None,
@@ -1132,13 +1146,13 @@ def _apply_overrides(model, dropout, batch_norm, warnings_out):
         dropout = float(dropout)
         if not 0.0 <= dropout < 1.0:
             raise WorkerError("BadParams", f"dropout must be in [0, 1): {dropout}", {"param": "dropout"})
-        for layer in _all_layers(model):
+        for layer in _configurable_layers(model):
             if _is_dropout(layer):
                 layer.rate = dropout
                 changed += 1
     if batch_norm:
         momentum, epsilon = batch_norm.get("momentum"), batch_norm.get("epsilon")
-        for layer in _all_layers(model):
+        for layer in _configurable_layers(model):
             if _is_batch_norm(layer):
                 if momentum is not None:
                     layer.momentum = float(momentum)
@@ -1150,7 +1164,7 @@ def _apply_overrides(model, dropout, batch_norm, warnings_out):
 
 def _check_overrides(model, dropout, batch_norm, warnings_out):
     """After a reload: did the overrides survive the configuration round trip?"""
-    for layer in _all_layers(model):
+    for layer in _configurable_layers(model):
         if dropout is not None and _is_dropout(layer) and not math.isclose(float(layer.rate), float(dropout)):
             warnings_out.append(
                 f"layer '{layer.name}': dropout rate {layer.rate} after reload, not {dropout} "
