@@ -75,3 +75,57 @@ pub fn runtime() -> &'static exportctl::runtime::Runtime {
         }
     })
 }
+
+impl Project {
+    /// A copy of `examples/<name>` (without its build outputs).
+    pub fn example(name: &str) -> Project {
+        let project = Project::new();
+        copy_dir(&repo().join("examples").join(name), project.path());
+        for generated in ["dist", ".exportctl", "Export.lock"] {
+            let path = project.path().join(generated);
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else if path.exists() {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        project
+    }
+
+    /// Runs `exportctl build --message-format json ARGS` and returns the events.
+    pub fn build_json(&self, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+        let mut full = vec!["build", "--message-format", "json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        let events = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
+            .collect();
+        (out, events)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The steps that have an event of `kind` (`step-finished`, `step-cached`, …), sorted.
+pub fn steps_with(events: &[serde_json::Value], kind: &str) -> Vec<String> {
+    let mut steps: Vec<String> = events.iter().filter(|e| e["event"] == kind).map(|e| e["step"].as_str().unwrap().to_string()).collect();
+    steps.sort();
+    steps
+}
+
+/// The `build-finished` event.
+pub fn finished(events: &[serde_json::Value]) -> &serde_json::Value {
+    events.iter().find(|e| e["event"] == "build-finished").expect("a build-finished event")
+}

@@ -1,0 +1,190 @@
+//! `exportctl build` end to end on the quickstart example, with the real worker and the
+//! real native library: incremental rebuilds, cache consistency, locking, `--locked`.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{finished, runtime, stderr, steps_with, Project};
+
+fn built_quickstart() -> Project {
+    runtime();
+    let project = Project::example("quickstart");
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(finished(&events)["ran"], 9);
+    project
+}
+
+#[test]
+fn a_second_build_is_all_cached_and_fast() {
+    let project = built_quickstart();
+    for piece in ["classifier", "encoder"] {
+        let dir = project.path().join(format!("dist/classifier/{piece}/1"));
+        for file in ["model.tar.gz", "model.md", "build.json", "saved_model/saved_model.pb"] {
+            assert!(dir.join(file).is_file(), "dist lacks {piece}/{file}");
+        }
+    }
+    let lock = std::fs::read_to_string(project.path().join("Export.lock")).unwrap();
+    assert_eq!(lock.matches("[[step]]").count(), 9);
+
+    let started = Instant::now();
+    let (out, events) = project.build_json(&[]);
+    let took = started.elapsed();
+    assert!(out.status.success());
+    assert_eq!((finished(&events)["ran"].as_u64(), finished(&events)["cached"].as_u64()), (Some(0), Some(9)));
+    // No Python, no TensorFlow: a no-op is a few stat calls.
+    assert!(took < Duration::from_millis(1500), "a no-op build took {took:?}");
+    // Every line of stdout is an event.
+    assert!(events.iter().all(|e| e["event"].is_string()));
+    // Export.lock did not change.
+    assert_eq!(std::fs::read_to_string(project.path().join("Export.lock")).unwrap(), lock);
+}
+
+#[test]
+fn editing_the_docs_body_reruns_only_package() {
+    let project = built_quickstart();
+    let body = project.path().join("docs/classifier.md");
+    let mut text = std::fs::read_to_string(&body).unwrap();
+    text.push_str("\n## Changelog\n\nA new paragraph.\n");
+    std::fs::write(&body, text).unwrap();
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(steps_with(&events, "step-finished"), ["classifier/classifier:package", "classifier/encoder:package"]);
+    let md = std::fs::read_to_string(project.path().join("dist/classifier/encoder/1/model.md")).unwrap();
+    assert!(md.contains("A new paragraph."));
+}
+
+#[test]
+fn a_deleted_cache_entry_reruns_just_that_step() {
+    let project = built_quickstart();
+    let (_, events) = project.build_json(&[]);
+    let validate = events
+        .iter()
+        .find(|e| e["event"] == "step-cached" && e["step"] == "classifier/encoder:validate")
+        .unwrap();
+    let key = validate["key"].as_str().unwrap();
+    std::fs::remove_dir_all(project.path().join(".exportctl/cache/v1/entries").join(key)).unwrap();
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The validate report came out the same, so package stays cached (early cut-off).
+    assert_eq!(steps_with(&events, "step-finished"), ["classifier/encoder:validate"]);
+}
+
+#[test]
+fn a_target_builds_only_what_it_needs() {
+    runtime();
+    let project = Project::example("quickstart");
+    let (out, events) = project.build_json(&["classifier/encoder:trace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        steps_with(&events, "step-finished"),
+        ["classifier/encoder:slice", "classifier/encoder:trace", "classifier:export"]
+    );
+    assert!(!project.path().join("dist").exists(), "no package was built, so dist/ is untouched");
+}
+
+#[test]
+fn locked_passes_on_a_rebuild_and_names_what_differs() {
+    let project = built_quickstart();
+    let out = project.run(&["build", "--locked"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Pretend the committed lock recorded another archive.
+    let lock_path = project.path().join("Export.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    let mut edited = String::new();
+    let mut in_package = false;
+    for line in lock.lines() {
+        if line.starts_with("id = ") {
+            in_package = line == "id = \"classifier/encoder:package\"";
+        }
+        if in_package && (line.starts_with("digest = ") || line.starts_with("\"model.tar.gz\" = ")) {
+            let (k, _) = line.split_once(" = ").unwrap();
+            edited.push_str(&format!("{k} = \"{}\"\n", "0".repeat(64)));
+        } else {
+            edited.push_str(line);
+            edited.push('\n');
+        }
+    }
+    std::fs::write(&lock_path, &edited).unwrap();
+    let out = project.run(&["build", "--locked"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("--locked: 1 output differ"), "{err}");
+    assert!(err.contains("classifier/encoder:package: model.tar.gz differs"), "{err}");
+    // --locked never rewrites the lock.
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), edited);
+
+    std::fs::remove_file(&lock_path).unwrap();
+    let out = project.run(&["build", "--locked"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Export.lock does not exist"));
+}
+
+#[test]
+fn concurrent_builds_serialize() {
+    runtime();
+    let project = Project::example("quickstart");
+    let mut first = crate::support::exportctl()
+        .arg("-C")
+        .arg(project.path())
+        .args(["build", "--message-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first build holds the lock.
+    let lock = project.path().join(".exportctl/build.lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "the first build never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = project.run(&["build", "--no-wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("another exportctl build is running in this project (pid {})", first.id())), "{}", stderr(&out));
+
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(events.iter().any(|e| e["event"] == "note" && e["message"].as_str().unwrap().contains("waiting for another exportctl build")));
+    assert_eq!(finished(&events)["cached"], 9, "the waiting build found everything built");
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn a_build_killed_halfway_leaves_nothing_trusted() {
+    use std::io::BufRead as _;
+    runtime();
+    let project = Project::example("quickstart");
+    let mut child = crate::support::exportctl()
+        .arg("-C")
+        .arg(project.path())
+        .args(["build", "--message-format", "json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL) while the first trace is running.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut killed_key = None;
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "step-started" && event["kind"] == "trace" {
+            std::thread::sleep(Duration::from_millis(300));
+            child.kill().unwrap();
+            killed_key = Some(event["key"].as_str().unwrap().to_string());
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let key = killed_key.expect("a trace started");
+    let entries = project.path().join(".exportctl/cache/v1/entries");
+    assert!(!entries.join(&key).exists(), "the killed step left an entry");
+    assert!(!project.path().join("dist").exists());
+
+    // The next build finishes the job, cleaning what the killed one left.
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(finished(&events)["failed"], 0);
+    assert!(steps_with(&events, "step-finished").contains(&"classifier/classifier:trace".to_string()));
+    assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v1/tmp")).unwrap().count(), 0);
+}
