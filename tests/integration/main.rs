@@ -7,3 +7,5 @@ mod schema;
 mod cli;
 mod plan;
 mod native;
+mod runtime;
+mod build;
