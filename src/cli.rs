@@ -121,6 +121,10 @@ pub struct BuildArgs {
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
 
+    /// After the build, watch the manifest and every input and rebuild what changed
+    #[arg(long)]
+    pub watch: bool,
+
     /// Fail if an output differs from Export.lock (reproducible builds in CI)
     #[arg(long)]
     pub locked: bool,

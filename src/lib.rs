@@ -5,6 +5,7 @@
 //! only parse arguments (`cli`) and print.
 
 pub mod atomic;
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod commands;
@@ -18,6 +19,7 @@ pub mod runtime;
 pub mod steps;
 pub mod suggestion;
 pub mod tf;
+pub mod watch;
 
 use std::process::ExitCode;
 

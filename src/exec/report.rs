@@ -32,6 +32,9 @@ pub trait Reporter: Sync {
     fn summary(&self, summary: &BuildSummary);
     /// A line of context (e.g. "waiting for the project lock"): stderr for people, an event for tools.
     fn note(&self, message: &str);
+    /// `--watch`: `state` is `watching` (with the watched paths) or `rebuilding` (with the
+    /// changed paths that triggered it).
+    fn watch(&self, state: &str, paths: &[std::path::PathBuf]);
 }
 
 /// The one-line summary: `9 steps: 6 ran, 3 cached, 0 failed in 12.3s`.
@@ -157,6 +160,16 @@ impl Reporter for Human {
     fn note(&self, message: &str) {
         self.line(message);
     }
+
+    fn watch(&self, state: &str, paths: &[std::path::PathBuf]) {
+        match state {
+            "watching" => eprintln!("watching {} files… (Ctrl-C to stop)", paths.len()),
+            _ => {
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                eprintln!("\nchanged: {} — rebuilding", names.join(", "));
+            }
+        }
+    }
 }
 
 /// For tools: one JSON object per line on stdout.
@@ -220,11 +233,18 @@ impl Reporter for Json {
             "skipped": summary.skipped(),
             "duration_ms": (summary.seconds * 1000.0).round() as u64,
             "cancelled": summary.cancelled,
+            "python_started": summary.python_started,
+            "native_loaded": summary.native_loaded,
+            "worker_pid": summary.worker_pid,
         }));
     }
 
     fn note(&self, message: &str) {
         self.emit(json!({ "event": "note", "message": message }));
+    }
+
+    fn watch(&self, state: &str, paths: &[std::path::PathBuf]) {
+        self.emit(json!({ "event": "watch", "state": state, "paths": paths }));
     }
 }
 
@@ -235,4 +255,5 @@ impl Reporter for Silent {
     fn event(&self, _: Event<'_>) {}
     fn summary(&self, _: &BuildSummary) {}
     fn note(&self, _: &str) {}
+    fn watch(&self, _: &str, _: &[std::path::PathBuf]) {}
 }

@@ -80,6 +80,11 @@ pub struct BuildSummary {
     pub results: Vec<StepResult>,
     pub seconds: f64,
     pub cancelled: bool,
+    /// Whether the build started the Python worker / loaded libtensorflow (a no-op must not).
+    pub python_started: bool,
+    pub native_loaded: bool,
+    /// The Python worker serving this build, if one runs (it stays up under `--watch`).
+    pub worker_pid: Option<u32>,
 }
 
 impl BuildSummary {
@@ -231,7 +236,14 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         .enumerate()
         .map(|(i, r)| r.unwrap_or_else(|| StepResult { id: graph[NodeIndex::new(i)].clone(), status: Status::Skipped("not started".into()), entry: None, seconds: 0.0 }))
         .collect();
-    BuildSummary { results, seconds: started.elapsed().as_secs_f64(), cancelled: engine.cancelled.load(Ordering::SeqCst) }
+    BuildSummary {
+        results,
+        seconds: started.elapsed().as_secs_f64(),
+        cancelled: engine.cancelled.load(Ordering::SeqCst),
+        python_started: false,
+        native_loaded: false,
+        worker_pid: None,
+    }
 }
 
 /// Marks `node` and everything downstream of it skipped.

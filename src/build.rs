@@ -1,0 +1,192 @@
+//! One build of a project: load the manifest, plan, lock the project, run the engine,
+//! materialise `dist/`, then write (or with `--locked`, check) `Export.lock`.
+//!
+//! [`Builder`] keeps what outlives one build — the runtime and the warm Python worker — so
+//! that `--watch` rebuilds never pay TensorFlow's import again.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::cache::{self, ProjectLock, SourceDigests, Store};
+use crate::error::{Error, Result};
+use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, StepRunner};
+use crate::lockfile::{self, LockFile};
+use crate::manifest::{self, Manifest};
+use crate::plan::Plan;
+use crate::runtime::worker::WorkerOptions;
+use crate::runtime::{self, Discovery, Runtime, RuntimeError, Worker};
+use crate::steps::TfSteps;
+
+/// What to build and how.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The directory the manifest is looked up in (`-C`), and `-m`.
+    pub dir: PathBuf,
+    pub manifest: Option<PathBuf>,
+    pub targets: Vec<String>,
+    pub options: BuildOptions,
+    pub locked: bool,
+    pub wait_for_lock: bool,
+    pub verbose: u8,
+    /// Show install progress of the managed runtime.
+    pub progress: bool,
+}
+
+/// Builds a project, once or again and again.
+pub struct Builder<'a> {
+    pub request: BuildRequest,
+    pub reporter: &'a dyn Reporter,
+    pub cancelled: &'a AtomicBool,
+    runtime: Option<Runtime>,
+    worker: Option<Arc<Mutex<Worker>>>,
+    /// The manifest of the last build that got as far as loading one.
+    pub manifest: Option<Arc<Manifest>>,
+}
+
+/// The files and folders the last plan reads: what `--watch` watches.
+pub fn watched_paths(manifest: &Manifest, plan: &Plan, runner: &dyn StepRunner) -> Vec<PathBuf> {
+    let mut paths = vec![manifest.source.path.clone()];
+    for id in plan.graph.node_weights() {
+        if let Ok(inputs) = runner.inputs(id) {
+            paths.extend(inputs.files.iter().map(|f| manifest.root.join(f)));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+fn runtime_error(e: RuntimeError) -> Error {
+    let help = e.help();
+    Error::failed(e.to_string(), help)
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(request: BuildRequest, reporter: &'a dyn Reporter, cancelled: &'a AtomicBool) -> Builder<'a> {
+        Builder { request, reporter, cancelled, runtime: None, worker: None, manifest: None }
+    }
+
+    pub fn load_manifest(&self) -> Result<Manifest> {
+        let path = manifest::locate(&self.request.dir, self.request.manifest.as_deref())?;
+        let name = path.strip_prefix(".").unwrap_or(&path).display().to_string();
+        Ok(manifest::load(&path, &name)?)
+    }
+
+    /// The Python worker's process id, if it runs.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.worker.as_ref().and_then(|w| w.lock().ok()?.pid())
+    }
+
+    /// Stops the worker.
+    pub fn shutdown(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            if let Ok(mut w) = worker.lock() {
+                w.shutdown();
+            }
+        }
+    }
+
+    /// One build. `Ok` holds the summary of a build that ran (whether or not steps failed);
+    /// `Err` is a build that could not start or whose outcome is an error to report.
+    pub fn build(&mut self) -> Result<(BuildSummary, Vec<PathBuf>)> {
+        let manifest = Arc::new(self.load_manifest()?);
+        self.manifest = Some(manifest.clone());
+        let plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help))?;
+        let cache_dir = cache::ensure(&manifest.root).map_err(|e| Error::failed(format!("cannot create .exportctl/: {e}"), None))?;
+        let reporter = self.reporter;
+        let _lock = ProjectLock::acquire(&cache_dir, self.request.wait_for_lock, |holder| {
+            let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            reporter.note(&format!("waiting for another exportctl build in this project{who} to finish…"));
+        })
+        .map_err(|e| Error::failed(e.to_string(), Some("wait for it, or run without --no-wait".into())))?;
+        let store = Store::open(&cache_dir).map_err(|e| Error::failed(format!("cannot open the cache: {e}"), None))?;
+        let _ = store.clean_tmp();
+
+        // The runtime is found once per session: reading one small file, no Python.
+        let runtime = match &self.runtime {
+            Some(r) if self.manifest_runtime_unchanged(&manifest) => r.clone(),
+            _ => {
+                let discovery = Discovery { install: true, progress: self.request.progress };
+                let found = runtime::discover(&manifest.runtime, &manifest.root, &discovery).map_err(runtime_error)?;
+                self.worker = None;
+                self.runtime = Some(found.clone());
+                found
+            }
+        };
+        let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose: self.request.verbose };
+        let worker = self.worker.get_or_insert_with(|| Arc::new(Mutex::new(Worker::new(&runtime, options)))).clone();
+        let steps = TfSteps::with_worker(manifest.clone(), runtime.clone(), worker, self.request.verbose);
+
+        let engine = Engine {
+            root: &manifest.root,
+            store: &store,
+            runner: &steps,
+            tool: cache::key::tool_version(),
+            runtime: runtime.fingerprint(),
+            reporter,
+            cancelled: self.cancelled,
+        };
+        let mut sources = SourceDigests::load(&cache_dir);
+        let starts_before = steps.worker().lock().map(|w| w.starts).unwrap_or(0);
+        let mut summary = exec::execute(&engine, &plan, &mut sources, &self.request.options);
+        let (starts_after, pid) = steps.worker().lock().map(|w| (w.starts, w.pid())).unwrap_or((0, None));
+        summary.python_started = starts_after > starts_before;
+        summary.worker_pid = pid;
+        summary.native_loaded = steps.native_loaded();
+        let _ = sources.save();
+        exec::dist::materialize(&cache_dir, &manifest.out_dir(), manifest.project.version, &summary)
+            .map_err(|e| Error::failed(format!("cannot write {}: {e}", manifest.out_dir().display()), None))?;
+        let watched = watched_paths(&manifest, &plan, &steps);
+        reporter.summary(&summary);
+        self.check_outcome(&manifest, &summary)?;
+        Ok((summary, watched))
+    }
+
+    fn manifest_runtime_unchanged(&self, manifest: &Manifest) -> bool {
+        let Some(previous) = &self.manifest else { return false };
+        previous.runtime.python == manifest.runtime.python && previous.runtime.tensorflow == manifest.runtime.tensorflow
+    }
+
+    fn check_outcome(&self, manifest: &Manifest, summary: &BuildSummary) -> Result<()> {
+        if summary.cancelled {
+            return Err(Error::failed("the build was cancelled", Some("what finished is cached; run the build again to go on".into())));
+        }
+        if !summary.succeeded() {
+            let failed: Vec<String> = summary.results.iter().filter(|r| matches!(r.status, Status::Failed(_))).map(|r| r.id.to_string()).collect();
+            return Err(Error::failed(
+                format!("{} step{} failed: {}", failed.len(), if failed.len() == 1 { "" } else { "s" }, failed.join(", ")),
+                Some("the errors above say why; dist/ and the cache keep what they had for the failed pieces".into()),
+            ));
+        }
+        let lock_path = manifest.root.join(lockfile::FILE_NAME);
+        let previous = LockFile::read(&lock_path);
+        let built = LockFile::from_build(summary, previous.as_ref());
+        if !self.request.locked {
+            built.write(&lock_path).map_err(|e| Error::failed(format!("cannot write {}: {e}", lock_path.display()), None))?;
+            return Ok(());
+        }
+        let Some(locked) = previous else {
+            return Err(Error::failed(
+                format!("--locked: {} does not exist", lock_path.display()),
+                Some("run `exportctl build` once without --locked and commit Export.lock".into()),
+            ));
+        };
+        let differences = locked.differences(&built);
+        if differences.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = differences.iter().map(|d| format!("  {d}")).collect();
+        Err(Error::failed(
+            format!("--locked: {} output{} differ from Export.lock:\n{}", differences.len(), if differences.len() == 1 { "" } else { "s" }, list.join("\n")),
+            Some("if the change is intended, run `exportctl build` without --locked and commit the new Export.lock".into()),
+        ))
+    }
+}
+
+impl Drop for Builder<'_> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
