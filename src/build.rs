@@ -136,6 +136,9 @@ impl<'a> Builder<'a> {
         summary.worker_pid = pid;
         summary.native_loaded = steps.native_loaded();
         let _ = sources.save();
+        // Anything in tmp/ now is not ours (this build's entries are committed or dropped): a
+        // worker orphaned by a killed build may have written there until it noticed.
+        let _ = store.clean_tmp();
         exec::dist::materialize(&cache_dir, &manifest.out_dir(), manifest.project.version, &summary)
             .map_err(|e| Error::failed(format!("cannot write {}: {e}", manifest.out_dir().display()), None))?;
         let watched = watched_paths(&manifest, &plan, &steps);

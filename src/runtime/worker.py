@@ -14,8 +14,13 @@ Transport: newline-delimited JSON (UTF-8) on stdin (requests) and stdout
   progress bars, C++ logging) land on stderr.
 * stderr carries free-form logs (lines of our own start with ``exportctl-worker:``).
 * The worker exits with status 0 when stdin reaches EOF.
-* Blank input lines are ignored. A line that is not a JSON object gets a response
-  with ``"id": null`` and error type ``BadRequest``.
+* Blank input lines are ignored. A line that is not valid JSON gets a response
+  with ``"id": null`` and error type ``BadRequest``; valid JSON that is not a
+  request object (no ``method``, ``params`` not an object) gets ``BadRequest``
+  with the request's ``id`` when it has one.
+* Parameters: those marked ``(required)`` below must be present and non-null;
+  every other one may be omitted or null and then takes the default shown.
+  Unknown parameters are ignored.
 * Non-finite floats (NaN, inf) are sent as ``null``. Shapes are JSON lists of
   ints where an unknown dimension is ``-1``; a shape of unknown rank is ``null``.
   Dtypes are NumPy/TensorFlow names (``"float32"``, ``"int64"``, ``"bool"`` ...).
@@ -41,10 +46,14 @@ Failure::
 ``FileNotFoundError``, ...) or one of the worker's own codes:
 
     BadRequest      the request line is not a JSON object / has no method
-    UnknownMethod   no such method (debug.* methods need EXPORTCTL_WORKER_DEBUG=1)
+    UnknownMethod   no such method (debug.* methods need EXPORTCTL_WORKER_DEBUG=1);
+                    data: {"method", "suggestions": [names]}
     BadParams       a parameter is missing, has the wrong type or is inconsistent;
-                    data: {"param": "<name>"}
+                    data: {"param": "<name>", "suggestions"?: [names]} (suggestions for
+                    an unknown builder function or checkpoint item)
     BadOutDir       out_dir is not a directory or is not empty; data: {"path"}
+    BadSource       export: the source file is not a model file of a known kind; data: {"path"}
+    MissingPackage  tf_keras is needed (a tf-keras model) but not installed; data: {"package"}
     UnknownLayer    slice: a layer name is not in the model;
                     data: {"name", "kind": "from"|"to", "suggestions": [names]}
     UnalignedCut    slice: the cut is not aligned with layers;
@@ -57,10 +66,12 @@ Failure::
                     data: {"checkpoint", "restore"}
     InputMismatch   trace: declared inputs do not match the model's inputs;
                     data: {"declared": [...], "model": [...]}
-    NeedInputs      trace: an input's shape or dtype is unknown and was not declared
-    BadSamples      trace: the samples .npz lacks an input or has a bad shape
+    NeedInputs      trace: an input's shape or dtype is unknown and was not declared,
+                    or is a string (needs samples); data: {"name"?}
+    BadSamples      trace: the samples .npz lacks an input or has a bad shape;
+                    data: {"name", "arrays"? | "shape"?}
     WeightsChanged  export/slice: a weight differs after the save/reload round trip
-                    (an internal error; never expected)
+                    (an internal error; never expected); data: {"stage"? | "weight"?}
 
 ``traceback`` holds the last (at most 8) frames of the failing call, innermost
 last, as ``"<path>:<line> in <function>"``; site-packages paths are shortened to
@@ -70,8 +81,17 @@ there is nothing structured to add; Python exceptions with a cause add
 (e.g. "list the .py files that define them in custom-objects").
 
 Every method that writes files writes only inside the ``out_dir`` it is given.
-``out_dir`` must exist (it is created if missing) and be empty. Python bytecode
-caching is disabled so that importing user code writes no ``__pycache__``.
+``out_dir`` is created if missing and must be empty (else BadOutDir). Python
+bytecode caching is disabled so that importing user code writes no ``__pycache__``.
+
+Determinism: export, slice and trace start by resetting Keras' global state
+(``clear_session``: auto-generated names such as ``seed_generator_<n>`` end up in
+checkpoints) and seeding (``keras.utils.set_random_seed``). Two fresh workers given
+the same requests write byte-identical files (model.keras is rewritten with fixed
+zip timestamps and ``date_saved``; fingerprint.pb's random ``uuid`` is replaced by
+one derived from its content hashes). A warm worker that has traced before writes
+the same files except ``saved_model.pb`` (TensorFlow numbers traced functions
+``__inference_*_<n>`` with a process-wide counter) and therefore ``fingerprint.pb``.
 
 Layer-inventory object (``LayerInfo``), used by ``export``::
 
@@ -79,6 +99,8 @@ Layer-inventory object (``LayerInfo``), used by ``export``::
      "output_shape": shape | [shape, ...] | null,   # list of shapes for multi-output layers
      "inbound": [str],                      # names of the layers feeding its first call
      "regularizers": {"kernel_regularizer": {"class": "L2", "config": {"l2": 0.01}}, ...},
+                                            # *_regularizer attributes; Keras 3 regularizers given
+                                            # to add_weight() directly appear as "weight:<name>"
      "dropout_rate": float | null,          # Dropout-like layers only
      "batch_norm": {"momentum": float, "epsilon": float} | null,
      "is_model": bool,                      # a nested Keras model
@@ -110,9 +132,9 @@ export
 ------
 params::
 
-    {"source": {"kind": "keras-file" | "saved-model" | "builder",
-                "path": abs path,              # .keras/.h5/.hdf5 file, SavedModel dir, or .py file
-                "function": str | null,        # builder only: function name in that file
+    {"source": {"kind": "keras-file" | "saved-model" | "builder",   # (required)
+                "path": abs path,              # (required) .keras/.h5/.hdf5 file, SavedModel dir, or .py file
+                "function": str | null,        # builder: (required) function name in that file
                 "checkpoint": abs path | null, # builder only: checkpoint prefix or directory
                 "restore": str | null},        # builder only, see "Builders" below
      "custom_objects": [abs paths of .py files],   # default []
@@ -120,8 +142,11 @@ params::
      "include_optimizer": bool,                    # default false
      "dropout": float | null,                      # rate for every Dropout-like layer
      "batch_norm": {"momentum": float | null, "epsilon": float | null} | null,
-     "seed": int,                                  # default 0
-     "out_dir": abs path}
+     "seed": int,                                  # default 0; keras.utils.set_random_seed
+     "safe_mode": bool,                            # default true; false lets Keras deserialize
+                                                   # Lambda layers (trusted files only); recorded
+                                                   # for slice/trace
+     "out_dir": abs path}                          # (required)
 
 Flavour resolution (``keras: "auto"``):
 
@@ -177,7 +202,7 @@ Writes, in out_dir:
   is rewritten deterministically (fixed zip timestamps, fixed ``date_saved``).
 * ``code/`` (only when there are custom objects or a builder).
 * ``inventory.json``: the result object below plus ``{"code": [relative paths],
-  "python_path": [abs dirs], "source_kind": str}``.
+  "python_path": [abs dirs], "source_kind": str, "safe_mode": bool}``.
 
 result::
 
@@ -227,14 +252,14 @@ slice
 -----
 params::
 
-    {"export_dir": abs path,         # an export out_dir
-     "flavour": "keras3" | "tf-keras" | "saved-model",
+    {"export_dir": abs path,         # (required) an export out_dir
+     "flavour": "keras3" | "tf-keras" | "saved-model",   # (required) export's result
      "from": str | null,             # layer whose output becomes the piece's input
-     "to": [str],                    # layers whose outputs are the piece's outputs;
-                                     # [] = the model's outputs
+     "to": [str] | str,              # default []: layers whose outputs are the piece's
+                                     # outputs; [] = the model's outputs; a string = [string]
      "dropout": float | null,        # piece-level overrides, as in export
      "batch_norm": {...} | null,
-     "out_dir": abs path}
+     "out_dir": abs path}            # (required)
 
 ``from`` null and ``to`` [] -> the whole model, re-saved as is (works for
 subclassed models). Otherwise the model must be functional or Sequential; the
@@ -252,7 +277,7 @@ allowed; its directory is copied.
 
 Writes ``out_dir/model.keras`` | ``model.h5`` | ``saved_model/``,
 ``out_dir/code/`` (copied from the export), ``out_dir/piece.json``
-(``{"flavour", "model_file", "code", "python_path", "from", "to"}``).
+(``{"flavour", "model_file", "code", "python_path", "from", "to", "safe_mode"}``).
 
 result::
 
@@ -268,11 +293,13 @@ trace
 -----
 params::
 
-    {"slice_dir": abs path, "flavour": "keras3" | "tf-keras" | "saved-model",
-     "trainable": bool,
-     "inputs": [{"name": str, "shape": shape, "dtype": str}] | null,
-     "golden": {"batch": int, "seed": int} | {"samples": abs path of .npz, "seed": int?},
-     "out_dir": abs path}
+    {"slice_dir": abs path,          # (required) a slice out_dir
+     "flavour": "keras3" | "tf-keras" | "saved-model",   # (required)
+     "trainable": bool,              # default true
+     "inputs": [{"name": str, "shape": shape, "dtype": str}] | null,   # default null
+     "golden": {"batch": int, "seed": int}             # default {"batch": 2, "seed": 0}
+             | {"samples": abs path of .npz, "seed": int},
+     "out_dir": abs path}            # (required)
 
 Inputs: declared ones win; otherwise they come from the model (Keras: input
 layer names, or the keys of a dict-structured input; SavedModel: the
@@ -315,7 +342,8 @@ saving; for a SavedModel source with the loaded source object) and
      "output_structure": "single" | "list" | "dict",
      "inputs": [{"name", "dtype", "shape", "file": "inputs/<name>.npy"}],
      "outputs": [{"name", "dtype", "shape", "file": "outputs/<name>.npy"}],
-     "seed": int, "batch": int, "source": "generated" | "samples",
+     "seed": int, "batch": int | null,   # null: samples whose arrays disagree on the batch size
+     "source": "generated" | "samples",
      "has_dropout": bool | null, "has_batch_norm": bool | null, "trainable": bool}
 
 (``file`` is relative to the golden directory; names containing characters
@@ -327,29 +355,34 @@ result::
      "variables": int, "trainable_variables": int, "regularization_losses": int,
      "has_dropout": bool | null,     # a Dropout-like layer with rate > 0 (null: SavedModel source)
      "has_batch_norm": bool | null,
+     "golden": {"inputs": [...], "outputs": [...]},   # the entries of golden.json
      "warnings": [str]}
 
 validate
 --------
 params::
 
-    {"saved_model_dir": abs path, "golden_dir": abs path (holds golden.json),
-     "atol": float, "rtol": float,
-     "fine_tune_step": bool, "expect_trainable": bool}
+    {"saved_model_dir": abs path,    # (required)
+     "golden_dir": abs path,         # (required) holds golden.json, as written by trace
+     "atol": float, "rtol": float,   # default 1e-5 each
+     "fine_tune_step": bool,         # default true
+     "expect_trainable": bool}       # default true
 
 Never raises for a failed check; raises only for broken input (missing
 directory, unreadable golden.json). Variables changed by a check are restored
-afterwards.
+afterwards. ``has_dropout`` / ``has_batch_norm`` are read from golden.json.
 
 result::
 
     {"ok": bool,                     # all checks ok
      "checks": [{"name": str, "ok": bool, "message": str, "details": {...}}],
      "regularization_loss_values": [float | null],
-     "hub": {"trainable_weights": int, "losses": int, "moved": int} | null}
+     "hub": {"trainable_weights": int, "losses": int, "moved": int} | null}   # null: hub check
+                                                                             # skipped or raised
 
 Checks, in order (a skipped check has ``ok: true`` and ``details.skipped: true``;
-after a failed ``load`` only ``load`` is reported):
+after a failed ``load`` only ``load`` is reported; every ``details`` has
+``seconds``; a check that raised has ``details.exception`` and ``details.traceback``):
 
 * ``load``: tf.saved_model.load succeeds.
 * ``api``: ``__call__``, ``variables``, ``trainable_variables``,
@@ -358,10 +391,10 @@ after a failed ``load`` only ``load`` is reported):
   golden output: ``|got - ref| <= atol + rtol*|ref|``; details per output:
   ``{"max_abs_diff", "index", "got", "expected", "tolerance", "mismatches",
   "shape", "expected_shape"}``.
-* ``call_training_true``: ``__call__(inputs, training=True)`` runs, same shapes,
-  finite.
 * ``serving_default``: the signature exists, has the golden input names and
   output keys, and matches the golden outputs (same rule).
+* ``call_training_true``: ``__call__(inputs, training=True)`` runs, same shapes,
+  finite.
 * ``training_flag``: training=False is deterministic (two calls equal); with
   dropout, training=True is stochastic (two calls differ); with dropout or
   batch-norm, training=True differs from training=False.
@@ -377,8 +410,9 @@ after a failed ``load`` only ``load`` is reported):
   one of them.
 * ``hub_keras_layer`` (if tensorflow_hub and tf_keras are installed):
   ``hub.KerasLayer(dir, trainable=True)`` inside a tf_keras model, one ``fit``
-  step on the golden inputs with random targets; reports trainable weights,
-  losses, how many trainable weights moved.
+  step (``run_eagerly=True``: graph-mode fit leaks memory in a long-lived process)
+  on the golden inputs with random targets; reports trainable weights, losses,
+  how many trainable weights moved.
 
 Test-only methods (only with env EXPORTCTL_WORKER_DEBUG=1)
 ---------------------------------------------------------
@@ -409,10 +443,9 @@ def _take_stdout():
 _RESPONSES = _take_stdout()
 sys.dont_write_bytecode = True  # importing user code must not write __pycache__
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
-import ast  # noqa: E402
 import difflib  # noqa: E402
+import gc  # noqa: E402
 import hashlib  # noqa: E402
 import importlib.metadata  # noqa: E402
 import importlib.util  # noqa: E402
@@ -421,6 +454,7 @@ import logging  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import warnings  # noqa: E402
@@ -585,9 +619,10 @@ def _abs_path(params, name, must_exist=True, allow_none=False):
 
 def _prepare_out_dir(params):
     out_dir = _abs_path(params, "out_dir", must_exist=False)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise WorkerError("BadOutDir", f"out_dir is not a directory: {out_dir}", {"path": out_dir})
-    os.makedirs(out_dir, exist_ok=True)
+    # The caller creates out_dir. It is never created here: a worker orphaned by a killed
+    # exportctl must not recreate a temporary folder the next build has cleaned away.
+    if not os.path.isdir(out_dir):
+        raise WorkerError("BadOutDir", f"out_dir is not an existing directory: {out_dir}", {"path": out_dir})
     if os.listdir(out_dir):
         raise WorkerError("BadOutDir", f"out_dir is not empty: {out_dir}", {"path": out_dir})
     return out_dir
@@ -690,7 +725,7 @@ def _import_user_file(path, extra_sys_path=()):
     if digest in _USER_MODULES:
         return _USER_MODULES[digest]
     module_name = f"exportctl_user_{stem}_{digest}"
-    for d in [*extra_sys_path, os.path.dirname(os.path.abspath(path))]:
+    for d in extra_sys_path:  # the user's original directories, for sibling imports
         if d and d not in sys.path:
             sys.path.append(d)
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -887,12 +922,29 @@ def _input_specs(model):
     ]
 
 
+def _output_struct(model):
+    for attr in ("_outputs_struct", "_nested_outputs"):
+        st = getattr(model, attr, None)
+        if isinstance(st, dict):
+            return st
+    functional = getattr(model, "_functional", None)
+    if functional is not None:
+        return _output_struct(functional)
+    return None
+
+
 def _output_names(model, count=None):
+    """Output names: the keys of a dict-structured output (in flattening order, i.e. sorted),
+    else the producing layers' names; output_<i> when nothing better is known."""
+    struct = _output_struct(model)
     names = None
-    try:
-        names = list(model.output_names)
-    except (AttributeError, ValueError, TypeError):
-        names = None
+    if isinstance(struct, dict):
+        names = sorted(struct)
+    if names is None:
+        try:
+            names = list(model.output_names)
+        except (AttributeError, ValueError, TypeError):
+            names = None
     if not names:
         outputs = _model_outputs(model) or []
         names = [(_history(t)[0].name if _history(t)[0] is not None else f"output_{i}") for i, t in enumerate(outputs)]
@@ -988,6 +1040,17 @@ def _regularizers(layer):
             except Exception:  # a custom regularizer without config
                 entry["config"] = None
         regs[key] = entry
+    if not _is_model(layer):  # Keras 3: regularizers given to add_weight() directly (custom layers)
+        attached = {id(v) for v in vars(layer).values() if v is not None}
+        for v in list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", [])):
+            reg = getattr(v, "regularizer", None)
+            if reg is not None and id(reg) not in attached:
+                entry = {"class": type(reg).__name__}
+                try:
+                    entry["config"] = reg.get_config()
+                except Exception:
+                    entry["config"] = None
+                regs[f"weight:{v.name}"] = entry
     return regs
 
 
@@ -1139,8 +1202,9 @@ def _model_facts(model, flavour):
     }
 
 
-def _apply_overrides(model, dropout, batch_norm, warnings_out):
-    """Set dropout rates / batch-norm hyper-parameters by configuration only."""
+def _apply_overrides(model, dropout, batch_norm):
+    """Set dropout rates / batch-norm hyper-parameters: attributes only, never a weight.
+    They reach the saved file through each layer's get_config(); _check_overrides verifies."""
     changed = 0
     if dropout is not None:
         dropout = float(dropout)
@@ -1224,10 +1288,12 @@ def _detect_keras_file_flavour(path):
     )
 
 
-def _load_keras(path, flavour, custom, compile=False):
+def _load_keras(path, flavour, custom, compile=False, safe_mode=True):
     try:
         if flavour == "keras3":
-            return M.keras.saving.load_model(path, custom_objects=custom, compile=compile)
+            return M.keras.saving.load_model(path, custom_objects=custom, compile=compile, safe_mode=safe_mode)
+        if path.endswith(".keras"):
+            return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile, safe_mode=safe_mode)
         return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile)
     except Exception as e:
         text = str(e)
@@ -1237,7 +1303,10 @@ def _load_keras(path, flavour, custom, compile=False):
                 "them in custom-objects (they are imported before loading)"
             )
         elif "safe_mode" in text:
-            e.exportctl_hint = "the model contains a Lambda layer; Keras refuses to deserialize it in safe mode"
+            e.exportctl_hint = (
+                "the model contains a Lambda layer, which Keras refuses to deserialize in safe mode; "
+                "export it with safe_mode = false if you trust the file"
+            )
         raise
 
 
@@ -1409,7 +1478,8 @@ def _builder_flavour(model):
 
 
 def _saved_model_io(obj):
-    """Infer (inputs, outputs, source_input_kind, accepts_training) from a restored SavedModel."""
+    """Infer ([Spec] | None, [Spec] | None) for inputs and outputs of a restored SavedModel:
+    inputs from its __call__ trace (else serving_default), outputs from serving_default."""
     tf = M.tf
     inputs, outputs = None, None
     sig = getattr(obj, "signatures", {}) or {}
@@ -1489,10 +1559,10 @@ def m_export(params):
     dropout = _param(params, "dropout", (int, float), default=None, allow_none=True)
     batch_norm = _param(params, "batch_norm", dict, default=None, allow_none=True)
     seed = int(_param(params, "seed", int, default=0))
+    safe_mode = bool(_param(params, "safe_mode", bool, default=True))
     out_dir = _prepare_out_dir(params)
 
-    tf, keras = M.tf, M.keras
-    keras.utils.set_random_seed(seed)
+    M.keras.utils.set_random_seed(seed)  # seed-generator states created while loading
     warns = []
     sys_path = sorted({os.path.dirname(p) for p in code_paths + ([path] if kind == "builder" else [])})
     custom = _load_code(code_paths, sys_path)
@@ -1508,9 +1578,9 @@ def m_export(params):
         if use_keras:
             try:
                 return _export_keras(
-                    "tf-keras", lambda compile: _load_keras(path, "tf-keras", custom, compile), params_common(
-                        include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns
-                    )
+                    "tf-keras",
+                    lambda compile: _load_keras(path, "tf-keras", custom, compile, safe_mode),
+                    params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode),
                 )
             except WorkerError:
                 raise
@@ -1529,9 +1599,9 @@ def m_export(params):
 
     if kind == "keras-file":
         flavour = keras_choice if keras_choice != "auto" else _detect_keras_file_flavour(path)
-        loader = lambda compile: _load_keras(path, flavour, custom, compile)  # noqa: E731
+        loader = lambda compile: _load_keras(path, flavour, custom, compile, safe_mode)  # noqa: E731
         return _export_keras(
-            flavour, loader, params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom)
+            flavour, loader, params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode)
         )
 
     # builder
@@ -1550,13 +1620,14 @@ def m_export(params):
     return _export_keras(
         flavour,
         lambda compile: model,
-        params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths + [path], sys_path, kind, warns, custom),
+        params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths + [path], sys_path, kind, warns, custom, safe_mode),
     )
 
 
-def params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom=None):
+def params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom=None, safe_mode=True):
     return {
         "custom": custom or {},
+        "safe_mode": safe_mode,
         "include_optimizer": include_optimizer,
         "dropout": dropout,
         "batch_norm": batch_norm,
@@ -1593,13 +1664,13 @@ def _export_keras(flavour, loader, p):
     else:
         model = loader(False)
     if flavour == "keras3" and not p["include_optimizer"] and getattr(model, "optimizer", None) is not None:
-        model = _without_optimizer_keras3(model, out_dir, p["custom"])
-    _apply_overrides(model, p["dropout"], p["batch_norm"], warns)
+        model = _without_optimizer_keras3(model, out_dir, p["custom"], p["safe_mode"])
+    _apply_overrides(model, p["dropout"], p["batch_norm"])
     code = _copy_code(p["code_paths"], out_dir)
     model_file = _save_keras(model, flavour, out_dir, include_optimizer=p["include_optimizer"])
     # 3. reload the canonical file: it must load, and every weight must be identical
     custom = _load_code([os.path.join(out_dir, c) for c in code], p["sys_path"])
-    reloaded = _load_keras(os.path.join(out_dir, model_file), flavour, custom, compile=False)
+    reloaded = _load_keras(os.path.join(out_dir, model_file), flavour, custom, False, p["safe_mode"])
     verified = _compare_weights(model, reloaded, "export")
     _check_overrides(reloaded, p["dropout"], p["batch_norm"], warns)
     facts = _model_facts(reloaded, flavour)
@@ -1625,17 +1696,17 @@ def _export_keras(flavour, loader, p):
     }
     _write_json(
         os.path.join(out_dir, "inventory.json"),
-        {**result, "code": code, "python_path": p["sys_path"], "source_kind": p["kind"]},
+        {**result, "code": code, "python_path": p["sys_path"], "source_kind": p["kind"], "safe_mode": p["safe_mode"]},
     )
     return result
 
 
-def _without_optimizer_keras3(model, out_dir, custom):
+def _without_optimizer_keras3(model, out_dir, custom, safe_mode):
     """A compiled Keras 3 model (a builder's) without optimizer: save, reload with compile=False."""
     tmp = os.path.join(out_dir, "uncompiled.tmp.keras")
     try:
         model.save(tmp)
-        stripped = M.keras.saving.load_model(tmp, custom_objects=custom, compile=False)
+        stripped = M.keras.saving.load_model(tmp, custom_objects=custom, compile=False, safe_mode=safe_mode)
         _compare_weights(model, stripped, "dropping the optimizer")
     finally:
         if os.path.exists(tmp):
@@ -1687,7 +1758,7 @@ def _export_saved_model(path, out_dir, dropout, batch_norm, warns):
 def _load_piece_model(model_dir, meta, flavour):
     code = [os.path.join(model_dir, c) for c in meta.get("code", [])]
     custom = _load_code(code, meta.get("python_path", []))
-    return _load_keras(os.path.join(model_dir, meta["model_file"]), flavour, custom, compile=False)
+    return _load_keras(os.path.join(model_dir, meta["model_file"]), flavour, custom, False, meta.get("safe_mode", True))
 
 
 def _layer_index(model):
@@ -1903,12 +1974,13 @@ def m_slice(params):
                 {"flavour": flavour},
             )
         piece = _build_piece(model, flavour, from_name, list(to_names))
-    _apply_overrides(piece, dropout, batch_norm, warns)
+    _apply_overrides(piece, dropout, batch_norm)
     code = _copy_code([os.path.join(export_dir, c) for c in meta.get("code", [])], out_dir)
     model_file = _save_keras(piece, flavour, out_dir)
     piece_meta = {
         "flavour": flavour, "model_file": model_file, "code": code,
         "python_path": meta.get("python_path", []), "from": from_name, "to": list(to_names),
+        "safe_mode": meta.get("safe_mode", True),
     }
     _write_json(os.path.join(out_dir, "piece.json"), piece_meta)
     reloaded = _load_piece_model(out_dir, piece_meta, flavour)
@@ -2170,11 +2242,13 @@ def m_trace(params):
     model_struct_dict = isinstance(_input_struct(model), dict)
 
     def to_model_input(inputs):
+        """Our __call__ convention (Tensor, or dict by input name) -> what the model was built with."""
+        by_name = {specs[0]["name"]: inputs} if single else inputs
+        if model_struct_dict:
+            return {s["model_name"]: by_name[s["name"]] for s in specs}
         if single:
             return inputs
-        if isinstance(inputs, dict):
-            return {s["model_name"]: inputs[s["name"]] for s in specs} if model_struct_dict else [inputs[s["name"]] for s in specs]
-        return inputs
+        return [by_name[s["name"]] for s in specs]
 
     feeds, batch, seed, source = _golden_inputs(golden, specs)
     feed_struct = feeds[specs[0]["name"]] if single else {s["name"]: feeds[s["name"]] for s in specs}
@@ -2786,7 +2860,9 @@ def _hub_check(sm_dir, golden, feeds, single, checks, reg_count):
     joined = pooled[0] if len(pooled) == 1 else tfk.layers.Concatenate()(pooled)
     head = tfk.layers.Dense(1)(joined)
     model = tfk.Model(list(ins.values()) if not single else x, head)
-    model.compile(optimizer=tfk.optimizers.SGD(0.01), loss="mse")
+    # run_eagerly: a graph-mode fit() leaves ~200 MB per call inside TensorFlow's runtime (MobileNet;
+    # the Python objects are freed), which a long-lived worker cannot afford; eager fit does not leak
+    model.compile(optimizer=tfk.optimizers.SGD(0.01), loss="mse", run_eagerly=True)
     before = [w.numpy() for w in layer.trainable_weights]
     xs = feeds[golden["inputs"][0]["name"]] if single else [feeds[i["name"]] for i in golden["inputs"]]
     n = len(next(iter(feeds.values())))
@@ -2921,7 +2997,22 @@ def _dispatch(request):
     return fn(params)
 
 
+def _exit_with_parent():
+    """Ends the worker when exportctl goes away, even by kill -9 (stdin's EOF only comes once
+    the current request is done, and the worker must not go on writing for nobody)."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main():
+    _exit_with_parent()
     stdin = sys.stdin.buffer
     while True:
         raw = stdin.readline()
@@ -2950,6 +3041,10 @@ def main():
             _send(response)
         except BrokenPipeError:
             os._exit(0)
+        if request_id is not None and response.get("ok") is not None and text and '"debug.' not in text:
+            # Models die with the request; Keras graphs are full of reference cycles. Collect
+            # now, after the response is out, so a long-lived worker stays small at no latency.
+            gc.collect()
     sys.stderr.flush()
     return 0
 
