@@ -23,7 +23,12 @@ use serde_json::{json, Value};
 
 use super::{home, Runtime};
 
-const SOURCE: &str = include_str!("worker.py");
+/// The worker's Python files, shipped inside the binary: the main script and the modules it
+/// imports from its own folder.
+const SOURCES: &[(&str, &str)] = &[
+    ("exportctl_worker.py", include_str!("worker.py")),
+    ("exportctl_canonical.py", include_str!("canonical.py")),
+];
 
 /// How many lines of the worker's stderr are kept to explain a failure.
 const LOG_LINES: usize = 200;
@@ -321,17 +326,23 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 
 /// The worker's source, written once per content into the exportctl home.
 fn worker_script() -> std::io::Result<PathBuf> {
-    let path = home().join("worker").join(&source_digest()[..16]).join("exportctl_worker.py");
-    if !path.is_file() {
-        crate::atomic::write_file(&path, SOURCE.as_bytes())?;
+    let dir = home().join("worker").join(&source_digest()[..16]);
+    for (name, text) in SOURCES {
+        let path = dir.join(name);
+        if !path.is_file() {
+            crate::atomic::write_file(&path, text.as_bytes())?;
+        }
     }
-    Ok(path)
+    Ok(dir.join(SOURCES[0].0))
 }
 
 /// The digest of the worker's source: part of every cache key.
 pub fn source_digest() -> &'static str {
     static DIGEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DIGEST.get_or_init(|| crate::hash::digest_str(SOURCE))
+    DIGEST.get_or_init(|| {
+        let all: String = SOURCES.iter().map(|(name, text)| format!("{name}\0{text}\0")).collect();
+        crate::hash::digest_str(&all)
+    })
 }
 
 /// The path of the worker's source file (written if needed), for diagnostics.
