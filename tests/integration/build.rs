@@ -188,3 +188,31 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
     assert!(steps_with(&events, "step-finished").contains(&"classifier/classifier:trace".to_string()));
     assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v1/tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn inspect_reads_a_built_package_natively() {
+    let project = built_quickstart();
+    let archive = project.path().join("dist/classifier/encoder/1/model.tar.gz");
+    let started = Instant::now();
+    let out = project.run(&["inspect", archive.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = crate::support::stdout(&out);
+    for expected in [
+        "native load: ok (TensorFlow C API, tag serve)",
+        "serving_default  (tensorflow/serving/predict)",
+        "in features    float32  [-1, 16]",
+        "out embedding  float32  [-1, 32]",
+        "hidden/kernel",
+        "Optimizer state: none",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    // Importing TensorFlow in Python alone takes longer than this: inspect never starts it.
+    assert!(took < Duration::from_secs(4), "inspect took {took:?}");
+
+    let out = project.run(&["inspect", "--format", "json", archive.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["signatures"][0]["key"], "serving_default");
+    assert_eq!(json["signatures"][0]["outputs"][0]["shape"], serde_json::json!([-1, 32]));
+}
