@@ -378,7 +378,7 @@ impl Docs<'_> {
             }
             None => {
                 let _ = writeln!(out, "A reusable SavedModel: the `{}` piece of model `{}`.", self.handle.piece, self.handle.model);
-                warnings.push(missing("description", "description = \"One line on what the model does.\""));
+                warnings.push(missing("description", "description = \"One line on what the model does.\"", ""));
             }
         }
         out.push('\n');
@@ -394,7 +394,7 @@ impl Docs<'_> {
                 }
                 meta(&mut out, "task", task);
             }
-            None => warnings.push(missing("task", "task = \"image-classification\"` (a TF Hub task id")),
+            None => warnings.push(missing("task", "task = \"image-classification\"", " (a TF Hub task id)")),
         }
         let fine_tunable = self.settings.fine_tunable.unwrap_or(self.trainable);
         meta(&mut out, "fine-tunable", if fine_tunable { "true" } else { "false" });
@@ -406,7 +406,7 @@ impl Docs<'_> {
                     meta(&mut out, "license", license);
                 }
             },
-            None => warnings.push(missing("license", "license = \"Apache-2.0\"` (an SPDX id")),
+            None => warnings.push(missing("license", "license = \"Apache-2.0\"", " (an SPDX id)")),
         }
         for (key, value) in [
             ("dataset", &self.settings.dataset),
@@ -495,11 +495,22 @@ impl Docs<'_> {
             out,
             "This SavedModel implements the Reusable SavedModel API (`__call__`, `variables`, `trainable_variables`, `regularization_losses`).\n"
         );
+        let changes: Vec<&str> = [
+            (traced.has_dropout == Some(true), "dropout is active"),
+            (traced.has_batch_norm == Some(true), "batch normalization uses and updates batch statistics"),
+        ]
+        .into_iter()
+        .filter_map(|(present, what)| present.then_some(what))
+        .collect();
+        let effect = match (traced.has_dropout, changes.is_empty()) {
+            (None, _) => "what it changes is up to the source SavedModel's own `__call__`".to_string(),
+            (Some(_), true) => "this model has no dropout or batch normalization, so both compute the same".to_string(),
+            (Some(_), false) => format!("with `training=True`, {}", changes.join(" and ")),
+        };
         let _ = writeln!(
             out,
-            "- **Training flag**: `__call__` was traced with `training=True` and `training=False`. Pass `training=True` \
-             only while fine-tuning (`hub.KerasLayer` does so inside `fit`): dropout is then active and batch normalization \
-             uses and updates batch statistics."
+            "- **Training flag**: `__call__` was traced with `training=True` and `training=False`; pass `training=True` \
+             only while fine-tuning (`hub.KerasLayer` does so inside `fit`): {effect}."
         );
         if self.trainable {
             let params = self.facts.params;
@@ -564,7 +575,7 @@ impl Docs<'_> {
                 "- **Optimizer**: the source model was trained with {}; its state{size} is not part of this package. Fine-tune with your own optimizer.",
                 optimizer.class
             );
-            if !optimizer.lost_regularization.is_empty() {
+            if !optimizer.lost_regularization.is_empty() && self.trainable {
                 let lost: Vec<String> =
                     optimizer.lost_regularization.iter().map(|r| format!("`{} = {}`", r.name, short_float(r.value))).collect();
                 let _ = writeln!(
@@ -576,12 +587,18 @@ impl Docs<'_> {
                 );
             }
         }
-        if let Some(hub) = &self.report.reusable.hub {
-            let _ = writeln!(
-                out,
-                "- **Checked**: `hub.KerasLayer(trainable=True)` loaded it and one fine-tuning step moved {} of {} trainable weights.",
-                hub.moved, hub.trainable_weights
-            );
+        match &self.report.reusable.hub {
+            Some(hub) if hub.trainable_weights > 0 => {
+                let _ = writeln!(
+                    out,
+                    "- **Checked**: `hub.KerasLayer(trainable=True)` loaded it and one fine-tuning step moved {} of {} trainable weights.",
+                    hub.moved, hub.trainable_weights
+                );
+            }
+            Some(_) => {
+                let _ = writeln!(out, "- **Checked**: `hub.KerasLayer` loaded it; it exposes no trainable weights.");
+            }
+            None => {}
         }
         out.push('\n');
     }
@@ -637,12 +654,12 @@ fn to_tag_id(value: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-/// `example` is written between backticks in the help: `key = "value"`.
-fn missing(key: &str, example: &str) -> Warning {
+/// `example` (`key = "value"`) is shown as code, `note` after it.
+fn missing(key: &str, example: &str, note: &str) -> Warning {
     Warning {
         code: "missing-docs".into(),
         message: format!("no docs.{key}: model.md is incomplete without it"),
-        help: Some(format!("add `{example}` to the model's or the piece's `docs`")),
+        help: Some(format!("add `{example}`{note} to the model's or the piece's `docs`")),
     }
 }
 
@@ -868,7 +885,8 @@ mod tests {
                 "inputs": [{"name": "features", "shape": [-1, 16], "dtype": "float32"}],
                 "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}]
             },
-            "variables": 11, "trainable_variables": 8, "regularization_losses": 1
+            "variables": 11, "trainable_variables": 8, "regularization_losses": 1,
+            "has_dropout": true, "has_batch_norm": true
         }))
         .unwrap();
         let report = Report {
@@ -903,13 +921,17 @@ mod tests {
     }
 
     fn render(f: &Fixture, base: Option<&str>, body: Option<&str>) -> (String, Vec<Warning>) {
+        render_piece(f, base, body, true)
+    }
+
+    fn render_piece(f: &Fixture, base: Option<&str>, body: Option<&str>, trainable: bool) -> (String, Vec<Warning>) {
         let handle = Handle { publisher: "acme", model: "vision", piece: "classifier", version: 3 };
         let batch_norm = BatchNorm { momentum: Some(0.99), epsilon: Some(0.001) };
         let docs = Docs {
             handle: &handle,
             asset_path: asset_path(base, &handle),
             settings: &f.docs,
-            trainable: true,
+            trainable,
             dropout: Some(0.1),
             batch_norm: &batch_norm,
             single_input: true,
@@ -952,6 +974,10 @@ mod tests {
         assert!(md.contains("tf.saved_model.load(\"path/to/saved_model\")"), "{md}");
         assert!(md.contains("- **Trainable variables**: 8 of 11 variables (3,626 of 3,754 parameters)."), "{md}");
         assert!(md.contains("value at export: 0.004"), "{md}");
+        assert!(
+            md.contains("with `training=True`, dropout is active and batch normalization uses and updates batch statistics."),
+            "{md}"
+        );
         assert!(md.contains("- **Dropout**: 1 layer(s), rate set to 0.1 for consumers."), "{md}");
         assert!(md.contains("- **Batch normalization**: 1 layer(s), momentum 0.99, epsilon 0.001 set for consumers."), "{md}");
         assert!(md.contains("trained with Ftrl; its state (28.3 KiB) is not part of this package"), "{md}");
@@ -961,6 +987,32 @@ mod tests {
         assert!(md.contains("- Parameters: 3,754 (3,626 trainable, 128 non-trainable)"), "{md}");
         assert!(md.contains("- Archive `model.tar.gz`: 20.0 KiB"), "{md}");
         assert!(md.ends_with("## Overview\n\nTrained on nothing.\n"), "{md}");
+    }
+
+    #[test]
+    fn a_frozen_piece_says_so_and_does_not_warn_about_fine_tuning() {
+        let mut f = fixture();
+        f.traced.trainable_variables = 0;
+        f.report.reusable.hub = Some(HubSummary { trainable_weights: 0, losses: 1, moved: 0 });
+        let (md, _) = render_piece(&f, None, None, false);
+        assert!(md.contains("<!-- fine-tunable: false -->"), "{md}");
+        assert!(md.contains("hub.KerasLayer(\"path/to/saved_model\", trainable=False)"), "{md}");
+        assert!(md.contains("- **Trainable variables**: none: this piece is exported frozen"), "{md}");
+        assert!(md.contains("- **Checked**: `hub.KerasLayer` loaded it; it exposes no trainable weights."), "{md}");
+        assert!(!md.contains("regularization lost"), "{md}");
+    }
+
+    #[test]
+    fn the_training_flag_section_follows_what_the_model_has() {
+        let mut f = fixture();
+        f.traced.has_dropout = Some(false);
+        f.traced.has_batch_norm = Some(false);
+        let (md, _) = render(&f, None, None);
+        assert!(md.contains("this model has no dropout or batch normalization, so both compute the same."), "{md}");
+        f.traced.has_dropout = None;
+        f.traced.has_batch_norm = None;
+        let (md, _) = render(&f, None, None);
+        assert!(md.contains("what it changes is up to the source SavedModel's own `__call__`."), "{md}");
     }
 
     #[test]
@@ -986,7 +1038,8 @@ mod tests {
         assert!(md.contains("<!-- license: Apache 2 -->"), "{md}");
         f.docs.license = None;
         let (_, warnings) = render(&f, None, None);
-        assert!(warnings.iter().any(|w| w.code == "missing-docs" && w.message.contains("docs.license")));
+        let missing = warnings.iter().find(|w| w.code == "missing-docs" && w.message.contains("docs.license")).unwrap();
+        assert_eq!(missing.help.as_deref(), Some("add `license = \"Apache-2.0\"` (an SPDX id) to the model's or the piece's `docs`"));
     }
 
     #[test]

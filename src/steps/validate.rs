@@ -610,7 +610,8 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
         });
     }
     if let Some(optimizer) = &inventory.optimizer {
-        if !optimizer.lost_regularization.is_empty() {
+        // A frozen piece is not fine-tuned through this package: nothing to warn about.
+        if !optimizer.lost_regularization.is_empty() && piece.trainable {
             let lost: Vec<String> =
                 optimizer.lost_regularization.iter().map(|r| format!("{} = {}", r.name, r.value)).collect();
             warnings.push(Warning {
@@ -971,6 +972,9 @@ mod tests {
         let warnings = lints(&piece(None, BatchNorm::default()), &inv, &f);
         assert_eq!(codes(&warnings), vec!["lost-regularization"]);
         assert!(warnings[0].message.contains("Ftrl optimizer regularizes with l1_regularization_strength = 0.01"));
+        let mut frozen = piece(None, BatchNorm::default());
+        frozen.trainable = false;
+        assert!(lints(&frozen, &inv, &f).is_empty(), "a frozen piece is not fine-tuned through the package");
     }
 
     #[test]

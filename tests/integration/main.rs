@@ -9,3 +9,5 @@ mod plan;
 mod native;
 mod runtime;
 mod build;
+mod steps;
+mod examples;

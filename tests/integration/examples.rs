@@ -1,0 +1,158 @@
+//! Every example beyond the quickstart (which `build.rs` and `steps.rs` cover), built from a
+//! fresh copy with the README's one command, `exportctl build`, then built again: all cached.
+//! The numbers each example exists to show are asserted from what it wrote.
+
+use std::path::Path;
+
+use exportctl::tf::{self, Native, TfLogs};
+use serde_json::Value;
+
+use crate::support::{finished, runtime, stderr, Project};
+
+fn native() -> &'static Native {
+    let dir = runtime().require_tensorflow_dir().expect("the runtime has TensorFlow");
+    Native::load(dir, &exportctl::runtime::home().join("native"), TfLogs::Quiet).expect("the native library loads")
+}
+
+/// Builds `examples/<name>` in a fresh project, then again; returns the project and the first
+/// build's events.
+fn build_twice(name: &str, steps: u64) -> (Project, Vec<Value>) {
+    runtime();
+    let project = Project::example(name);
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "building examples/{name} failed:\n{}", stderr(&out));
+    assert_eq!(finished(&events)["ran"], steps, "{events:#?}");
+    let (out, again) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((finished(&again)["ran"].as_u64(), finished(&again)["cached"].as_u64()), (Some(0), Some(steps)));
+    (project, events)
+}
+
+fn piece_dir(project: &Project, model: &str, piece: &str) -> std::path::PathBuf {
+    project.path().join("dist").join(model).join(piece).join("1")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// The warnings of one step, by code.
+fn warning_codes(events: &[Value], step: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "warning" && e["step"] == step)
+        .flat_map(|e| e["diagnostics"].as_array().cloned().unwrap_or_default())
+        .map(|d| d["code"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// What every package must be: valid, fine-tuned through hub.KerasLayer, no optimizer state.
+fn assert_sound_package(dir: &Path) -> Value {
+    let build = read_json(&dir.join("build.json"));
+    assert_eq!(build["validation"]["ok"], true, "{}", dir.display());
+    let hub = &build["validation"]["hub"];
+    assert_eq!(hub["moved"], hub["trainable_weights"], "hub.KerasLayer fine-tuning moved every trainable weight: {hub}");
+    let scratch = tempfile::tempdir().unwrap();
+    let inspection = tf::inspect_archive(native(), &dir.join("model.tar.gz"), scratch.path()).unwrap();
+    assert!(!inspection.optimizer.present, "{}: {:?}", dir.display(), inspection.optimizer);
+    assert!(matches!(inspection.native_load, tf::inspect::NativeLoad::Ok), "{:?}", inspection.native_load);
+    assert!(inspection.signatures.iter().any(|s| s.key == "serving_default"));
+    build
+}
+
+#[test]
+fn low_level_my_mul_model() {
+    let (project, events) = build_twice("low-level", 5);
+    let dir = piece_dir(&project, "my-mul", "multiply");
+    let build = assert_sound_package(&dir);
+    let loss = build["validation"]["regularization_loss_values"][0].as_f64().unwrap();
+    assert!((loss - 0.004).abs() < 1e-9, "0.001 * v**2 for v = 2.0: {loss}");
+    assert_eq!(build["validation"]["hub"]["trainable_weights"], 1);
+    let md = std::fs::read_to_string(dir.join("model.md")).unwrap();
+    assert!(md.contains("value at export: 0.004)"), "{md}");
+    assert_eq!(warning_codes(&events, "my-mul/multiply:package"), ["missing-docs"]);
+}
+
+#[test]
+fn legacy_keras_h5_with_ftrl() {
+    let (project, events) = build_twice("legacy-keras", 9);
+    // The optimizer-level L1 that no SavedModel can carry: a lint for the fine-tunable piece,
+    // a warning in its documentation; the frozen piece is not fine-tuned, so neither.
+    assert_eq!(warning_codes(&events, "iris/classifier:validate"), ["lost-regularization"]);
+    assert!(warning_codes(&events, "iris/features:validate").is_empty());
+    let classifier = piece_dir(&project, "iris", "classifier");
+    let build = assert_sound_package(&classifier);
+    assert_eq!(build["validation"]["hub"]["trainable_weights"], 4, "two Dense layers, kernel and bias each");
+    assert_eq!(build["settings"]["export"]["source"]["path"], "models/iris.h5");
+    let md = std::fs::read_to_string(classifier.join("model.md")).unwrap();
+    assert!(md.contains("trained with Ftrl"), "{md}");
+    assert!(md.contains("**Warning — regularization lost**"), "{md}");
+    assert!(md.contains("`l1_regularization_strength = 0.01`"), "{md}");
+    assert!(md.contains("<!-- asset-path: https://storage.example.com/exportctl-examples/iris/classifier/1/model.tar.gz -->"), "{md}");
+
+    let features = piece_dir(&project, "iris", "features");
+    let build = assert_sound_package(&features);
+    assert_eq!(build["validation"]["hub"]["trainable_weights"], 0, "trainable = false");
+    let md = std::fs::read_to_string(features.join("model.md")).unwrap();
+    assert!(md.contains("<!-- fine-tunable: false -->"), "{md}");
+    assert!(!md.contains("regularization lost"), "{md}");
+}
+
+#[test]
+fn bert_style_encoder_from_a_pretrainer_checkpoint() {
+    let (project, events) = build_twice("bert-style", 14);
+    for (model, piece) in [("encoder", "encoder"), ("encoder", "pooled"), ("encoder-with-mlm", "mlm")] {
+        let build = assert_sound_package(&piece_dir(&project, model, piece));
+        let inputs: Vec<&str> = build["inputs"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+        assert_eq!(
+            inputs,
+            ["ckpt/pretrainer.data-00000-of-00001", "ckpt/pretrainer.index", "encoder.py", "data/samples.npz", "docs/encoder.md"],
+            "{model}/{piece}"
+        );
+    }
+    assert!(events.iter().all(|e| e["event"] != "warning"), "{:#?}", events.iter().filter(|e| e["event"] == "warning").collect::<Vec<_>>());
+
+    // Dict inputs and outputs, as BERT encoders on TF Hub have them.
+    let scratch = tempfile::tempdir().unwrap();
+    let encoder = tf::inspect_archive(native(), &piece_dir(&project, "encoder", "encoder").join("model.tar.gz"), scratch.path()).unwrap();
+    let serving = encoder.signatures.iter().find(|s| s.key == "serving_default").unwrap();
+    let names = |specs: &[tf::TensorSpec]| specs.iter().map(|s| (s.key.clone(), s.dtype.name().into_owned(), s.shape.clone())).collect::<Vec<_>>();
+    let int = |name: &str| (name.to_string(), "int32".to_string(), Some(vec![-1, 16]));
+    assert_eq!(names(&serving.inputs), [int("input_mask"), int("input_type_ids"), int("input_word_ids")]);
+    assert_eq!(
+        names(&serving.outputs),
+        [
+            ("pooled_output".to_string(), "float32".to_string(), Some(vec![-1, 32])),
+            ("sequence_output".to_string(), "float32".to_string(), Some(vec![-1, 16, 32])),
+        ]
+    );
+    let mlm = tf::inspect_archive(native(), &piece_dir(&project, "encoder-with-mlm", "mlm").join("model.tar.gz"), scratch.path()).unwrap();
+    let mlm_serving = mlm.signatures.iter().find(|s| s.key == "serving_default").unwrap();
+    let logits = mlm_serving.outputs.iter().find(|s| s.key == "mlm_logits").expect("the MLM variant has its head");
+    assert_eq!(logits.shape, Some(vec![-1, 16, 128]));
+    // The head's weights make the MLM variant bigger than the encoder alone.
+    assert!(mlm.variables.parameters > encoder.variables.parameters);
+}
+
+#[test]
+fn mobilenet_v3_small_logits_and_feature_vector() {
+    let (project, events) = build_twice("mobilenet", 9);
+    let export = events.iter().find(|e| e["event"] == "step-finished" && e["step"] == "mobilenet:export").unwrap();
+    assert!(export["summary"].as_str().unwrap().contains("Adam optimizer state (11.7 MiB) left out"), "{export}");
+    assert!(events.iter().all(|e| e["event"] != "warning"), "logits, dropout and batch-norm settings: no lint expected");
+
+    let classification = piece_dir(&project, "mobilenet", "classification");
+    let build = assert_sound_package(&classification);
+    let archive = build["outputs"]["model.tar.gz"]["bytes"].as_u64().unwrap();
+    assert!(archive < 7 << 20, "1.5 M float32 parameters compress to about 5.5 MB: {archive}");
+    let md = std::fs::read_to_string(classification.join("model.md")).unwrap();
+    assert!(md.contains("| output | `flatten` | float32 | `[-1, 10]` |"), "logits: {md}");
+    assert!(md.contains("its state (11.7 MiB) is not part of this package"), "{md}");
+    assert!(md.contains("- Parameters: 1,540,218"), "{md}");
+
+    let features = piece_dir(&project, "mobilenet", "feature-vector");
+    assert_sound_package(&features);
+    let md = std::fs::read_to_string(features.join("model.md")).unwrap();
+    assert!(md.contains("| output | `global_average_pooling2d` | float32 | `[-1, 1, 1, 576]` |"), "{md}");
+    assert!(md.contains("<!-- task: image-feature-vector -->"), "{md}");
+}
