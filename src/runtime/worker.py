@@ -366,7 +366,11 @@ params::
      "golden_dir": abs path,         # (required) holds golden.json, as written by trace
      "atol": float, "rtol": float,   # default 1e-5 each
      "fine_tune_step": bool,         # default true
-     "expect_trainable": bool}       # default true
+     "expect_trainable": bool,       # default true
+     "require_training": bool}       # default true: __call__ must accept ``training``;
+                                     # false (any SavedModel): the Reusable SavedModel
+                                     # API makes it optional, so a __call__ that refuses
+                                     # it is called without it
 
 Never raises for a failed check; raises only for broken input (missing
 directory, unreadable golden.json). Variables changed by a check are restored
@@ -2584,6 +2588,7 @@ def m_validate(params):
     rtol = float(_param(params, "rtol", float, default=1e-5))
     fine_tune = bool(_param(params, "fine_tune_step", bool, default=True))
     expect_trainable = bool(_param(params, "expect_trainable", bool, default=True))
+    require_training = bool(_param(params, "require_training", bool, default=True))
     golden_path = os.path.join(golden_dir, "golden.json")
     if not os.path.exists(golden_path):
         raise FileNotFoundError(f"golden.json not found in {golden_dir}")
@@ -2628,14 +2633,28 @@ def m_validate(params):
     has_dropout = golden.get("has_dropout")
     has_bn = golden.get("has_batch_norm")
     call_ok = callable(getattr(obj, "__call__", None)) and "__call__" not in missing
+    # The Reusable SavedModel API makes `training` optional; exportctl's own packages always
+    # have it (require_training), any other SavedModel may do without.
+    takes_training = True
+
+    def invoke(inputs, training):
+        return obj(inputs, training=training) if takes_training else obj(inputs)
 
     # __call__(training=False) vs golden, and determinism (before any training=True call)
     out_false = None
     if call_ok:
         try:
-            out_false = obj(feed, training=False)
+            try:
+                out_false = obj(feed, training=False)
+            except TypeError as e:
+                if require_training or "training" not in str(e):
+                    raise
+                takes_training = False
+                out_false = obj(feed)
             ok, msg, per = _compare_outputs(out_false, golden, refs, atol, rtol)
-            checks.add("call_training_false", ok, msg, outputs=per, atol=atol, rtol=rtol)
+            if not takes_training:
+                msg += " (its __call__ takes no training argument, which the Reusable SavedModel API allows)"
+            checks.add("call_training_false", ok, msg, outputs=per, atol=atol, rtol=rtol, takes_training=takes_training)
         except Exception as e:
             checks.error("call_training_false", e)
     else:
@@ -2667,12 +2686,12 @@ def m_validate(params):
     # training flag
     if call_ok and out_false is not None:
         try:
-            again = obj(feed, training=False)
+            again = invoke(feed, False)
             deterministic = all(
                 np.array_equal(a.numpy(), b.numpy()) for a, b in zip(tf.nest.flatten(out_false), tf.nest.flatten(again))
             )
-            t1 = obj(feed, training=True)
-            t2 = obj(feed, training=True)
+            t1 = invoke(feed, True)
+            t2 = invoke(feed, True)
             flat_f = [x.numpy() for x in tf.nest.flatten(out_false)]
             flat_1 = [x.numpy() for x in tf.nest.flatten(t1)]
             flat_2 = [x.numpy() for x in tf.nest.flatten(t2)]
@@ -2779,7 +2798,7 @@ def m_validate(params):
         try:
             rng = np.random.default_rng(1234)
             with tf.GradientTape() as tape:
-                out = obj(feed, training=True)
+                out = invoke(feed, True)
                 flat = _flat_float_outputs(out)
                 loss = tf.constant(0.0, tf.float32)
                 for t in flat:

@@ -161,6 +161,9 @@ pub struct Expectations<'a> {
     pub declared: &'a [InputSpec],
     pub fine_tune_step: bool,
     pub expect_trainable: bool,
+    /// `__call__` must take a `training` argument (exportctl's packages always do; the
+    /// Reusable SavedModel API makes it optional for others).
+    pub require_training: bool,
 }
 
 #[derive(Serialize)]
@@ -204,9 +207,10 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         declared: &target.model.inputs,
         fine_tune_step: piece.validate.fine_tune_step,
         expect_trainable: piece.trainable,
+        require_training: true,
     };
 
-    let native = native_checks(steps.native()?, &saved_model, &golden_dir, &golden, &expect);
+    let native = native_checks(steps.native()?, &saved_model, Some((&golden_dir, &golden)), &expect);
     if cx.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(StepError::new("cancelled"));
     }
@@ -276,8 +280,9 @@ fn failure(report: &Report) -> StepError {
 // The native half.
 // ---------------------------------------------------------------------------------------------
 
-/// The native checks: `load`, `signature`, `outputs`, `no_optimizer_state`, `size`.
-pub fn native_checks(native: &Native, dir: &Path, golden_dir: &Path, golden: &Golden, expect: &Expectations<'_>) -> NativeReport {
+/// The native checks: `load`, `no_optimizer_state`, `signature`, `outputs`. Without golden
+/// files (`None`), `signature` only requires `serving_default` and `outputs` is left out.
+pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden)>, expect: &Expectations<'_>) -> NativeReport {
     let mut report = NativeReport::default();
     let files = Files::measure(dir);
     report.size = Some(SizeSummary {
@@ -370,7 +375,10 @@ pub fn native_checks(native: &Native, dir: &Path, golden_dir: &Path, golden: &Go
         inputs: signature.inputs.iter().map(spec).collect(),
         outputs: signature.outputs.iter().map(spec).collect(),
     });
-    let problems = signature_problems(signature, golden, expect.declared);
+    let problems = match golden {
+        Some((_, golden)) => signature_problems(signature, golden, expect.declared),
+        None => Vec::new(),
+    };
     let message = if problems.is_empty() {
         format!(
             "serving_default: {} input(s) ({}), {} output(s) ({}) as expected",
@@ -384,7 +392,9 @@ pub fn native_checks(native: &Native, dir: &Path, golden_dir: &Path, golden: &Go
     };
     report.checks.push(check("signature", problems.is_empty(), message, json!({"problems": problems})));
 
-    report.checks.push(outputs_check(&model, golden_dir, golden, expect));
+    if let Some((golden_dir, golden)) = golden {
+        report.checks.push(outputs_check(&model, golden_dir, golden, expect));
+    }
     finish(report)
 }
 
@@ -558,6 +568,7 @@ pub fn reusable_checks(
         "rtol": expect.rtol,
         "fine_tune_step": expect.fine_tune_step,
         "expect_trainable": expect.expect_trainable,
+        "require_training": expect.require_training,
     });
     let result = worker.call("validate", params, label)?;
     let mut report: ReusableReport = serde_json::from_value(result).map_err(|e| WorkerError::Protocol {
@@ -674,34 +685,6 @@ pub fn validate_saved_model(
     dir: &Path,
     options: &Standalone<'_>,
 ) -> Result<Report, StepError> {
-    let generated;
-    let (golden_dir, golden) = match options.golden {
-        Some(dir) => (dir.to_path_buf(), read_json::<Golden>(&dir.join("golden.json"))?),
-        None => {
-            generated = tempfile::Builder::new()
-                .prefix("golden-")
-                .tempdir_in(std::fs::create_dir_all(options.scratch).map(|()| options.scratch).map_err(io_error)?)
-                .map_err(io_error)?;
-            match generate_golden(native, dir, generated.path(), options) {
-                Ok(golden) => (generated.path().to_path_buf(), golden),
-                Err(native_report) => {
-                    // Without a runnable serving signature there are no inputs to feed Python
-                    // either: the native report says why.
-                    let reusable = ReusableReport {
-                        ok: false,
-                        checks: vec![check(
-                            "inputs",
-                            false,
-                            "skipped: the Reusable API checks need inputs, taken from serving_default (or give --golden DIR)".into(),
-                            Value::Null,
-                        )],
-                        ..ReusableReport::default()
-                    };
-                    return Ok(Report { format: 1, ok: false, native: native_report, reusable, lints: Vec::new() });
-                }
-            }
-        }
-    };
     let trainable = SavedModelPb::read(dir)
         .ok()
         .and_then(|pb| pb.meta_graph(&[tf::model::SERVE]).map(|m| variables::analyse(m).0.trainable))
@@ -713,8 +696,41 @@ pub fn validate_saved_model(
         declared: &[],
         fine_tune_step: options.fine_tune_step,
         expect_trainable: trainable > 0,
+        require_training: false,
     };
-    let native_report = native_checks(native, dir, &golden_dir, &golden, &expect);
+    let generated;
+    let (golden_dir, golden) = match options.golden {
+        Some(dir) => (dir.to_path_buf(), read_json::<Golden>(&dir.join("golden.json"))?),
+        None => {
+            generated = tempfile::Builder::new()
+                .prefix("golden-")
+                .tempdir_in(std::fs::create_dir_all(options.scratch).map(|()| options.scratch).map_err(io_error)?)
+                .map_err(io_error)?;
+            match generate_golden(native, dir, generated.path(), options) {
+                Ok(golden) => (generated.path().to_path_buf(), golden),
+                Err(failed) => {
+                    // No inputs could be made or run: the native checks that need none still
+                    // run, and Python has nothing to be fed.
+                    let mut native_report = native_checks(native, dir, None, &expect);
+                    if !native_report.checks.iter().any(|c| c.name == failed.name && !c.ok) {
+                        native_report.checks.push(failed);
+                    }
+                    let reusable = ReusableReport {
+                        ok: false,
+                        checks: vec![check(
+                            "inputs",
+                            false,
+                            "skipped: the Reusable API checks need inputs, made for serving_default (or give --golden DIR)".into(),
+                            Value::Null,
+                        )],
+                        ..ReusableReport::default()
+                    };
+                    return Ok(Report { format: 1, ok: false, native: finish(native_report), reusable, lints: Vec::new() });
+                }
+            }
+        }
+    };
+    let native_report = native_checks(native, dir, Some((&golden_dir, &golden)), &expect);
     let dir = super::absolute(dir)?;
     let golden_dir = super::absolute(&golden_dir)?;
     let reusable = reusable_checks(worker, &dir, &golden_dir, &expect, "validate").map_err(|e| {
@@ -733,12 +749,13 @@ fn io_error(e: std::io::Error) -> StepError {
 }
 
 /// Seeded random inputs for `serving_default`, and the native outputs as the reference,
-/// written as a golden directory the worker reads. On failure, the native report saying why.
-fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone<'_>) -> Result<Golden, NativeReport> {
-    let fail = |name: &str, message: String| {
-        finish(NativeReport { checks: vec![check(name, false, message, Value::Null)], ..NativeReport::default() })
-    };
-    let model = LoadedModel::load(native, dir).map_err(|e| fail("load", e.to_string()))?;
+/// written as a golden directory the worker reads. On failure, the failed check saying why.
+fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone<'_>) -> Result<Golden, Check> {
+    let fail = |name: &str, message: String| check(name, false, message, Value::Null);
+    let model = LoadedModel::load(native, dir).map_err(|e| {
+        let details = e.help().map_or(Value::Null, |help| json!({ "help": help }));
+        check("load", false, e.to_string(), details)
+    })?;
     let Some(signature) = model.signature(SERVING_DEFAULT) else {
         let available: Vec<&str> = model.signatures().iter().map(|s| s.key.as_str()).collect();
         return Err(fail(
@@ -755,9 +772,9 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
     std::fs::create_dir_all(out.join("inputs")).map_err(|e| fail("inputs", e.to_string()))?;
     std::fs::create_dir_all(out.join("outputs")).map_err(|e| fail("outputs", e.to_string()))?;
     for spec in &signature.inputs {
-        let Some(dims) = &spec.shape else {
-            return Err(fail("signature", format!("input `{}` has an unknown rank: give --golden DIR", spec.key)));
-        };
+        // A signature of unknown rank (the guide's MyMulModel: `TensorSpec(shape=None)`) gets a
+        // vector of `batch` values.
+        let dims = spec.shape.clone().unwrap_or_else(|| vec![-1]);
         let shape: Vec<usize> = dims
             .iter()
             .enumerate()
@@ -770,7 +787,10 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
         inputs.push(GoldenTensor { name: spec.key.clone(), dtype: spec.dtype.name().into_owned(), shape: shape.iter().map(|&d| d as i64).collect(), file });
         feeds.push((spec.key.clone(), array));
     }
-    let got = model.run(SERVING_DEFAULT, &feeds).map_err(|e| fail("outputs", e.to_string()))?;
+    let got = model.run(SERVING_DEFAULT, &feeds).map_err(|e| {
+        let details = e.help().map_or(Value::Null, |help| json!({ "help": help }));
+        check("outputs", false, e.to_string(), details)
+    })?;
     let mut outputs = Vec::new();
     for (name, array) in &got {
         let file = format!("outputs/{}.npy", file_name(name));
@@ -858,7 +878,18 @@ pub fn render_report(report: &Report) -> String {
         out.push('\n');
         for c in checks {
             out.push_str(&format!("  {} {:<22} {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.message));
+            if let (false, Some(help)) = (c.ok, c.details.get("help").and_then(Value::as_str)) {
+                out.push_str(&format!("       {:<22} help: {help}\n", ""));
+            }
         }
+    }
+    let values = &report.reusable.regularization_loss_values;
+    if !values.is_empty() {
+        let shown: Vec<String> = values.iter().map(|v| v.map_or("?".to_string(), short_float)).collect();
+        out.push_str(&format!("regularization losses: {}\n", shown.join(", ")));
+    }
+    if let Some(hub) = &report.reusable.hub {
+        out.push_str(&format!("hub.KerasLayer: {} trainable weights, {} moved by one fit step\n", hub.trainable_weights, hub.moved));
     }
     for lint in &report.lints {
         out.push_str(&format!("warning[{}]: {}\n", lint.code, lint.message));

@@ -443,3 +443,47 @@ fn the_low_level_saved_model_keeps_its_regularization_loss() {
     let codes: Vec<&str> = outcomes[&StepKind::Package].warnings.iter().map(|w| w.code.as_str()).collect();
     assert_eq!(codes, ["missing-docs"], "the example has no TF Hub task for a multiplier");
 }
+
+#[test]
+fn validate_accepts_the_guides_saved_model_as_it_is() {
+    // `exportctl validate` on the hand-written MyMulModel: no golden files, no `training`
+    // argument (optional in the Reusable SavedModel API), inputs of unknown rank.
+    let out = crate::support::exportctl().arg("validate").arg(repo().join("examples/low-level/my_mul")).output().unwrap();
+    let text = crate::support::stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", crate::support::stderr(&out));
+    assert!(text.contains("ok   call_training_false"), "{text}");
+    assert!(text.contains("its __call__ takes no training argument"), "{text}");
+    assert!(text.contains("regularization losses: 0.004\n"), "{text}");
+    assert!(text.contains("hub.KerasLayer: 1 trainable weights, 1 moved by one fit step"), "{text}");
+    assert!(text.ends_with("valid: every check passed\n"), "{text}");
+}
+
+#[test]
+fn validate_fails_a_saved_model_that_carries_its_optimizer() {
+    let q = quickstart();
+    let dir = q.build.project.path().join("with_optimizer");
+    let script = format!(
+        "import keras, tensorflow as tf\n\
+         m = keras.saving.load_model({model:?})\n\
+         m.optimizer.build(m.trainable_variables)\n\
+         tf.saved_model.save(m, {dir:?})\n",
+        model = q.build.project.path().join("models/classifier.keras"),
+        dir = dir,
+    );
+    let output = Command::new(&runtime().python).arg("-c").arg(&script).env("TF_CPP_MIN_LOG_LEVEL", "3").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let out = crate::support::exportctl().args(["validate", "--format", "json"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", crate::support::stderr(&out));
+    let report: Report = serde_json::from_str(&crate::support::stdout(&out)).unwrap();
+    let check = report.native.checks.iter().find(|c| c.name == "no_optimizer_state").unwrap();
+    assert!(!check.ok);
+    assert!(check.message.starts_with("optimizer state in the SavedModel: "), "{}", check.message);
+    let variables = report.native.variables.unwrap();
+    assert!(variables.optimizer_bytes > 20_000, "Adam's slots for 3,626 weights: {variables:?}");
+    // Keras 3's own model object was saved, so the C API cannot run it either (FACTS.md).
+    let outputs = report.native.checks.iter().find(|c| c.name == "outputs").unwrap();
+    assert!(!outputs.ok && outputs.message.contains("Could not find variable"), "{}", outputs.message);
+    assert!(outputs.details["help"].as_str().unwrap().contains("hold the underlying tf.Variables"), "{}", outputs.details);
+    assert!(crate::support::stderr(&out).contains("is not a valid package"), "{}", crate::support::stderr(&out));
+}
