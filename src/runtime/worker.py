@@ -13,7 +13,8 @@ Transport: newline-delimited JSON (UTF-8) on stdin (requests) and stdout
   pointed at stderr, so prints from TensorFlow, Keras or user code (model.summary,
   progress bars, C++ logging) land on stderr.
 * stderr carries free-form logs (lines of our own start with ``exportctl-worker:``).
-* The worker exits with status 0 when stdin reaches EOF.
+* The worker exits with status 0 when stdin reaches EOF, and with status 70 (within
+  0.25 s, even mid-request) when its parent process goes away (e.g. killed with -9).
 * Blank input lines are ignored. A line that is not valid JSON gets a response
   with ``"id": null`` and error type ``BadRequest``; valid JSON that is not a
   request object (no ``method``, ``params`` not an object) gets ``BadRequest``
@@ -51,7 +52,7 @@ Failure::
     BadParams       a parameter is missing, has the wrong type or is inconsistent;
                     data: {"param": "<name>", "suggestions"?: [names]} (suggestions for
                     an unknown builder function or checkpoint item)
-    BadOutDir       out_dir is not a directory or is not empty; data: {"path"}
+    BadOutDir       out_dir is not an existing directory, or is not empty; data: {"path"}
     BadSource       export: the source file is not a model file of a known kind; data: {"path"}
     MissingPackage  tf_keras is needed (a tf-keras model) but not installed; data: {"package"}
     UnknownLayer    slice: a layer name is not in the model;
@@ -81,17 +82,21 @@ there is nothing structured to add; Python exceptions with a cause add
 (e.g. "list the .py files that define them in custom-objects").
 
 Every method that writes files writes only inside the ``out_dir`` it is given.
-``out_dir`` is created if missing and must be empty (else BadOutDir). Python
-bytecode caching is disabled so that importing user code writes no ``__pycache__``.
+``out_dir`` must be an existing, empty directory, created by the caller (else
+BadOutDir): the worker never creates it, so a worker orphaned by a killed exportctl
+cannot recreate a folder the next build has cleaned away. Python bytecode caching
+is disabled so that importing user code writes no ``__pycache__``.
 
 Determinism: export, slice and trace start by resetting Keras' global state
 (``clear_session``: auto-generated names such as ``seed_generator_<n>`` end up in
 checkpoints) and seeding (``keras.utils.set_random_seed``). Two fresh workers given
 the same requests write byte-identical files (model.keras is rewritten with fixed
-zip timestamps and ``date_saved``; fingerprint.pb's random ``uuid`` is replaced by
-one derived from its content hashes). A warm worker that has traced before writes
-the same files except ``saved_model.pb`` (TensorFlow numbers traced functions
-``__inference_*_<n>`` with a process-wide counter) and therefore ``fingerprint.pb``.
+zip timestamps and ``date_saved``), and so does a warm worker that has traced
+before: TensorFlow numbers traced functions ``__inference_*_<n>`` with a
+process-wide counter, so every SavedModel trace writes is rewritten by
+``exportctl_canonical.canonicalize`` (canonical function names, fingerprint.pb
+recomputed with a ``uuid`` derived from its hashes). If that cannot be done, the
+trace still succeeds, with a warning saying the package is not reproducible.
 
 Layer-inventory object (``LayerInfo``), used by ``export``::
 
@@ -2299,7 +2304,7 @@ def m_trace(params):
     serve = _make_serving(model, specs, to_model_input, out_names, sig_specs, single)
     if _activity_regularizer_count(model):
         warns.append("activity regularizers are not exported (they depend on the inputs)")
-    _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
+    warns += _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
 
     golden_doc = _write_golden(
         out_dir, flavour, specs, feeds, ref_flat, out_kind,
@@ -2318,28 +2323,17 @@ def m_trace(params):
 
 
 def _save_reusable(wrapper, path, serve):
-    """tf.saved_model.save, then make fingerprint.pb's uuid (random per save) a function of the
-    fingerprint's content hashes: identical SavedModels get identical bytes."""
-    tf = M.tf
-    tf.saved_model.save(wrapper, path, signatures={"serving_default": serve})
-    fp_path = os.path.join(path, "fingerprint.pb")
-    if os.path.exists(fp_path):
-        try:
-            from tensorflow.core.protobuf import fingerprint_pb2
+    """tf.saved_model.save, then canonical bytes (exportctl_canonical). Returns warnings."""
+    M.tf.saved_model.save(wrapper, path, signatures={"serving_default": serve})
+    try:
+        import exportctl_canonical
 
-            fp = fingerprint_pb2.FingerprintDef()
-            with open(fp_path, "rb") as f:
-                fp.ParseFromString(f.read())
-            if fp.uuid:
-                basis = (
-                    f"{fp.saved_model_checksum}:{fp.graph_def_program_hash}:{fp.signature_def_hash}:"
-                    f"{fp.saved_object_graph_hash}:{fp.checkpoint_hash}"
-                )
-                fp.uuid = str(int(hashlib.sha256(basis.encode()).hexdigest()[:32], 16))
-                with open(fp_path, "wb") as f:
-                    f.write(fp.SerializeToString(deterministic=True))
-        except Exception as e:  # never fail a trace over the fingerprint
-            log(f"could not make fingerprint.pb deterministic: {type(e).__name__}: {e}")
+        done = exportctl_canonical.canonicalize(path)
+    except Exception as e:  # never fail a trace over reproducibility
+        done = {"canonical": False, "reason": f"{type(e).__name__}: {e}"}
+    if done.get("canonical"):
+        return []
+    return [f"saved_model.pb is not reproducible (Export.lock and --locked will see it change): {done.get('reason')}"]
 
 
 def _make_serving(model_call_target, specs, to_input, out_names, sig_specs, single, call=None):
@@ -2449,12 +2443,12 @@ def _trace_saved_model(slice_dir, trainable, declared, golden, out_dir, seed):
     for r in regs:
         r.get_concrete_function()
     serve = _make_serving(None, specs, None, out_names, sig_specs, single, call=lambda x: invoke(x, False))
-    _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
+    warns = _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
     golden_doc = _write_golden(
         out_dir, "saved-model", specs, feeds, ref_flat, out_kind,
         {"seed": seed, "batch": batch, "source": source, "has_dropout": None, "has_batch_norm": None, "trainable": trainable},
     )
-    warns = [] if accepts_training else [
+    warns += [] if accepts_training else [
         "the source has no __call__ with a 'training' argument: training=True and training=False behave the same"
     ]
     return {

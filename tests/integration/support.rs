@@ -92,6 +92,13 @@ impl Project {
         project
     }
 
+    /// A copy of the directory `dir`, everything included.
+    pub fn copy_of(dir: &Path) -> Project {
+        let project = Project::new();
+        copy_dir(dir, project.path());
+        project
+    }
+
     /// Runs `exportctl build --message-format json ARGS` and returns the events.
     pub fn build_json(&self, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
         let mut full = vec!["build", "--message-format", "json"];
