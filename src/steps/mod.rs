@@ -296,6 +296,13 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
                 return located;
             }
         }
+        // The worker's own codes are mistakes a user can fix: the message says what, without
+        // a traceback. Any other Python exception keeps its type and traceback.
+        let ours = matches!(
+            kind.as_str(),
+            "BadParams" | "BadSource" | "CheckpointMismatch" | "UnsupportedModel" | "MissingPackage" | "InputMismatch"
+                | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut" | "WeightsChanged"
+        );
         let mut help: Vec<String> = Vec::new();
         if let Some(suggestions) = data.get("suggestions").and_then(Value::as_array) {
             let names: Vec<String> = suggestions.iter().filter_map(Value::as_str).map(|s| format!("`{s}`")).collect();
@@ -303,14 +310,14 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
                 help.push(format!("did you mean {}?", names.join(" or ")));
             }
         }
-        if let Some(more) = error.help() {
+        if ours {
+            if let Some(hint) = data.get("hint").and_then(Value::as_str) {
+                help.push(hint.to_string());
+            }
+        } else if let Some(more) = error.help() {
             help.push(more);
         }
-        let what = match kind.as_str() {
-            "CheckpointMismatch" | "UnsupportedModel" | "BadSource" | "MissingPackage" | "InputMismatch" | "NeedInputs"
-            | "BadSamples" | "UnsupportedCut" | "WeightsChanged" => message.clone(),
-            _ => format!("{kind}: {message}"),
-        };
+        let what = if ours { message.clone() } else { format!("{kind}: {message}") };
         let mut step_error = StepError::new(format!("model `{}`: {what}", target.model.name));
         if !help.is_empty() {
             step_error = step_error.with_help(help.join("\n"));
@@ -358,11 +365,14 @@ fn layer_error(kind: &str, message: &str, data: &Value, model: &Model, piece: &P
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let help = if path.is_empty() {
-                None
+            let help = Some(if path.is_empty() {
+                "every path from a `to` layer back to the model's inputs must pass through `from`".to_string()
             } else {
-                Some(format!("the path that bypasses the cut, output first: {}", path.join(" <- ")))
-            };
+                format!(
+                    "every path from a `to` layer back to the model's inputs must pass through `from`; this one does not: {}",
+                    path.join(" <- ")
+                )
+            });
             (layer, "unaligned-cut", format!("the cut of piece `{}` is not aligned with layers: {message}", piece.name), help)
         }
         "UnsupportedCut" => {

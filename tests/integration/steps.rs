@@ -136,8 +136,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The quickstart plus two pieces made to go wrong: one that ends in the softmax, one whose
-/// `to` has a typo.
+/// The quickstart plus pieces made to go wrong: one that ends in the softmax, one whose `to`
+/// has a typo, one cut backwards.
 const QUICKSTART_EXTRA: &str = r#"
 [[models.classifier.pieces]]
 name = "probabilities"
@@ -146,6 +146,11 @@ docs = { task = "text-classification" }
 [[models.classifier.pieces]]
 name = "typo"
 to = "logitz"
+
+[[models.classifier.pieces]]
+name = "backwards"
+from = "embedding"
+to = "hidden"
 "#;
 
 /// The quickstart, with the `classifier` piece built through package.
@@ -324,6 +329,20 @@ fn an_unknown_to_layer_points_at_the_manifest_with_a_suggestion() {
     assert!(error.message.contains(&format!("{line} | to = \"logitz\"")), "{}", error.message);
     assert!(error.message.contains("|      ^^^^^^^^ here"), "{}", error.message);
     assert_eq!(error.help.as_deref(), Some("did you mean `logits`?"));
+}
+
+#[test]
+fn a_cut_not_aligned_with_layers_names_the_path_that_bypasses_it() {
+    let q = quickstart();
+    let error = q.build.run(&piece_step("classifier", "backwards", StepKind::Slice)).unwrap_err();
+    let text = std::fs::read_to_string(q.build.project.path().join("Export.toml")).unwrap();
+    let line = text.lines().position(|l| l == "to = \"hidden\"").unwrap() + 1;
+    assert!(
+        error.message.starts_with(&format!("Export.toml:{line}:6: the cut of piece `backwards` is not aligned with layers: ")),
+        "{}",
+        error.message
+    );
+    assert!(error.help.as_deref().unwrap().ends_with("this one does not: hidden <- features"), "{:?}", error.help);
 }
 
 #[test]
