@@ -185,6 +185,15 @@ fn the_optimizer_is_left_out_and_proven_absent() {
     assert!(optimizer_bytes > 20_000, "Adam's state of 3,626 trainable weights: {optimizer_bytes} bytes");
     assert!(q.outcomes[&StepKind::Export].summary.contains("Adam optimizer state (28.3 KiB) left out"), "{}", q.outcomes[&StepKind::Export].summary);
 
+    // The dropout and batch-norm settings rewrote the layers' configuration (train.py used
+    // dropout 0.3), and every weight was compared bit for bit after the save and reload.
+    let layer = |name: &str| export["layers"].as_array().unwrap().iter().find(|l| l["name"] == name).unwrap().clone();
+    assert_eq!(layer("dropout")["dropout_rate"], 0.1);
+    assert_eq!(layer("hidden_bn")["batch_norm"]["momentum"], 0.99);
+    assert_eq!(export["weights_verified"], 10, "2 per Dense (3) + 4 of the batch norm");
+    let slice = q.build.json(&step(StepKind::Slice), "slice.json");
+    assert_eq!(slice["weights_verified"], 10);
+
     // Read natively from the traced SavedModel: model variables only.
     let inspection = tf::inspect(native(), &q.build.dir(&step(StepKind::Trace)).join("saved_model")).unwrap();
     assert!(!inspection.optimizer.present, "{:?}", inspection.optimizer);
