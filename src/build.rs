@@ -180,7 +180,7 @@ impl<'a> Builder<'a> {
         if differences.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = differences.iter().map(|d| format!("  {d}")).collect();
+        let list: Vec<String> = differences.iter().flat_map(|d| d.lines()).map(|line| format!("  {line}")).collect();
         Err(Error::failed(
             format!("--locked: {} output{} differ from Export.lock:\n{}", differences.len(), if differences.len() == 1 { "" } else { "s" }, list.join("\n")),
             Some("if the change is intended, run `exportctl build` without --locked and commit the new Export.lock".into()),

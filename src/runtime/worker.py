@@ -151,6 +151,7 @@ params::
      "safe_mode": bool,                            # default true; false lets Keras deserialize
                                                    # Lambda layers (trusted files only); recorded
                                                    # for slice/trace
+     "root": abs path | null,                      # the project root (see python_path)
      "out_dir": abs path}                          # (required)
 
 Flavour resolution (``keras: "auto"``):
@@ -174,8 +175,9 @@ loading; every class and function defined in it is passed as ``custom_objects``
 and anything it registers with ``register_keras_serializable`` is usable. The
 files (and a builder's own file) are copied to ``out_dir/code/<n>_<basename>``
 so that later steps are self-contained; their original directories are recorded
-(``python_path`` in inventory.json) and put on ``sys.path`` while importing, so
-they may import sibling modules.
+(``python_path`` in inventory.json; relative to ``root`` when given, so that no
+absolute path reaches an output) and put on ``sys.path`` while importing, so they
+may import sibling modules. slice and trace resolve them against their own ``root``.
 
 Builders (Model Garden's export_tfhub_lib.py style): the file is imported and
 ``function()`` is called with no arguments. It returns either ``model`` or
@@ -207,7 +209,8 @@ Writes, in out_dir:
   is rewritten deterministically (fixed zip timestamps, fixed ``date_saved``).
 * ``code/`` (only when there are custom objects or a builder).
 * ``inventory.json``: the result object below plus ``{"code": [relative paths],
-  "python_path": [abs dirs], "source_kind": str, "safe_mode": bool}``.
+  "python_path": [dirs], "source_kind": str, "safe_mode": bool}`` (dirs relative to
+  ``root``, ``/``-separated, when ``root`` is given and holds them; else absolute).
 
 result::
 
@@ -264,6 +267,7 @@ params::
                                      # outputs; [] = the model's outputs; a string = [string]
      "dropout": float | null,        # piece-level overrides, as in export
      "batch_norm": {...} | null,
+     "root": abs path | null,        # the project root: resolves the export's python_path
      "out_dir": abs path}            # (required)
 
 ``from`` null and ``to`` [] -> the whole model, re-saved as is (works for
@@ -304,6 +308,7 @@ params::
      "inputs": [{"name": str, "shape": shape, "dtype": str}] | null,   # default null
      "golden": {"batch": int, "seed": int}             # default {"batch": 2, "seed": 0}
              | {"samples": abs path of .npz, "seed": int},
+     "root": abs path | null,        # the project root: resolves the export's python_path
      "out_dir": abs path}            # (required)
 
 Inputs: declared ones win; otherwise they come from the model (Keras: input
@@ -624,6 +629,21 @@ def _abs_path(params, name, must_exist=True, allow_none=False):
     if must_exist and not os.path.exists(value):
         raise FileNotFoundError(f"{name}: no such file or directory: {value}")
     return value
+
+
+def _recorded_dirs(dirs, root):
+    """Directories as recorded in outputs: relative to root (``/``-separated) when inside it."""
+    out = []
+    for d in dirs:
+        rel = os.path.relpath(d, root) if root else None
+        inside = rel is not None and rel != ".." and not rel.startswith(".." + os.sep)
+        out.append(rel.replace(os.sep, "/") if inside else d)
+    return out
+
+
+def _resolved_dirs(dirs, root):
+    """The inverse of _recorded_dirs: absolute directories."""
+    return [d if os.path.isabs(d) or not root else os.path.normpath(os.path.join(root, d)) for d in dirs]
 
 
 def _prepare_out_dir(params):
@@ -1320,7 +1340,9 @@ def _load_keras(path, flavour, custom, compile=False, safe_mode=True):
 
 
 def _canonicalize_keras_zip(path):
-    """Rewrite a .keras zip with fixed timestamps and date_saved (byte-reproducible)."""
+    """Rewrite a .keras zip with fixed timestamps and date_saved, and config.json's
+    ``shared_object_id``s (Python ``id()``s: memory addresses) numbered by first use, so that
+    its bytes are reproducible."""
     with zipfile.ZipFile(path) as z:
         entries = [(info, z.read(info.filename)) for info in z.infolist()]
     tmp = path + ".tmp"
@@ -1331,12 +1353,27 @@ def _canonicalize_keras_zip(path):
                 if "date_saved" in meta:
                     meta["date_saved"] = FIXED_DATE_SAVED
                 data = json.dumps(meta).encode("utf-8")
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode("utf-8")
             new = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
             new.compress_type = info.compress_type
             new.create_system = 3
             new.external_attr = 0o644 << 16
             z.writestr(new, data)
     os.replace(tmp, path)
+
+
+def _renumber_shared_objects(node, ids):
+    """Keras numbers objects shared between layers with their id(): renumber them 1, 2, ... in
+    document order (every reference to one object keeps the same number)."""
+    if isinstance(node, dict):
+        return {
+            k: (ids.setdefault(v, len(ids) + 1) if k == "shared_object_id" and isinstance(v, int) else _renumber_shared_objects(v, ids))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_renumber_shared_objects(v, ids) for v in node]
+    return node
 
 
 def _save_keras(model, flavour, out_dir, include_optimizer=False):
@@ -1569,6 +1606,7 @@ def m_export(params):
     batch_norm = _param(params, "batch_norm", dict, default=None, allow_none=True)
     seed = int(_param(params, "seed", int, default=0))
     safe_mode = bool(_param(params, "safe_mode", bool, default=True))
+    root = _abs_path(params, "root", allow_none=True)
     out_dir = _prepare_out_dir(params)
 
     M.keras.utils.set_random_seed(seed)  # seed-generator states created while loading
@@ -1589,7 +1627,7 @@ def m_export(params):
                 return _export_keras(
                     "tf-keras",
                     lambda compile: _load_keras(path, "tf-keras", custom, compile, safe_mode),
-                    params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode),
+                    params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode, root),
                 )
             except WorkerError:
                 raise
@@ -1610,7 +1648,7 @@ def m_export(params):
         flavour = keras_choice if keras_choice != "auto" else _detect_keras_file_flavour(path)
         loader = lambda compile: _load_keras(path, flavour, custom, compile, safe_mode)  # noqa: E731
         return _export_keras(
-            flavour, loader, params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode)
+            flavour, loader, params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode, root)
         )
 
     # builder
@@ -1629,12 +1667,13 @@ def m_export(params):
     return _export_keras(
         flavour,
         lambda compile: model,
-        params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths + [path], sys_path, kind, warns, custom, safe_mode),
+        params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths + [path], sys_path, kind, warns, custom, safe_mode, root),
     )
 
 
-def params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom=None, safe_mode=True):
+def params_common(include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom=None, safe_mode=True, root=None):
     return {
+        "root": root,
         "custom": custom or {},
         "safe_mode": safe_mode,
         "include_optimizer": include_optimizer,
@@ -1705,7 +1744,7 @@ def _export_keras(flavour, loader, p):
     }
     _write_json(
         os.path.join(out_dir, "inventory.json"),
-        {**result, "code": code, "python_path": p["sys_path"], "source_kind": p["kind"], "safe_mode": p["safe_mode"]},
+        {**result, "code": code, "python_path": _recorded_dirs(p["sys_path"], p["root"]), "source_kind": p["kind"], "safe_mode": p["safe_mode"]},
     )
     return result
 
@@ -1764,9 +1803,9 @@ def _export_saved_model(path, out_dir, dropout, batch_norm, warns):
 # -----------------------------------------------------------------------------
 
 
-def _load_piece_model(model_dir, meta, flavour):
+def _load_piece_model(model_dir, meta, flavour, root=None):
     code = [os.path.join(model_dir, c) for c in meta.get("code", [])]
-    custom = _load_code(code, meta.get("python_path", []))
+    custom = _load_code(code, _resolved_dirs(meta.get("python_path", []), root))
     return _load_keras(os.path.join(model_dir, meta["model_file"]), flavour, custom, False, meta.get("safe_mode", True))
 
 
@@ -1933,6 +1972,7 @@ def m_slice(params):
         to_names = [to_names]
     dropout = _param(params, "dropout", (int, float), default=None, allow_none=True)
     batch_norm = _param(params, "batch_norm", dict, default=None, allow_none=True)
+    root = _abs_path(params, "root", allow_none=True)
     out_dir = _prepare_out_dir(params)
     inventory_path = os.path.join(export_dir, "inventory.json")
     meta = _read_json(inventory_path) if os.path.exists(inventory_path) else {}
@@ -1971,7 +2011,7 @@ def m_slice(params):
         raise WorkerError("BadParams", f"unknown flavour '{flavour}'", {"param": "flavour"})
     meta.setdefault("model_file", "model.keras" if flavour == "keras3" else "model.h5")
     M.keras.utils.set_random_seed(0)
-    model = _load_piece_model(export_dir, meta, flavour)
+    model = _load_piece_model(export_dir, meta, flavour, root)
     if from_name is None and not to_names:
         piece = model
     else:
@@ -1992,7 +2032,7 @@ def m_slice(params):
         "safe_mode": meta.get("safe_mode", True),
     }
     _write_json(os.path.join(out_dir, "piece.json"), piece_meta)
-    reloaded = _load_piece_model(out_dir, piece_meta, flavour)
+    reloaded = _load_piece_model(out_dir, piece_meta, flavour, root)
     verified = _compare_weights(piece, reloaded, "slice")
     _check_overrides(reloaded, dropout, batch_norm, warns)
     facts = _model_facts(reloaded, flavour)
@@ -2227,6 +2267,7 @@ def m_trace(params):
     trainable = bool(_param(params, "trainable", bool, default=True))
     declared = _param(params, "inputs", list, default=None, allow_none=True)
     golden = _param(params, "golden", dict, default={"batch": 2, "seed": 0})
+    root = _abs_path(params, "root", allow_none=True)
     out_dir = _prepare_out_dir(params)
     seed = int(golden.get("seed", 0) or 0)
     tf, keras = M.tf, M.keras
@@ -2241,7 +2282,7 @@ def m_trace(params):
     meta = _read_json(meta_path) if os.path.exists(meta_path) else {
         "model_file": "model.keras" if flavour == "keras3" else "model.h5", "code": []
     }
-    model = _load_piece_model(slice_dir, meta, flavour)
+    model = _load_piece_model(slice_dir, meta, flavour, root)
     warns = []
     if not _model_inputs(model):
         if declared is None:

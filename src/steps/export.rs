@@ -155,6 +155,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs) -> Result<S
         "dropout": model.export.dropout,
         "batch_norm": batch_norm_param(&model.export.batch_norm),
         "seed": 0,
+        "root": dirs.root,
         "out_dir": dirs.out,
     });
     let result = steps.call("export", params, target.step).map_err(|e| worker_error(e, target, steps.manifest()))?;

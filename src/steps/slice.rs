@@ -74,6 +74,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         "to": piece.cut.to.iter().map(|l| &l.name).collect::<Vec<_>>(),
         "dropout": if keras { piece.dropout } else { None },
         "batch_norm": if keras { export::batch_norm_param(&piece.batch_norm) } else { Value::Null },
+        "root": dirs.root,
         "out_dir": dirs.out,
     });
     let result = steps.call("slice", params, target.step).map_err(|e| worker_error(e, target, steps.manifest()))?;

@@ -80,6 +80,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         "trainable": piece.trainable,
         "inputs": declared,
         "golden": golden,
+        "root": dirs.root,
         "out_dir": dirs.out,
     });
     let result = steps.call("trace", params, target.step).map_err(|e| worker_error(e, target, steps.manifest()))?;

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`native`] | `Native::load`: a link directory in the cache, dlopen once |
 //! | [`saved_model_pb`], [`proto`] | reading `saved_model.pb` (tags, signatures, object graph) with a small wire-format reader |
+//! | [`parts`] | digests of `saved_model.pb`'s parts (functions, graph, object graph…), for `Export.lock` |
 //! | [`variables`] | stored variables and optimizer-state detection (the design notes are there) |
 //! | [`inspect`] | `exportctl inspect`: [`Inspection`], human and JSON reports |
 //! | [`model`] | [`LoadedModel`], [`run_signature`]: SPEC §4's native check |
@@ -44,6 +45,7 @@ pub mod inspect;
 pub mod model;
 pub mod native;
 pub mod npy;
+pub mod parts;
 pub mod proto;
 pub mod saved_model_pb;
 pub mod signature;
@@ -56,5 +58,6 @@ pub use dtype::DType;
 pub use inspect::{inspect, inspect_archive, InspectError, Inspection};
 pub use model::{run_signature, LoadedModel, ModelError};
 pub use native::{Native, NativeError, TfLogs};
+pub use parts::SavedModelParts;
 pub use saved_model_pb::SavedModelError;
 pub use signature::{Signature, TensorSpec};
