@@ -9,5 +9,6 @@ mod plan;
 mod native;
 mod runtime;
 mod build;
+mod watch;
 mod steps;
 mod examples;
