@@ -12,3 +12,4 @@ mod build;
 mod watch;
 mod steps;
 mod examples;
+mod reproducible;
