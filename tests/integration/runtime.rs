@@ -199,12 +199,16 @@ fn concurrent_installs_install_once_and_a_killed_install_is_redone() {
     assert!(both.contains("waiting for another exportctl"), "{both}");
     assert_eq!(stdout(&a), stdout(&b), "both report the same runtime");
 
+    // A grandchild of the killed install (ensurepip runs pip in a subprocess) may still be
+    // writing into its `.tmp-` folder: such folders are never trusted, and the next install
+    // removes them under the lock. What must hold: exactly one runtime, and it is complete.
     let entries: Vec<String> = std::fs::read_dir(home.path().join("runtimes"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lock")
+        .filter(|n| n != ".lock" && !n.starts_with(".tmp-"))
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(home.path().join("runtimes").join(&entries[0]).join("runtime.json").is_file());
     assert!(entries[0].starts_with("tf-2.21.0-py"), "{entries:?}");
     // The runtime works from where it was renamed to.
     let python = home.path().join("runtimes").join(&entries[0]).join("venv/bin/python");
