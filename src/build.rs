@@ -16,7 +16,7 @@ use crate::lockfile::{self, LockFile};
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
 use crate::runtime::worker::WorkerOptions;
-use crate::runtime::{self, Discovery, Runtime, RuntimeError, Worker};
+use crate::runtime::{self, Discovery, Runtime, Worker};
 use crate::steps::TfSteps;
 
 /// What to build and how.
@@ -56,11 +56,6 @@ pub fn watched_paths(manifest: &Manifest, plan: &Plan, runner: &dyn StepRunner) 
     paths.sort();
     paths.dedup();
     paths
-}
-
-fn runtime_error(e: RuntimeError) -> Error {
-    let help = e.help();
-    Error::failed(e.to_string(), help)
 }
 
 impl<'a> Builder<'a> {
@@ -109,7 +104,7 @@ impl<'a> Builder<'a> {
             Some(r) if self.manifest_runtime_unchanged(&manifest) => r.clone(),
             _ => {
                 let discovery = Discovery { install: true, progress: self.request.progress };
-                let found = runtime::discover(&manifest.runtime, &manifest.root, &discovery).map_err(runtime_error)?;
+                let found = runtime::discover(&manifest.runtime, &manifest.root, &discovery).map_err(Error::from)?;
                 self.worker = None;
                 self.runtime = Some(found.clone());
                 found

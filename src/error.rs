@@ -85,4 +85,12 @@ impl From<LoadError> for Error {
     }
 }
 
+/// A runtime that cannot be had fails the command like a failed step (exit 1).
+impl From<crate::runtime::RuntimeError> for Error {
+    fn from(e: crate::runtime::RuntimeError) -> Self {
+        let help = e.help();
+        Error::failed(e.to_string(), help)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -49,6 +49,5 @@ fn print_status(r: &Runtime) {
 
 /// A runtime that cannot be had fails the command like a failed step (exit 1).
 pub fn runtime_error(e: RuntimeError) -> Error {
-    let help = e.help();
-    Error::failed(e.to_string(), help)
+    Error::from(e)
 }

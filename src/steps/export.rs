@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{files, settings, thousands, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepError, StepInputs, StepOutcome};
 use crate::manifest::{BatchNorm, Model, Source};
 use crate::tf::inspect::human_bytes;
@@ -174,7 +174,7 @@ fn summary(inventory: &Inventory) -> String {
         parts.push(format!("{} layers", inventory.layers.len()));
     }
     if let Some(params) = inventory.params {
-        parts.push(format!("{} parameters", thousands(params.total)));
+        parts.push(format!("{} parameters", crate::tf::inspect::group_digits(params.total)));
     }
     if let Some(optimizer) = &inventory.optimizer {
         match optimizer.bytes_in_source {

@@ -401,18 +401,6 @@ fn worker_warnings(code: &str, warnings: &[String]) -> Vec<crate::exec::Warning>
         .collect()
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// A float the way people write it, 4 significant digits: `0.004`, `0.99`, `1e-5`.
 pub(crate) fn short_float(value: f64) -> String {
@@ -437,10 +425,10 @@ mod tests {
 
     #[test]
     fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_527_338), "1,527,338");
+        assert_eq!(crate::tf::inspect::group_digits(0), "0");
+        assert_eq!(crate::tf::inspect::group_digits(999), "999");
+        assert_eq!(crate::tf::inspect::group_digits(1000), "1,000");
+        assert_eq!(crate::tf::inspect::group_digits(1_527_338), "1,527,338");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
 use super::trace::{self, TraceFacts};
 use super::validate::{self, Report};
-use super::{dep_dir, files, settings, short_float, thousands, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{dep_dir, files, settings, short_float, write_json, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, DocsSettings, Manifest};
 use crate::plan::StepKind;
@@ -515,7 +515,7 @@ impl Docs<'_> {
         if self.trainable {
             let params = self.facts.params;
             let counted = if params.total > 0 {
-                format!(" ({} of {} parameters)", thousands(params.trainable), thousands(params.total))
+                format!(" ({} of {} parameters)", crate::tf::inspect::group_digits(params.trainable), crate::tf::inspect::group_digits(params.total))
             } else {
                 String::new()
             };
@@ -610,12 +610,12 @@ impl Docs<'_> {
             let _ = writeln!(
                 out,
                 "- Parameters: {} ({} trainable, {} non-trainable)",
-                thousands(params.total),
-                thousands(params.trainable),
-                thousands(params.non_trainable)
+                crate::tf::inspect::group_digits(params.total),
+                crate::tf::inspect::group_digits(params.trainable),
+                crate::tf::inspect::group_digits(params.non_trainable)
             );
         } else if let Some(variables) = &self.report.native.variables {
-            let _ = writeln!(out, "- Parameters: {} in {} variables", thousands(variables.parameters), variables.count);
+            let _ = writeln!(out, "- Parameters: {} in {} variables", crate::tf::inspect::group_digits(variables.parameters), variables.count);
         }
         if let Some(size) = &self.report.native.size {
             let _ = writeln!(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::export::{self, Params, Spec};
-use super::{dep_dir, files, settings, thousands, worker_error, worker_warnings, write_json, Dirs, Target, TfSteps};
+use super::{dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::BatchNorm;
 use crate::plan::StepKind;
@@ -85,7 +85,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     let outputs: Vec<String> = facts.outputs.iter().map(|o| format!("`{}`", o.name)).collect();
     let mut summary = format!("{} output{} ({})", outputs.len(), if outputs.len() == 1 { "" } else { "s" }, outputs.join(", "));
     if facts.params.total > 0 {
-        summary.push_str(&format!(", {} parameters", thousands(facts.params.total)));
+        summary.push_str(&format!(", {} parameters", crate::tf::inspect::group_digits(facts.params.total)));
     }
     Ok(StepOutcome { warnings: worker_warnings("slice", &facts.warnings), summary })
 }

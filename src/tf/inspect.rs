@@ -330,8 +330,8 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// `1,528,026`
-fn group_digits(n: u64) -> String {
+/// `1528026` → `1,528,026`.
+pub fn group_digits(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
