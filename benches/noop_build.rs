@@ -57,11 +57,24 @@ fn build(root: &Path) -> exec::BuildSummary {
     let _lock = ProjectLock::acquire(&cache_dir, true, |_| {}).unwrap();
     let store = Store::open(&cache_dir).unwrap();
     let cancelled = AtomicBool::new(false);
-    let engine = Engine { root, store: &store, runner: &Fake, tool: "bench".into(), runtime: "bench".into(), reporter: &Silent, cancelled: &cancelled };
+    let verifier = cache::Verifier::new(&cache_dir);
+    let last = std::collections::BTreeMap::new();
+    let engine = Engine {
+        root,
+        store: &store,
+        verifier: &verifier,
+        last_keys: &last,
+        runner: &Fake,
+        tool: "bench".into(),
+        runtime: "bench".into(),
+        reporter: &Silent,
+        cancelled: &cancelled,
+    };
     let mut sources = SourceDigests::load(&cache_dir);
     let summary = exec::execute(&engine, &plan, &mut sources, &BuildOptions { jobs: 2, ..Default::default() });
     sources.save().unwrap();
-    exec::dist::materialize(&cache_dir, &manifest.out_dir(), 1, &summary).unwrap();
+    exec::dist::materialize(&cache_dir, root, &manifest.project.out_dir, 1, &summary, &store, &verifier).unwrap();
+    verifier.save().unwrap();
     let lock_path = root.join("Export.lock");
     let previous = LockFile::read(&lock_path);
     let built = LockFile::from_build(&summary, previous.as_ref());

@@ -9,9 +9,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cache::{self, ProjectLock, SourceDigests, Store};
+use std::collections::HashSet;
+
+use crate::cache::{self, LastKeys, ProjectLock, SourceDigests, Store, Verifier};
 use crate::error::{Error, Result};
-use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, StepRunner};
+use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, StepRunner, Warning};
 use crate::lockfile::{self, LockFile};
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
@@ -89,15 +91,17 @@ impl<'a> Builder<'a> {
         let manifest = Arc::new(self.load_manifest()?);
         self.manifest = Some(manifest.clone());
         let plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help))?;
-        let cache_dir = cache::ensure(&manifest.root).map_err(|e| Error::failed(format!("cannot create .exportctl/: {e}"), None))?;
+        let cache_dir = cache::ensure(&manifest.root).map_err(|e| Error::failed(format!("cannot use .exportctl/: {e}"), None))?;
         let reporter = self.reporter;
         let _lock = ProjectLock::acquire(&cache_dir, self.request.wait_for_lock, |holder| {
             let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
             reporter.note(&format!("waiting for another exportctl build in this project{who} to finish…"));
         })
         .map_err(|e| Error::failed(e.to_string(), Some("wait for it, or run without --no-wait".into())))?;
+        cache::mark(&cache_dir).map_err(|e| Error::failed(format!("cannot write in {}: {e}", cache_dir.display()), None))?;
         let store = Store::open(&cache_dir).map_err(|e| Error::failed(format!("cannot open the cache: {e}"), None))?;
         let _ = store.clean_tmp();
+        let limit = cache::limit::resolve(manifest.cache.max_size).map_err(|e| Error::usage(e, "write a size such as 20GB"))?;
 
         // The runtime is found once per session: reading one small file, no Python.
         let runtime = match &self.runtime {
@@ -114,28 +118,86 @@ impl<'a> Builder<'a> {
         let worker = self.worker.get_or_insert_with(|| Arc::new(Mutex::new(Worker::new(&runtime, options)))).clone();
         let steps = TfSteps::with_worker(manifest.clone(), runtime.clone(), worker, self.request.verbose);
 
-        let engine = Engine {
-            root: &manifest.root,
-            store: &store,
-            runner: &steps,
-            tool: cache::key::tool_version(),
-            runtime: runtime.fingerprint(),
-            reporter,
-            cancelled: self.cancelled,
-        };
+        let verifier = Verifier::new(&cache_dir);
+        let mut last_keys = LastKeys::load(&cache_dir);
         let mut sources = SourceDigests::load(&cache_dir);
         let starts_before = steps.worker().lock().map(|w| w.starts).unwrap_or(0);
-        let mut summary = exec::execute(&engine, &plan, &mut sources, &self.request.options);
+        // A cache entry found changed on disk is evicted and its step runs again: a second
+        // pass rebuilds exactly what was lost (a third would mean the disk keeps changing).
+        let mut pass = 0;
+        let (mut summary, materialized) = loop {
+            pass += 1;
+            let engine = Engine {
+                root: &manifest.root,
+                store: &store,
+                verifier: &verifier,
+                last_keys: &last_keys.keys,
+                runner: &steps,
+                tool: cache::key::tool_version(),
+                runtime: runtime.fingerprint(),
+                reporter,
+                cancelled: self.cancelled,
+            };
+            let summary = exec::execute(&engine, &plan, &mut sources, &self.request.options);
+            // Anything in tmp/ now is not ours (this build's entries are committed or dropped): a
+            // worker orphaned by a killed build may have written there until it noticed.
+            let _ = store.clean_tmp();
+            let materialized = exec::dist::materialize(
+                &cache_dir,
+                &manifest.root,
+                &manifest.project.out_dir,
+                manifest.project.version,
+                &summary,
+                &store,
+                &verifier,
+            )
+            .map_err(|e| Error::failed(format!("cannot write {}: {e}", manifest.out_dir().display()), None))?;
+            let corrupted: Vec<&(crate::plan::StepId, cache::Corruption)> = summary.corrupted.iter().chain(&materialized.corrupted).collect();
+            for (id, corruption) in &corrupted {
+                reporter.event(exec::Event::Warning {
+                    id,
+                    warning: &Warning {
+                        code: "corrupt-cache-entry".into(),
+                        message: format!("the cached output of {id} changed on disk ({corruption}): evicted, the step runs again"),
+                        help: Some("`exportctl cache verify` checks every entry; a disk or a program writing into .exportctl/ (or through a dist/ link) changed it".into()),
+                    },
+                });
+            }
+            if corrupted.is_empty() || summary.cancelled || pass == 3 {
+                break (summary, materialized);
+            }
+        };
         let (starts_after, pid) = steps.worker().lock().map(|w| (w.starts, w.pid())).unwrap_or((0, None));
         summary.python_started = starts_after > starts_before;
         summary.worker_pid = pid;
         summary.native_loaded = steps.native_loaded();
         let _ = sources.save();
-        // Anything in tmp/ now is not ours (this build's entries are committed or dropped): a
-        // worker orphaned by a killed build may have written there until it noticed.
-        let _ = store.clean_tmp();
-        exec::dist::materialize(&cache_dir, &manifest.out_dir(), manifest.project.version, &summary)
-            .map_err(|e| Error::failed(format!("cannot write {}: {e}", manifest.out_dir().display()), None))?;
+        let mut keys_changed = false;
+        for result in &summary.results {
+            if let Some(entry) = &result.entry {
+                keys_changed |= last_keys.set(result.id.to_string(), entry.key.clone());
+            }
+        }
+        if keys_changed {
+            let _ = last_keys.save();
+        }
+        if summary.ran() > 0 {
+            let keep: HashSet<String> = summary.results.iter().filter_map(|r| r.entry.as_ref().map(|e| e.key.clone())).collect();
+            match store.collect_garbage(limit, &keep, &verifier) {
+                Ok(collected) if !collected.evicted.is_empty() => reporter.note(&format!(
+                    "cache over its {} limit: removed {} least recently used entr{} ({} → {})",
+                    cache::limit::format_size(limit),
+                    collected.evicted.len(),
+                    if collected.evicted.len() == 1 { "y" } else { "ies" },
+                    cache::limit::format_size(collected.before),
+                    cache::limit::format_size(collected.after)
+                )),
+                Ok(_) => {}
+                Err(e) => reporter.note(&format!("warning: the cache could not be trimmed to its limit: {e}")),
+            }
+        }
+        let _ = verifier.save();
+        let _ = materialized;
         let watched = watched_paths(&manifest, &plan, &steps);
         reporter.summary(&summary);
         self.check_outcome(&manifest, &summary)?;
@@ -171,6 +233,14 @@ impl<'a> Builder<'a> {
                 Some("run `exportctl build` once without --locked and commit Export.lock".into()),
             ));
         };
+        // What ships is hashed, not taken from the entries' records.
+        let wrong = exec::dist::check_shipped(&manifest.root, &manifest.project.out_dir, manifest.project.version, summary);
+        if !wrong.is_empty() {
+            return Err(Error::failed(
+                format!("--locked: {} shipped file{} differ from what was built:\n  {}", wrong.len(), if wrong.len() == 1 { "" } else { "s" }, wrong.join("\n  ")),
+                Some("something changed dist/ during the build; run the build again".into()),
+            ));
+        }
         let differences = locked.differences(&built);
         if differences.is_empty() {
             return Ok(());

@@ -75,7 +75,14 @@ pub enum Command {
     Plan(PlanArgs),
 
     /// Remove the packages in dist/ (and with --cache, the build cache)
+    #[command(long_about = "Remove the package folders exportctl wrote in dist/ (anything else there stays).\n\n\
+        With --cache, the build cache in .exportctl/ too. With --gc, nothing but what the cache's \
+        size limit ([cache] max-size, EXPORTCTL_CACHE_MAX_SIZE, default 20GB) says must go: the \
+        least recently used entries, never one Export.lock names.")]
     Clean(CleanArgs),
+
+    /// Check the build cache's files against their digests
+    Cache(CacheArgs),
 
     /// Print the manifest's JSON Schema (the same as schemas/export.schema.json)
     Schema,
@@ -133,6 +140,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub keep_going: bool,
 
+    /// Say why each step that runs could not come from the cache (a setting, a file, a dependency…)
+    #[arg(long)]
+    pub explain: bool,
+
     /// Treat warnings (lints) as errors
     #[arg(long, value_name = "WHAT", value_enum)]
     pub deny: Option<Deny>,
@@ -161,8 +172,26 @@ pub enum MessageFormat {
 #[derive(Debug, Args)]
 pub struct CleanArgs {
     /// Remove the cache (.exportctl/) too
-    #[arg(long)]
+    #[arg(long, conflicts_with = "gc")]
     pub cache: bool,
+
+    /// Only trim the cache to its size limit now (least recently used entries first),
+    /// keeping what Export.lock names
+    #[arg(long)]
+    pub gc: bool,
+}
+
+/// `exportctl cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Hash every cached file and compare it with the digest its entry records; evict what changed
+    Verify,
 }
 
 #[derive(Debug, Args)]

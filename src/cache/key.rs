@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The format of keys and entries; bump it when either changes meaning.
-pub const CACHE_FORMAT: u32 = 1;
+pub const CACHE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepKey {

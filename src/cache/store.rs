@@ -1,29 +1,63 @@
-//! Cache entries: `cache/v1/entries/<key>/{out/, entry.json}`.
+//! Cache entries and the blobs they share: `cache/v2/`.
+//!
+//! ```text
+//! cache/v2/entries/<key>/entry.json   what the step produced (files and digests, outcome, its full key)
+//! cache/v2/entries/<key>/out/...      its outputs: every file a hard link to a blob
+//! cache/v2/blobs/<ab>/<digest>        each distinct file once, read-only, named by its BLAKE3
+//! cache/v2/tmp/                       steps being run; anything left here is from a killed build
+//! ```
 //!
 //! Just's recipe cache is the model: a lookup is a hit or a miss; on a miss the step gets a
 //! [`Pending`] entry whose `out/` it fills, and only [`Pending::commit`] — after success —
 //! makes the entry exist (one rename). A pending entry dropped without commit is removed.
+//!
+//! **Stored once.** At commit every output file is hashed and becomes (or is replaced by) a
+//! hard link to its blob, so two entries with the same file — two pieces' identical golden
+//! inputs, a rebuilt step whose output did not change — cost the disk once, and `dist/` links
+//! the same blobs instead of copying them. Blobs are read-only: an editor or a script cannot
+//! change a cache file through one of its links without being told (root excepted, which is
+//! why [`super::verify`] checks bytes before they are used).
+//!
+//! **Least recently used first.** A hit or a commit sets `entry.json`'s mtime to now; the
+//! garbage collection ([`Store::collect_garbage`]) removes the oldest entries until the blobs
+//! fit the size limit, never one the current build needs, then every blob no entry links any
+//! more (a link count of one: the blob's own).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::verify::Verifier;
 use crate::atomic::TempDir;
 use crate::exec::StepOutcome;
+
+/// The name of the cache's format folder; bump it when entries change meaning.
+pub const FORMAT_DIR: &str = "v2";
 
 /// What `entry.json` records of a finished step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
+    /// The digest of the step's key.
     pub key: String,
+    /// The step it was made for (`model/piece:kind`), to explain the next miss.
+    #[serde(default)]
+    pub step: String,
     /// The digest of the whole output: its files' relative paths and digests.
     pub digest: String,
     /// Every output file (relative to `out/`) and its digest.
     pub files: BTreeMap<String, String>,
+    /// The total size of the output files.
+    #[serde(default)]
+    pub bytes: u64,
     pub outcome: StepOutcome,
     /// How long the step took when it ran, in seconds.
     pub seconds: f64,
+    /// The key itself, not just its digest: what the step was made from (`explain.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_key: Option<serde_json::Value>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -33,26 +67,46 @@ impl Entry {
     pub fn out(&self) -> PathBuf {
         self.dir.join("out")
     }
+
+    /// The digest of a listing of files: the entry's digest.
+    pub fn digest_of(files: &BTreeMap<String, String>) -> String {
+        let listing: String = files.iter().map(|(p, d)| format!("{p}\0{d}\n")).collect();
+        crate::hash::digest_str(&listing)
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Store {
     entries: PathBuf,
+    blobs: PathBuf,
     tmp: PathBuf,
 }
 
 /// An entry being written.
 pub struct Pending {
     key: String,
+    step: String,
     dir: TempDir,
-    entries: PathBuf,
+    store: Store,
+}
+
+/// What a garbage collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// The blobs' size before and after.
+    pub before: u64,
+    pub after: u64,
+    /// The entries removed, oldest first: (step, key).
+    pub evicted: Vec<(String, String)>,
+    pub blobs_removed: usize,
 }
 
 impl Store {
     pub fn open(cache_dir: &Path) -> io::Result<Store> {
-        let base = cache_dir.join("cache").join("v1");
-        let store = Store { entries: base.join("entries"), tmp: base.join("tmp") };
+        let base = cache_dir.join("cache").join(FORMAT_DIR);
+        let store = Store { entries: base.join("entries"), blobs: base.join("blobs"), tmp: base.join("tmp") };
         std::fs::create_dir_all(&store.entries)?;
+        std::fs::create_dir_all(&store.blobs)?;
         std::fs::create_dir_all(&store.tmp)?;
         Ok(store)
     }
@@ -67,7 +121,15 @@ impl Store {
         Ok(removed)
     }
 
+    /// The entry of `key`, if one was committed. A hit counts as a use (see the module docs).
     pub fn lookup(&self, key: &str) -> Option<Entry> {
+        let entry = self.peek(key)?;
+        let _ = filetime::set_file_mtime(entry.dir.join("entry.json"), filetime::FileTime::now());
+        Some(entry)
+    }
+
+    /// The entry of `key` without counting it as a use.
+    pub fn peek(&self, key: &str) -> Option<Entry> {
         let dir = self.entries.join(key);
         let mut entry: Entry = serde_json::from_slice(&std::fs::read(dir.join("entry.json")).ok()?).ok()?;
         if entry.key != key {
@@ -77,15 +139,125 @@ impl Store {
         Some(entry)
     }
 
-    pub fn begin(&self, key: &str) -> io::Result<Pending> {
+    pub fn begin(&self, key: &str, step: &str) -> io::Result<Pending> {
         let dir = TempDir::new_in(&self.tmp)?;
         std::fs::create_dir(dir.path().join("out"))?;
-        Ok(Pending { key: key.to_string(), dir, entries: self.entries.clone() })
+        Ok(Pending { key: key.to_string(), step: step.to_string(), dir, store: self.clone() })
     }
 
-    /// Removes one entry (`exportctl clean --cache` removes them all).
+    /// Removes one entry (its blobs stay until the next garbage collection).
     pub fn remove(&self, key: &str) -> io::Result<()> {
-        std::fs::remove_dir_all(self.entries.join(key))
+        match std::fs::remove_dir_all(self.entries.join(key)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Removes an entry whose bytes are wrong, and the blob of the bad file, so that no new
+    /// entry links it.
+    pub fn evict_corrupt(&self, entry: &Entry, file: &str, verifier: &Verifier) -> io::Result<()> {
+        if let Some(digest) = entry.files.get(file) {
+            let blob = self.blob_path(digest);
+            let same_file = match (std::fs::metadata(&blob), std::fs::metadata(entry.out().join(file))) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                (Ok(_), Err(_)) => false,
+                _ => false,
+            };
+            if same_file || verifier.check(&blob, digest).is_err() {
+                verifier.forget(&blob);
+                let _ = std::fs::remove_file(&blob);
+            }
+        }
+        self.remove(&entry.key)
+    }
+
+    /// Where the blob of `digest` lives.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let prefix = digest.get(..2).unwrap_or("00");
+        self.blobs.join(prefix).join(digest)
+    }
+
+    /// Every committed entry, with the time it was last used.
+    pub fn entries(&self) -> io::Result<Vec<(Entry, std::time::SystemTime)>> {
+        let mut out = Vec::new();
+        for item in std::fs::read_dir(&self.entries)? {
+            let item = item?;
+            let key = item.file_name().to_string_lossy().into_owned();
+            let Ok(used) = std::fs::metadata(item.path().join("entry.json")).and_then(|m| m.modified()) else { continue };
+            if let Some(entry) = self.peek(&key) {
+                out.push((entry, used));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The size of every blob: what the cache takes on disk (entries are links to them).
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.blob_files()?.iter().map(|(_, meta)| meta.len()).sum())
+    }
+
+    fn blob_files(&self) -> io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
+        let mut out = Vec::new();
+        for prefix in std::fs::read_dir(&self.blobs)? {
+            let prefix = prefix?;
+            if !prefix.file_type()?.is_dir() {
+                continue;
+            }
+            for blob in std::fs::read_dir(prefix.path())? {
+                let blob = blob?;
+                let meta = blob.metadata()?;
+                if meta.is_file() {
+                    out.push((blob.path(), meta));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the least recently used entries that are not in `keep` until the blobs take at
+    /// most `limit` bytes, then every blob no entry (and no `dist/` file) links any more.
+    pub fn collect_garbage(&self, limit: u64, keep: &HashSet<String>, verifier: &Verifier) -> io::Result<Collected> {
+        let before = self.size()?;
+        let mut collected = Collected { before, after: before, ..Collected::default() };
+        if before > limit {
+            let mut entries = self.entries()?;
+            entries.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.key.cmp(&b.0.key)));
+            let mut size = before;
+            for (entry, _) in entries {
+                if size <= limit {
+                    break;
+                }
+                if keep.contains(&entry.key) {
+                    continue;
+                }
+                self.remove(&entry.key)?;
+                collected.evicted.push((entry.step.clone(), entry.key.clone()));
+                let digests: HashSet<&String> = entry.files.values().collect();
+                for digest in digests {
+                    let blob = self.blob_path(digest);
+                    if let Ok(meta) = std::fs::metadata(&blob) {
+                        if meta.nlink() <= 1 {
+                            std::fs::remove_file(&blob)?;
+                            collected.blobs_removed += 1;
+                            size = size.saturating_sub(meta.len());
+                        }
+                    }
+                }
+            }
+        }
+        // Blobs nothing links (an entry evicted earlier, a dist/ folder since removed).
+        let mut alive = HashSet::new();
+        for (path, meta) in self.blob_files()? {
+            if meta.nlink() <= 1 {
+                std::fs::remove_file(&path)?;
+                collected.blobs_removed += 1;
+            } else {
+                alive.insert(super::Stamp::of_metadata(&meta).file_id());
+            }
+        }
+        verifier.prune(&alive);
+        collected.after = self.size()?;
+        Ok(collected)
     }
 }
 
@@ -95,63 +267,217 @@ impl Pending {
         self.dir.path().join("out")
     }
 
-    /// Records the outputs' digests and makes the entry exist.
-    pub fn commit(self, outcome: StepOutcome, seconds: f64) -> io::Result<Entry> {
+    /// Stores every output file as a blob (see the module docs), records the outputs'
+    /// digests and makes the entry exist.
+    pub fn commit(self, outcome: StepOutcome, seconds: f64, full_key: Option<serde_json::Value>, verifier: &Verifier) -> io::Result<Entry> {
         let out = self.out();
-        let files = digest_tree(&out)?;
-        let listing: String = files.iter().map(|(p, d)| format!("{p}\0{d}\n")).collect();
-        let mut entry = Entry { key: self.key.clone(), digest: crate::hash::digest_str(&listing), files, outcome, seconds, dir: PathBuf::new() };
+        let mut files = BTreeMap::new();
+        let mut bytes = 0;
+        for relative in list_files(&out)? {
+            let path = out.join(&relative);
+            let digest = crate::hash::digest_file(&path)?;
+            bytes += std::fs::metadata(&path)?.len();
+            self.store.share(&path, &digest, verifier)?;
+            files.insert(relative, digest);
+        }
+        let mut entry = Entry {
+            key: self.key.clone(),
+            step: self.step.clone(),
+            digest: Entry::digest_of(&files),
+            files,
+            bytes,
+            outcome,
+            seconds,
+            full_key,
+            dir: PathBuf::new(),
+        };
         std::fs::write(self.dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
-        let dest = self.entries.join(&self.key);
+        let dest = self.store.entries.join(&self.key);
         entry.dir = self.dir.commit(&dest)?;
         Ok(entry)
     }
 }
 
-/// Every file under `dir` (relative path with `/`) and its digest.
-pub fn digest_tree(dir: &Path) -> io::Result<BTreeMap<String, String>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> io::Result<()> {
+impl Store {
+    /// Makes `path` (a file holding `digest`) a link to the blob of `digest`: the blob if it
+    /// exists and is intact, else `path`'s own file becomes the blob.
+    fn share(&self, path: &Path, digest: &str, verifier: &Verifier) -> io::Result<()> {
+        let blob = self.blob_path(digest);
+        if blob.exists() {
+            if verifier.check(&blob, digest).is_ok() {
+                std::fs::remove_file(path)?;
+                std::fs::hard_link(&blob, path)?;
+                verifier.record(&blob, digest)?;
+                return Ok(());
+            }
+            verifier.forget(&blob);
+            std::fs::remove_file(&blob)?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))?;
+        std::fs::create_dir_all(blob.parent().expect("blobs have a prefix folder"))?;
+        match std::fs::hard_link(path, &blob) {
+            // Another build of the same project cannot run, but a concurrent commit of the
+            // same content in this build can: the blob is the same bytes either way.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
+        verifier.record(&blob, digest)
+    }
+
+    /// Adds the file at `source` as the blob of `digest` (already verified by the caller),
+    /// by moving it. Used by the remote cache for downloads.
+    pub fn adopt_blob(&self, source: &Path, digest: &str, verifier: &Verifier) -> io::Result<PathBuf> {
+        let blob = self.blob_path(digest);
+        std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))?;
+        std::fs::create_dir_all(blob.parent().expect("blobs have a prefix folder"))?;
+        std::fs::rename(source, &blob)?;
+        verifier.record(&blob, digest)?;
+        Ok(blob)
+    }
+
+    /// A folder in `tmp/` for the caller to fill (a download), removed when dropped.
+    pub fn scratch(&self) -> io::Result<TempDir> {
+        TempDir::new_in(&self.tmp)
+    }
+
+    /// Commits an entry whose blobs are all present (a download from the remote cache):
+    /// its `out/` is made of links to them.
+    pub fn insert(&self, mut entry: Entry) -> io::Result<Entry> {
+        let dir = TempDir::new_in(&self.tmp)?;
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out)?;
+        for (file, digest) in &entry.files {
+            let target = out.join(file);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::hard_link(self.blob_path(digest), &target)?;
+        }
+        std::fs::write(dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
+        entry.dir = dir.commit(&self.entries.join(&entry.key))?;
+        Ok(entry)
+    }
+}
+
+/// Every file under `dir`, as relative paths with `/`, sorted.
+pub fn list_files(dir: &Path) -> io::Result<Vec<String>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let path = entry.path();
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 walk(base, &path, out)?;
+            } else if kind.is_file() {
+                out.push(path.strip_prefix(base).expect("inside base").to_string_lossy().replace('\\', "/"));
             } else {
-                let rel = path.strip_prefix(base).expect("inside base").to_string_lossy().replace('\\', "/");
-                out.insert(rel, crate::hash::digest_file(&path)?);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a regular file or folder: a step's output holds no links or devices", path.display()),
+                ));
             }
         }
         Ok(())
     }
-    let mut files = BTreeMap::new();
+    let mut files = Vec::new();
     walk(dir, dir, &mut files)?;
+    files.sort();
     Ok(files)
+}
+
+/// Every file under `dir` (relative path with `/`) and its digest.
+pub fn digest_tree(dir: &Path) -> io::Result<BTreeMap<String, String>> {
+    list_files(dir)?.into_iter().map(|rel| Ok((rel.clone(), crate::hash::digest_file(&dir.join(&rel))?))).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn commit(store: &Store, verifier: &Verifier, key: &str, files: &[(&str, &str)]) -> Entry {
+        let pending = store.begin(key, &format!("net/{key}:trace")).unwrap();
+        for (name, text) in files {
+            let path = pending.out().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        pending.commit(StepOutcome::default(), 0.5, None, verifier).unwrap()
+    }
+
     #[test]
     fn only_a_committed_entry_is_a_hit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        let verifier = Verifier::new(dir.path());
         assert!(store.lookup("k1").is_none());
 
-        let pending = store.begin("k1").unwrap();
+        let pending = store.begin("k1", "net/p:package").unwrap();
         std::fs::write(pending.out().join("model.md"), "# Module").unwrap();
         drop(pending); // the step failed
         assert!(store.lookup("k1").is_none());
-        assert_eq!(std::fs::read_dir(dir.path().join("cache/v1/tmp")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("cache/v2/tmp")).unwrap().count(), 0);
 
-        let pending = store.begin("k1").unwrap();
-        std::fs::create_dir(pending.out().join("saved_model")).unwrap();
-        std::fs::write(pending.out().join("saved_model/saved_model.pb"), "pb").unwrap();
-        let entry = pending.commit(StepOutcome::default(), 0.5).unwrap();
+        let entry = commit(&store, &verifier, "k1", &[("saved_model/saved_model.pb", "pb")]);
         let hit = store.lookup("k1").unwrap();
         assert_eq!(hit.digest, entry.digest);
         assert_eq!(hit.files.keys().collect::<Vec<_>>(), ["saved_model/saved_model.pb"]);
         assert_eq!(std::fs::read_to_string(hit.out().join("saved_model/saved_model.pb")).unwrap(), "pb");
+    }
+
+    #[test]
+    fn identical_files_are_stored_once_and_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let verifier = Verifier::new(dir.path());
+        let a = commit(&store, &verifier, "a", &[("golden/x.npy", "same bytes"), ("a.json", "a")]);
+        let b = commit(&store, &verifier, "b", &[("golden/x.npy", "same bytes"), ("b.json", "b")]);
+        let meta_a = std::fs::metadata(a.out().join("golden/x.npy")).unwrap();
+        let meta_b = std::fs::metadata(b.out().join("golden/x.npy")).unwrap();
+        assert_eq!(meta_a.ino(), meta_b.ino(), "one blob");
+        assert_eq!(meta_a.nlink(), 3, "two entries and the blob itself");
+        assert!(meta_a.permissions().readonly());
+        assert_eq!(store.size().unwrap(), ("same bytes".len() + 2) as u64);
+    }
+
+    #[test]
+    fn garbage_collection_removes_the_oldest_entries_first_and_keeps_what_is_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let verifier = Verifier::new(dir.path());
+        let old = commit(&store, &verifier, "old", &[("f", &"o".repeat(100))]);
+        let kept = commit(&store, &verifier, "kept", &[("f", &"k".repeat(100))]);
+        let new = commit(&store, &verifier, "new", &[("f", &"n".repeat(100))]);
+        let t = |s| filetime::FileTime::from_unix_time(s, 0);
+        filetime::set_file_mtime(old.dir.join("entry.json"), t(1_000)).unwrap();
+        filetime::set_file_mtime(kept.dir.join("entry.json"), t(500)).unwrap();
+        filetime::set_file_mtime(new.dir.join("entry.json"), t(2_000)).unwrap();
+
+        let keep: HashSet<String> = ["kept".to_string()].into();
+        let collected = store.collect_garbage(250, &keep, &verifier).unwrap();
+        assert_eq!(collected.evicted, vec![("net/old:trace".to_string(), "old".to_string())]);
+        assert_eq!((collected.before, collected.after), (300, 200));
+        assert!(store.peek("old").is_none());
+        assert!(store.peek("kept").is_some(), "needed by this build, though the oldest");
+        assert!(store.peek("new").is_some(), "the cache fits again after the oldest went");
+        let collected = store.collect_garbage(150, &keep, &verifier).unwrap();
+        assert_eq!(collected.evicted, vec![("net/new:trace".to_string(), "new".to_string())]);
+        assert_eq!(collected.after, 100, "over the limit still: what is needed stays");
+    }
+
+    #[test]
+    fn a_blob_still_linked_elsewhere_survives_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let verifier = Verifier::new(dir.path());
+        let entry = commit(&store, &verifier, "a", &[("model.tar.gz", "archive")]);
+        let shipped = dir.path().join("dist-model.tar.gz");
+        std::fs::hard_link(entry.out().join("model.tar.gz"), &shipped).unwrap();
+        store.collect_garbage(0, &HashSet::new(), &verifier).unwrap();
+        assert!(store.peek("a").is_none());
+        assert_eq!(std::fs::read_to_string(&shipped).unwrap(), "archive");
+        std::fs::remove_file(&shipped).unwrap();
+        let collected = store.collect_garbage(0, &HashSet::new(), &verifier).unwrap();
+        assert_eq!(collected.blobs_removed, 1);
+        assert_eq!(store.size().unwrap(), 0);
     }
 }

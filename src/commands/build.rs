@@ -27,7 +27,7 @@ fn install_ctrl_c() {
 
 pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
     let reporter: Box<dyn Reporter> = match args.message_format {
-        MessageFormat::Human => Box::new(report::Human::new(workspace.verbose)),
+        MessageFormat::Human => Box::new(report::Human::new(workspace.verbose).explaining(args.explain)),
         MessageFormat::Json => Box::new(report::Json::new()),
     };
     let request = BuildRequest {

@@ -2,6 +2,7 @@
 //! work through the library; printing is the only thing done here.
 
 mod build;
+mod cache;
 mod check;
 mod clean;
 mod init;
@@ -69,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => build::run(&workspace, &args),
         Command::Check => check::run(&workspace),
         Command::Clean(args) => clean::run(&workspace, &args),
+        Command::Cache(args) => cache::run(&workspace, &args),
         Command::Plan(args) => plan::run(&workspace, &args),
         Command::Schema => schema::run(),
         Command::Init(args) => init::run(&workspace, &args),

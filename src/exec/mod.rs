@@ -13,6 +13,6 @@ pub mod report;
 pub mod scheduler;
 mod step;
 
-pub use report::{Event, Reporter};
+pub use report::{Event, Reporter, Source};
 pub use scheduler::{execute, BuildOptions, BuildSummary, Engine, Status, StepResult};
-pub use step::{Dependency, StepContext, StepError, StepInputs, StepOutcome, StepRunner, Warning};
+pub use step::{Dependency, Phases, StepContext, StepError, StepInputs, StepOutcome, StepRunner, Warning};

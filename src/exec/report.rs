@@ -18,9 +18,28 @@ use super::step::{StepError, Warning};
 use crate::cache::Entry;
 use crate::plan::StepId;
 
+/// Where a step's output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This project's cache.
+    Local,
+    /// The shared remote cache.
+    Remote,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::Remote => "remote",
+        }
+    }
+}
+
 pub enum Event<'a> {
-    Started { id: &'a StepId, key: &'a str },
-    Cached { id: &'a StepId, key: &'a str, entry: &'a Entry },
+    /// A step starts running; `reason` says why it could not come from a cache.
+    Started { id: &'a StepId, key: &'a str, reason: &'a str },
+    Cached { id: &'a StepId, key: &'a str, entry: &'a Entry, source: Source },
     Finished { id: &'a StepId, key: &'a str, entry: &'a Entry, seconds: f64 },
     Failed { id: &'a StepId, error: &'a StepError, seconds: f64 },
     Skipped { id: &'a StepId, reason: &'a str },
@@ -69,6 +88,8 @@ pub struct Human {
     progress: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     verbose: u8,
+    /// `--explain`: say why each step runs.
+    explain: bool,
 }
 
 impl Human {
@@ -78,7 +99,14 @@ impl Human {
             progress: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             bars: Mutex::new(HashMap::new()),
             verbose,
+            explain: false,
         }
+    }
+
+    /// Says why each step runs (`--explain`; `-v` does too).
+    pub fn explaining(mut self, explain: bool) -> Human {
+        self.explain = explain;
+        self
     }
 
     fn line(&self, text: &str) {
@@ -104,15 +132,16 @@ impl Reporter for Human {
     fn event(&self, event: Event<'_>) {
         let tty = self.progress.is_some();
         match event {
-            Event::Started { id, .. } => {
+            Event::Started { id, reason, .. } => {
+                if self.explain || self.verbose > 0 {
+                    self.line(&format!("   running {id}: {reason}"));
+                }
                 if let Some(mp) = &self.progress {
                     let bar = mp.add(ProgressBar::new_spinner());
                     bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("valid template"));
                     bar.set_message(id.to_string());
                     bar.enable_steady_tick(Duration::from_millis(100));
                     self.bars.lock().expect("bars").insert(id.to_string(), bar);
-                } else if self.verbose > 0 {
-                    eprintln!("   running {id}");
                 }
             }
             Event::Finished { id, entry, seconds: s, .. } => {
@@ -121,10 +150,15 @@ impl Reporter for Human {
                     let detail = if entry.outcome.summary.is_empty() { String::new() } else { format!(": {}", entry.outcome.summary) };
                     self.line(&format!("       ran {id} in {}{detail}", seconds(s)));
                 }
+                if self.verbose > 0 && !entry.outcome.phases.is_empty() {
+                    let phases: Vec<String> = entry.outcome.phases.iter().map(|(name, ms)| format!("{name} {}", seconds(*ms as f64 / 1000.0))).collect();
+                    self.line(&format!("           {}", phases.join(", ")));
+                }
             }
-            Event::Cached { id, .. } => {
+            Event::Cached { id, source, .. } => {
                 if self.verbose > 0 {
-                    self.line(&format!("    cached {id}"));
+                    let from = if source == Source::Remote { " (remote cache)" } else { "" };
+                    self.line(&format!("    cached {id}{from}"));
                 }
             }
             Event::Failed { id, error, .. } => {
@@ -198,14 +232,15 @@ impl Default for Json {
 impl Reporter for Json {
     fn event(&self, event: Event<'_>) {
         let value = match event {
-            Event::Started { id, key } => json!({ "event": "step-started", "step": id, "kind": id.kind, "key": key }),
-            Event::Cached { id, key, entry } => json!({
-                "event": "step-cached", "step": id, "kind": id.kind, "key": key,
+            Event::Started { id, key, reason } => json!({ "event": "step-started", "step": id, "kind": id.kind, "key": key, "reason": reason }),
+            Event::Cached { id, key, entry, source } => json!({
+                "event": "step-cached", "step": id, "kind": id.kind, "key": key, "source": source.as_str(),
                 "digest": entry.digest, "outputs": entry.files, "summary": entry.outcome.summary,
             }),
             Event::Finished { id, key, entry, seconds } => json!({
-                "event": "step-finished", "step": id, "kind": id.kind, "key": key,
+                "event": "step-finished", "step": id, "kind": id.kind, "key": key, "source": "ran",
                 "duration_ms": (seconds * 1000.0).round() as u64,
+                "phases": entry.outcome.phases,
                 "digest": entry.digest, "outputs": entry.files, "summary": entry.outcome.summary,
             }),
             Event::Failed { id, error, seconds } => json!({

@@ -18,9 +18,9 @@ use petgraph::graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
 
-use super::report::{Event, Reporter};
+use super::report::{Event, Reporter, Source};
 use super::step::{Dependency, StepContext, StepError, StepInputs, StepRunner};
-use crate::cache::{Entry, SourceDigests, StepKey, Store};
+use crate::cache::{explain, Corruption, Entry, Reason, SourceDigests, StepKey, Store, Verifier};
 use crate::plan::{Plan, StepId};
 
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ impl Default for BuildOptions {
 pub struct Engine<'a> {
     pub root: &'a Path,
     pub store: &'a Store,
+    /// Checks cached bytes before a step reads them.
+    pub verifier: &'a Verifier,
+    /// Each step's key at the last build (to say why it runs again).
+    pub last_keys: &'a BTreeMap<String, String>,
     pub runner: &'a dyn StepRunner,
     /// exportctl's part of keys (`cache::key::tool_version`).
     pub tool: String,
@@ -85,6 +89,9 @@ pub struct BuildSummary {
     pub native_loaded: bool,
     /// The Python worker serving this build, if one runs (it stays up under `--watch`).
     pub worker_pid: Option<u32>,
+    /// Cache entries found changed on disk (and evicted) while this build used them: the
+    /// steps that needed them were skipped, and the build runs again.
+    pub corrupted: Vec<(StepId, Corruption)>,
 }
 
 impl BuildSummary {
@@ -166,6 +173,7 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
     let remaining: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
     let ready: BinaryHeap<Reverse<NodeIndex>> = order.iter().copied().filter(|&n| remaining[n.index()] == 0).map(Reverse).collect();
     let state = Mutex::new(State { remaining, ready, results: vec![None; graph.node_count()], running: 0, stop: None });
+    let corrupted = Mutex::new(Vec::new());
     let wake = Condvar::new();
 
     let jobs = options.jobs.max(1).min(graph.node_count().max(1));
@@ -205,7 +213,7 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                         .map(|&a| (graph[a].clone(), s.results[a.index()].as_ref().and_then(|r| r.entry.clone()).expect("dependencies finished")))
                         .collect::<Vec<(StepId, Entry)>>()
                 };
-                let result = run_one(engine, &graph[node], &prepared[node.index()], &deps, options);
+                let result = run_one(engine, &graph[node], &prepared[node.index()], &deps, options, &corrupted);
                 let mut s = state.lock().expect("scheduler state");
                 s.running -= 1;
                 let ok = result.succeeded();
@@ -243,6 +251,7 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         python_started: false,
         native_loaded: false,
         worker_pid: None,
+        corrupted: corrupted.into_inner().expect("corruptions"),
     }
 }
 
@@ -260,7 +269,14 @@ fn skip(s: &mut State, graph: &petgraph::graph::DiGraph<StepId, ()>, node: NodeI
     }
 }
 
-fn run_one(engine: &Engine<'_>, id: &StepId, prepared: &Prepared, deps: &[(StepId, Entry)], options: &BuildOptions) -> StepResult {
+fn run_one(
+    engine: &Engine<'_>,
+    id: &StepId,
+    prepared: &Prepared,
+    deps: &[(StepId, Entry)],
+    options: &BuildOptions,
+    corrupted: &Mutex<Vec<(StepId, Corruption)>>,
+) -> StepResult {
     let started = Instant::now();
     let fail = |error: StepError, entry: Option<Entry>| {
         let seconds = started.elapsed().as_secs_f64();
@@ -271,7 +287,7 @@ fn run_one(engine: &Engine<'_>, id: &StepId, prepared: &Prepared, deps: &[(StepI
         Ok(ok) => ok,
         Err(e) => return fail(e.clone(), None),
     };
-    let key = StepKey {
+    let full_key = StepKey {
         format: crate::cache::key::CACHE_FORMAT,
         tool: engine.tool.clone(),
         runtime: engine.runtime.clone(),
@@ -279,8 +295,8 @@ fn run_one(engine: &Engine<'_>, id: &StepId, prepared: &Prepared, deps: &[(StepI
         settings: inputs.settings.clone(),
         files: files.clone(),
         deps: deps.iter().map(|(d, e)| (d.kind.as_str().to_string(), e.digest.clone())).collect(),
-    }
-    .digest();
+    };
+    let key = full_key.digest();
 
     let denied = |entry: &Entry| -> Option<StepError> {
         let n = entry.outcome.warnings.len();
@@ -297,16 +313,28 @@ fn run_one(engine: &Engine<'_>, id: &StepId, prepared: &Prepared, deps: &[(StepI
         if let Some(error) = denied(&entry) {
             return fail(error, Some(entry));
         }
-        engine.reporter.event(Event::Cached { id, key: &key, entry: &entry });
+        engine.reporter.event(Event::Cached { id, key: &key, entry: &entry, source: Source::Local });
         return StepResult { id: id.clone(), status: Status::Cached, entry: Some(entry), seconds: 0.0 };
     }
     if engine.cancelled.load(Ordering::SeqCst) {
         engine.reporter.event(Event::Skipped { id, reason: "cancelled" });
         return StepResult { id: id.clone(), status: Status::Skipped("cancelled".into()), entry: None, seconds: 0.0 };
     }
+    // The step reads its dependencies' outputs: they must still be the bytes they were.
+    for (dep, entry) in deps {
+        if let Err(corruption) = engine.verifier.check_entry(entry) {
+            let _ = engine.store.evict_corrupt(entry, &corruption.file, engine.verifier);
+            let reason = format!("the cached output of {dep} changed on disk ({corruption}); it was evicted and runs again");
+            engine.reporter.event(Event::Skipped { id, reason: &reason });
+            corrupted.lock().expect("corruptions").push((dep.clone(), corruption));
+            return StepResult { id: id.clone(), status: Status::Skipped(reason), entry: None, seconds: 0.0 };
+        }
+    }
 
-    engine.reporter.event(Event::Started { id, key: &key });
-    let pending = match engine.store.begin(&key) {
+    let full_key = serde_json::to_value(&full_key).expect("keys serialise");
+    let reason = explain::describe(&why(engine, id, &key, &full_key, deps));
+    engine.reporter.event(Event::Started { id, key: &key, reason: &reason });
+    let pending = match engine.store.begin(&key, &id.to_string()) {
         Ok(p) => p,
         Err(e) => return fail(StepError::new(format!("cannot create a cache entry: {e}")).with_help("check the permissions and free space of .exportctl/"), None),
     };
@@ -319,7 +347,7 @@ fn run_one(engine: &Engine<'_>, id: &StepId, prepared: &Prepared, deps: &[(StepI
         Err(e) => return fail(e, None),
     };
     let seconds = started.elapsed().as_secs_f64();
-    let entry = match pending.commit(outcome, seconds) {
+    let entry = match pending.commit(outcome, seconds, Some(full_key), engine.verifier) {
         Ok(entry) => entry,
         Err(e) => return fail(StepError::new(format!("cannot store the step's output: {e}")).with_help("check the free space of .exportctl/"), None),
     };
@@ -331,6 +359,29 @@ fn run_one(engine: &Engine<'_>, id: &StepId, prepared: &Prepared, deps: &[(StepI
     }
     engine.reporter.event(Event::Finished { id, key: &key, entry: &entry, seconds });
     StepResult { id: id.clone(), status: Status::Ran, entry: Some(entry), seconds }
+}
+
+/// Why `id` runs: how its key differs from the key of its last entry.
+fn why(engine: &Engine<'_>, id: &StepId, key: &str, full_key: &serde_json::Value, deps: &[(StepId, Entry)]) -> Vec<Reason> {
+    let Some(last) = engine.last_keys.get(&id.to_string()) else { return vec![Reason::NotBuiltBefore] };
+    if last == key {
+        return vec![Reason::EntryRemoved];
+    }
+    let Some(old) = engine.store.peek(last).and_then(|e| e.full_key) else {
+        return vec![Reason::EntryRemoved];
+    };
+    let reasons = explain::differences(&old, full_key);
+    // Keys name dependencies by kind; people know them by id.
+    reasons
+        .into_iter()
+        .map(|reason| match reason {
+            Reason::Dependency { name } => {
+                let id = deps.iter().find(|(d, _)| d.kind.as_str() == name).map_or(name, |(d, _)| d.to_string());
+                Reason::Dependency { name: id }
+            }
+            other => other,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -396,7 +447,9 @@ mod tests {
 
     fn build(runner: &Fake, store: &Store, options: &BuildOptions, cancelled: &AtomicBool) -> BuildSummary {
         let root = tempfile::tempdir().unwrap();
-        let engine = Engine { root: root.path(), store, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
+        let verifier = Verifier::new(root.path());
+        let last = BTreeMap::new();
+        let engine = Engine { root: root.path(), store, verifier: &verifier, last_keys: &last, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
         let mut sources = SourceDigests::default();
         execute(&engine, &plan(), &mut sources, options)
     }
@@ -475,7 +528,7 @@ mod tests {
         let summary = build(&again, &store, &BuildOptions::default(), &AtomicBool::new(false));
         assert_eq!(again.log.lock().unwrap().clone(), ["net/a:trace", "net/a:validate", "net/a:package"]);
         assert!(summary.succeeded());
-        assert_eq!(std::fs::read_dir(dir.path().join("cache/v1/tmp")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("cache/v2/tmp")).unwrap().count(), 0);
     }
 
     #[test]
@@ -521,14 +574,26 @@ mod tests {
                 } else {
                     vec![]
                 };
-                Ok(StepOutcome { warnings, summary: String::new() })
+                Ok(StepOutcome { warnings, ..Default::default() })
             }
         }
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let root = tempfile::tempdir().unwrap();
         let cancelled = AtomicBool::new(false);
-        let engine = Engine { root: root.path(), store: &store, runner: &Warns, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled: &cancelled };
+        let verifier = Verifier::new(root.path());
+        let last = BTreeMap::new();
+        let engine = Engine {
+            root: root.path(),
+            store: &store,
+            verifier: &verifier,
+            last_keys: &last,
+            runner: &Warns,
+            tool: "t".into(),
+            runtime: "r".into(),
+            reporter: &Silent,
+            cancelled: &cancelled,
+        };
         let plan = Plan::from_names([("m", vec!["p"])]);
         let deny = BuildOptions { deny_warnings: true, ..Default::default() };
         let summary = execute(&engine, &plan, &mut SourceDigests::default(), &deny);

@@ -64,6 +64,9 @@ pub struct Warning {
     pub help: Option<String>,
 }
 
+/// Where a step's time went: each phase's name and milliseconds, in the order they ran.
+pub type Phases = indexmap::IndexMap<String, u64>;
+
 /// What a successful step reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StepOutcome {
@@ -71,6 +74,9 @@ pub struct StepOutcome {
     /// One line for people: what the step produced ("2 outputs, 4 trainable variables").
     #[serde(default)]
     pub summary: String,
+    /// Where the time went (`worker start`, `load`, `trace`, `save`, `native load`, …).
+    #[serde(default, skip_serializing_if = "Phases::is_empty")]
+    pub phases: Phases,
 }
 
 /// Why a step failed: what, and what to do.

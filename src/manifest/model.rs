@@ -20,7 +20,19 @@ pub struct Manifest {
     pub root: PathBuf,
     pub project: Project,
     pub runtime: RuntimeSettings,
+    pub cache: CacheSettings,
     pub models: Vec<Model>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CacheSettings {
+    /// `max-size` in bytes; `None`: the default (or the environment's).
+    pub max_size: Option<u64>,
+    /// `remote`: the base URL of a shared cache.
+    pub remote: Option<String>,
+    /// `remote-upload`.
+    pub remote_upload: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -23,6 +23,7 @@ pub fn resolve(source: Arc<ManifestSource>, root: &Path, tree: &Node, errors: &m
     let project_node = tree.get("project");
     let project = cx.project(project_node.unwrap_or(&empty));
     let runtime = cx.runtime(tree.get("runtime").unwrap_or(&empty));
+    let cache = cx.cache(tree.get("cache").unwrap_or(&empty));
     let defaults = tree.get("defaults").filter(|n| n.as_table().is_some());
     let mut models = Vec::new();
     if let Some(entries) = tree.get("models").and_then(Node::as_table) {
@@ -40,7 +41,7 @@ pub fn resolve(source: Arc<ManifestSource>, root: &Path, tree: &Node, errors: &m
         return None;
     }
     let root = root.to_path_buf();
-    Some(Manifest { source, root, project, runtime, models })
+    Some(Manifest { source, root, project, runtime, cache, models })
 }
 
 struct Resolver<'a> {
@@ -119,6 +120,10 @@ impl Resolver<'_> {
             }
             Some(url.trim_end_matches('/').to_string())
         });
+        if let Some(dir) = &out_dir {
+            let span = node.get("out-dir").map_or_else(|| node.span.clone(), |n| n.span.clone());
+            self.out_dir_links(dir, span);
+        }
         let name = name?;
         Some(Project {
             publisher: publisher.unwrap_or_else(|| name.clone()),
@@ -127,6 +132,33 @@ impl Resolver<'_> {
             out_dir: out_dir?,
             asset_base_url,
         })
+    }
+
+    /// The output directory, and every folder on the way to it, must not be a symbolic link:
+    /// exportctl deletes and replaces what it writes there, and never through a link.
+    fn out_dir_links(&mut self, dir: &Path, span: Span) {
+        let mut path = self.root.to_path_buf();
+        for component in dir.components() {
+            let Component::Normal(part) = component else { continue };
+            path.push(part);
+            match path.symlink_metadata() {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    let shown = path.strip_prefix(self.root).unwrap_or(&path).display().to_string();
+                    self.error(
+                        ManifestError::new("bad-out-dir", span, format!("`{shown}` is a symbolic link"))
+                            .label("packages are written here")
+                            .help(format!(
+                                "exportctl deletes and replaces what it writes in the output directory and never follows a link to do so: \
+                                 replace `{shown}` by a real folder, or choose another one: {}",
+                                self.assign("out-dir", "\"dist\"")
+                            )),
+                    );
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     fn out_dir(&mut self, node: &Node) -> Option<PathBuf> {
@@ -158,6 +190,38 @@ impl Resolver<'_> {
             return None;
         }
         Some(path)
+    }
+
+    fn cache(&mut self, node: &Node) -> CacheSettings {
+        let max_size = node.get("max-size").and_then(|n| {
+            let text = n.as_str()?;
+            match crate::cache::limit::parse_size(text) {
+                Ok(bytes) => Some(bytes),
+                Err(message) => {
+                    self.error(
+                        ManifestError::new("bad-size", n.span.clone(), message)
+                            .label("expected a size")
+                            .help(format!("write a number and a unit: {}", self.assign("max-size", "\"20GB\""))),
+                    );
+                    None
+                }
+            }
+        });
+        let remote = node.get("remote").and_then(|n| {
+            let url = n.as_str()?.trim_end_matches('/');
+            let ok = ["https://", "http://"].iter().any(|p| url.starts_with(p) && url.len() > p.len());
+            if !ok {
+                self.error(
+                    ManifestError::new("bad-url", n.span.clone(), format!("`{url}` is not an http(s) URL"))
+                        .label("expected http:// or https://")
+                        .help(format!("the remote cache speaks HTTP: {}", self.assign("remote", "\"http://cache.internal:8080/exportctl\""))),
+                );
+                return None;
+            }
+            Some(url.to_string())
+        });
+        let remote_upload = node.get("remote-upload").and_then(Node::as_bool).unwrap_or(true);
+        CacheSettings { max_size, remote, remote_upload }
     }
 
     fn runtime(&mut self, node: &Node) -> RuntimeSettings {

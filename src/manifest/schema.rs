@@ -174,6 +174,12 @@ pub const RUNTIME: &[Field] = &[
     defaulted("timeout", Ty::Integer { min: 1 }, "900", "Seconds one worker request (one step) may take before it is stopped."),
 ];
 
+pub const CACHE: &[Field] = &[
+    defaulted("max-size", Ty::String, "\"20GB\"", "Size limit of the build cache (`.exportctl/`), e.g. `\"20GB\"` or `\"500MiB\"`; the least recently used entries go first. `EXPORTCTL_CACHE_MAX_SIZE` overrides it."),
+    field("remote", Ty::String, "A shared HTTP(S) cache (Bazel's HTTP cache protocol), e.g. `\"http://cache.internal:8080/exportctl\"`. `EXPORTCTL_REMOTE_CACHE` overrides it."),
+    defaulted("remote-upload", Ty::Bool, "true", "Upload what this build ran to the remote cache; `false` for read-only clients such as pull-request builds. `EXPORTCTL_REMOTE_UPLOAD=0` overrides it."),
+];
+
 pub const DEFAULTS: &[Field] = &[
     defaulted("include-optimizer", Ty::Bool, "false", "Keep the optimizer in exports. Off: consumers never need it and it triples the size."),
     field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer, in [0, 1)."),
@@ -186,6 +192,7 @@ pub const DEFAULTS: &[Field] = &[
 pub const MANIFEST: &[Field] = &[
     required("project", Ty::Table(PROJECT), "The project: its name, version, publisher and output directory."),
     field("runtime", Ty::Table(RUNTIME), "The Python + TensorFlow that runs export, slice and trace."),
+    field("cache", Ty::Table(CACHE), "The build cache: its size limit and a shared remote cache."),
     field("defaults", Ty::Table(DEFAULTS), "Settings every model and piece inherits unless it overrides them."),
     required("models", Ty::Map { keys: Keys::Name, value: &Ty::Table(MODEL) }, "The models to export, by name: `[models.<name>]`."),
 ];

@@ -115,6 +115,8 @@ pub struct Worker {
     log: Arc<Mutex<VecDeque<String>>>,
     /// How many processes were started (a warm worker stays at 1).
     pub starts: u32,
+    /// How long starting the last process took (until it could take requests).
+    pub last_start: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +150,7 @@ impl Worker {
             next_id: 1,
             log: Arc::new(Mutex::new(VecDeque::new())),
             starts: 0,
+            last_start: None,
         }
     }
 
@@ -159,7 +162,9 @@ impl Worker {
     /// Sends one request and waits for its answer. `step` names what runs, for messages.
     pub fn call(&mut self, method: &str, params: Value, step: &str) -> Result<Value, WorkerError> {
         if self.process.is_none() {
+            let started = Instant::now();
             self.process = Some(self.spawn(step)?);
+            self.last_start = Some(started.elapsed());
         }
         let id = self.next_id;
         self.next_id += 1;

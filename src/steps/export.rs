@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{Clock, files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepError, StepInputs, StepOutcome};
 use crate::manifest::{BatchNorm, Model, Source};
 use crate::tf::inspect::human_bytes;
@@ -158,14 +158,16 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs) -> Result<S
         "root": dirs.root,
         "out_dir": dirs.out,
     });
-    let result = steps.call("export", params, target.step).map_err(|e| worker_error(e, target, steps.manifest()))?;
+    let mut clock = Clock::start();
+    let result = steps.call("export", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
     let inventory: Inventory = serde_json::from_value(result)
         .map_err(|e| StepError::new(format!("the worker's export result is not understood: {e}")))?;
 
     let sources: Vec<FileDigest> = super::digest_files(&dirs.root, &source_files(model, &dirs.root))?;
     write_json(&dirs.out.join(files::SOURCES), &sources)?;
 
-    Ok(StepOutcome { warnings: worker_warnings("export", &inventory.warnings), summary: summary(&inventory) })
+    clock.lap("records");
+    Ok(StepOutcome { warnings: worker_warnings("export", &inventory.warnings), summary: summary(&inventory), phases: clock.finish() })
 }
 
 fn summary(inventory: &Inventory) -> String {

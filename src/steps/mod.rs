@@ -107,10 +107,12 @@ impl TfSteps {
         self.native.get().is_some()
     }
 
-    /// Sends one request to the worker; `step` names what runs, for messages.
-    fn call(&self, method: &str, params: Value, step: &StepId) -> Result<Value, WorkerError> {
+    /// Sends one request to the worker; `step` names what runs, for messages. The time spent
+    /// waiting for the worker, starting it, and the worker's own phases go into `clock`.
+    fn call(&self, method: &str, params: Value, step: &StepId, clock: &mut Clock) -> Result<Value, WorkerError> {
         let mut worker = self.worker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        worker.call(method, params, &step.to_string())
+        clock.lap("wait for worker");
+        call_worker(&mut worker, method, params, &step.to_string(), clock)
     }
 
     /// The native TensorFlow library, loaded on first use.
@@ -167,6 +169,65 @@ impl StepRunner for TfSteps {
             StepKind::Validate => validate::run(self, &target, &dirs, cx),
             StepKind::Package => package::run(self, &target, &dirs, cx),
         }
+    }
+}
+
+/// Sends one request to `worker`, recording its phases in `clock`: the process start (when
+/// this request started one) and the phases the worker reports (`result.phases`).
+pub(crate) fn call_worker(worker: &mut Worker, method: &str, params: Value, label: &str, clock: &mut Clock) -> Result<Value, WorkerError> {
+    let starts = worker.starts;
+    let started = std::time::Instant::now();
+    let mut result = worker.call(method, params, label)?;
+    let total = started.elapsed();
+    let reported = result.as_object_mut().and_then(|o| o.shift_remove("phases"));
+    if worker.starts != starts {
+        clock.add("worker start", worker.last_start.unwrap_or_default());
+    }
+    let mut accounted = worker.last_start.filter(|_| worker.starts != starts).unwrap_or_default();
+    if let Some(Value::Object(phases)) = reported {
+        for (name, ms) in phases {
+            let ms = ms.as_u64().unwrap_or(0);
+            accounted += Duration::from_millis(ms);
+            clock.add(&name, Duration::from_millis(ms));
+        }
+    }
+    // What the worker did not account for: the protocol, JSON, and Python's own start.
+    clock.add("worker overhead", total.saturating_sub(accounted));
+    clock.reset();
+    Ok(result)
+}
+
+/// Where a step's time goes: named phases, in the order they ran (`"phases"` in the
+/// `step-finished` event, shown with `-v`).
+pub struct Clock {
+    phases: crate::exec::Phases,
+    mark: std::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock { phases: crate::exec::Phases::new(), mark: std::time::Instant::now() }
+    }
+
+    /// Ends the current phase: the time since the last lap goes to `name`.
+    pub fn lap(&mut self, name: &str) {
+        let elapsed = self.mark.elapsed();
+        self.add(name, elapsed);
+        self.reset();
+    }
+
+    /// Adds `elapsed` to `name` (phases met twice add up).
+    pub fn add(&mut self, name: &str, elapsed: Duration) {
+        *self.phases.entry(name.to_string()).or_insert(0) += elapsed.as_millis() as u64;
+    }
+
+    /// Starts timing the next phase now.
+    pub fn reset(&mut self) {
+        self.mark = std::time::Instant::now();
+    }
+
+    pub fn finish(self) -> crate::exec::Phases {
+        self.phases
     }
 }
 

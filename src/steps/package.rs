@@ -26,7 +26,7 @@ use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
 use super::trace::{self, TraceFacts};
 use super::validate::{self, Report};
-use super::{dep_dir, files, settings, short_float, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{dep_dir, files, Clock, settings, short_float, write_json, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, DocsSettings, Manifest};
 use crate::plan::StepKind;
@@ -73,10 +73,12 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     let report = validate::load(&dep_dir(target, cx, StepKind::Validate)?)?;
     let golden: validate::Golden = super::read_json(&trace_dir.join(files::GOLDEN).join("golden.json"))?;
 
+    let mut clock = Clock::start();
     let saved_model = trace_dir.join(files::SAVED_MODEL);
     let archive_path = dirs.out.join(files::ARCHIVE);
     let archive = archive_saved_model(&saved_model, &archive_path)
         .map_err(|e| StepError::new(format!("cannot package {}: {e}", saved_model.display())))?;
+    clock.lap("archive");
 
     let body = match &piece.docs.body {
         Some(path) => Some(std::fs::read_to_string(dirs.project(path)).map_err(|e| {
@@ -165,7 +167,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     write_json(&dirs.out.join(files::BUILD), &provenance)?;
 
     let summary = format!("{} ({}, {} entries), {}", files::ARCHIVE, human_bytes(archive.bytes), archive.entries, files::DOCS);
-    Ok(StepOutcome { warnings, summary })
+    clock.lap("docs");
+    Ok(StepOutcome { warnings, summary, phases: clock.finish() })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::export::{self, Params, Spec};
-use super::{dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, Target, TfSteps};
+use super::{Clock, dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::BatchNorm;
 use crate::plan::StepKind;
@@ -77,7 +77,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         "root": dirs.root,
         "out_dir": dirs.out,
     });
-    let result = steps.call("slice", params, target.step).map_err(|e| worker_error(e, target, steps.manifest()))?;
+    let mut clock = Clock::start();
+    let result = steps.call("slice", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
     let facts: SliceFacts = serde_json::from_value(result)
         .map_err(|e| StepError::new(format!("the worker's slice result is not understood: {e}")))?;
     write_json(&dirs.out.join(files::SLICE), &facts)?;
@@ -87,7 +88,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     if facts.params.total > 0 {
         summary.push_str(&format!(", {} parameters", crate::tf::inspect::group_digits(facts.params.total)));
     }
-    Ok(StepOutcome { warnings: worker_warnings("slice", &facts.warnings), summary })
+    clock.lap("records");
+    Ok(StepOutcome { warnings: worker_warnings("slice", &facts.warnings), summary, phases: clock.finish() })
 }
 
 pub(super) fn load(dir: &Path) -> Result<SliceFacts, StepError> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::export::{self, Spec};
-use super::{dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{Clock, dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::{GoldenInputs, InputSpec};
 use crate::plan::StepKind;
@@ -83,7 +83,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         "root": dirs.root,
         "out_dir": dirs.out,
     });
-    let result = steps.call("trace", params, target.step).map_err(|e| worker_error(e, target, steps.manifest()))?;
+    let mut clock = Clock::start();
+    let result = steps.call("trace", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
     let facts: TraceFacts = serde_json::from_value(result)
         .map_err(|e| StepError::new(format!("the worker's trace result is not understood: {e}")))?;
     write_json(&dirs.out.join(files::TRACE), &facts)?;
@@ -97,7 +98,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         facts.regularization_losses,
         if facts.regularization_losses == 1 { "" } else { "es" }
     );
-    Ok(StepOutcome { warnings: worker_warnings("trace", &facts.warnings), summary })
+    clock.lap("records");
+    Ok(StepOutcome { warnings: worker_warnings("trace", &facts.warnings), summary, phases: clock.finish() })
 }
 
 pub(super) fn load(dir: &Path) -> Result<TraceFacts, StepError> {

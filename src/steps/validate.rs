@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 
 use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
-use super::{dep_dir, files, read_json, settings, short_float, write_json, Dirs, Target, TfSteps};
+use super::{dep_dir, files, Clock, read_json, settings, short_float, write_json, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, InputSpec, Piece};
 use crate::plan::StepKind;
@@ -210,13 +210,17 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         require_training: true,
     };
 
-    let native = native_checks(steps.native()?, &saved_model, Some((&golden_dir, &golden)), &expect);
+    let mut clock = Clock::start();
+    let native = steps.native()?;
+    clock.lap("native library");
+    let native = native_checks(native, &saved_model, Some((&golden_dir, &golden)), &expect, &mut clock);
     if cx.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(StepError::new("cancelled"));
     }
     let reusable = {
         let mut worker = steps.worker().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        reusable_checks(&mut worker, &saved_model, &golden_dir, &expect, &target.step.to_string())
+        clock.lap("wait for worker");
+        reusable_checks(&mut worker, &saved_model, &golden_dir, &expect, &target.step.to_string(), &mut clock)
     }
     .map_err(|e| super::worker_error(e, target, steps.manifest()))?;
 
@@ -229,7 +233,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         return Err(failure(&report));
     }
     write_json(&dirs.out.join(files::REPORT), &report)?;
-    Ok(StepOutcome { warnings: lints, summary: summary(&report) })
+    clock.lap("records");
+    Ok(StepOutcome { warnings: lints, summary: summary(&report), phases: clock.finish() })
 }
 
 /// One line: how many checks, and the largest output difference.
@@ -282,7 +287,7 @@ fn failure(report: &Report) -> StepError {
 
 /// The native checks: `load`, `no_optimizer_state`, `signature`, `outputs`. Without golden
 /// files (`None`), `signature` only requires `serving_default` and `outputs` is left out.
-pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden)>, expect: &Expectations<'_>) -> NativeReport {
+pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden)>, expect: &Expectations<'_>, clock: &mut Clock) -> NativeReport {
     let mut report = NativeReport::default();
     let files = Files::measure(dir);
     report.size = Some(SizeSummary {
@@ -345,8 +350,11 @@ pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden
         }
     }
 
+    clock.lap("read graph");
     // Load it as TF Serving would.
-    let model = match LoadedModel::load(native, dir) {
+    let model = LoadedModel::load(native, dir);
+    clock.lap("native load");
+    let model = match model {
         Ok(model) => {
             report.checks.insert(0, check("load", true, "loaded with tag `serve` through the TensorFlow C API".into(), json!({"tags": [tf::model::SERVE]})));
             model
@@ -393,7 +401,7 @@ pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden
     report.checks.push(check("signature", problems.is_empty(), message, json!({"problems": problems})));
 
     if let Some((golden_dir, golden)) = golden {
-        report.checks.push(outputs_check(&model, golden_dir, golden, expect));
+        report.checks.push(outputs_check(&model, golden_dir, golden, expect, clock));
     }
     finish(report)
 }
@@ -478,7 +486,7 @@ fn names(tensors: &[GoldenTensor]) -> String {
 }
 
 /// Runs `serving_default` on the golden inputs and compares every output with its reference.
-fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect: &Expectations<'_>) -> Check {
+fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect: &Expectations<'_>, clock: &mut Clock) -> Check {
     let mut feeds = Vec::new();
     for input in &golden.inputs {
         match tf::npy::read(&golden_dir.join(&input.file)) {
@@ -486,7 +494,10 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
             Err(e) => return check("outputs", false, format!("golden input `{}`: {e}", input.name), Value::Null),
         }
     }
-    let got = match model.run(SERVING_DEFAULT, &feeds) {
+    clock.lap("read golden");
+    let got = model.run(SERVING_DEFAULT, &feeds);
+    clock.lap("native run");
+    let got = match got {
         Ok(got) => got,
         Err(e) => {
             let details = e.help().map_or(Value::Null, |h| json!({"help": h}));
@@ -512,6 +523,7 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
         }
         per_output.insert(output.name.clone(), comparison_details(&comparison));
     }
+    clock.lap("compare");
     let details = json!({"outputs": per_output, "atol": expect.atol, "rtol": expect.rtol, "max_abs_diff": max_diff});
     if failures.is_empty() {
         let message = format!(
@@ -560,6 +572,7 @@ pub fn reusable_checks(
     golden_dir: &Path,
     expect: &Expectations<'_>,
     label: &str,
+    clock: &mut Clock,
 ) -> Result<ReusableReport, WorkerError> {
     let params = json!({
         "saved_model_dir": dir,
@@ -570,7 +583,7 @@ pub fn reusable_checks(
         "expect_trainable": expect.expect_trainable,
         "require_training": expect.require_training,
     });
-    let result = worker.call("validate", params, label)?;
+    let result = super::call_worker(worker, "validate", params, label, clock)?;
     let mut report: ReusableReport = serde_json::from_value(result).map_err(|e| WorkerError::Protocol {
         step: label.to_string(),
         detail: format!("the validate result is not understood: {e}"),
@@ -711,7 +724,7 @@ pub fn validate_saved_model(
                 Err(failed) => {
                     // No inputs could be made or run: the native checks that need none still
                     // run, and Python has nothing to be fed.
-                    let mut native_report = native_checks(native, dir, None, &expect);
+                    let mut native_report = native_checks(native, dir, None, &expect, &mut Clock::start());
                     if !native_report.checks.iter().any(|c| c.name == failed.name && !c.ok) {
                         native_report.checks.push(failed);
                     }
@@ -730,10 +743,11 @@ pub fn validate_saved_model(
             }
         }
     };
-    let native_report = native_checks(native, dir, Some((&golden_dir, &golden)), &expect);
+    let mut clock = Clock::start();
+    let native_report = native_checks(native, dir, Some((&golden_dir, &golden)), &expect, &mut clock);
     let dir = super::absolute(dir)?;
     let golden_dir = super::absolute(&golden_dir)?;
-    let reusable = reusable_checks(worker, &dir, &golden_dir, &expect, "validate").map_err(|e| {
+    let reusable = reusable_checks(worker, &dir, &golden_dir, &expect, "validate", &mut clock).map_err(|e| {
         let help = e.help();
         let error = StepError::new(e.to_string());
         match help {

@@ -7,7 +7,7 @@ use crate::support::{finished, runtime, stderr, steps_with, Project};
 
 /// A built copy of the quickstart. It is built once per test run; each test gets its own
 /// copy of the result (sources, cache, dist/ and Export.lock): a copied cache is a valid cache.
-fn built_quickstart() -> Project {
+pub fn built_quickstart() -> Project {
     static TEMPLATE: std::sync::OnceLock<Project> = std::sync::OnceLock::new();
     let template = TEMPLATE.get_or_init(|| {
         runtime();
@@ -74,7 +74,7 @@ fn a_deleted_cache_entry_reruns_just_that_step() {
         .find(|e| e["event"] == "step-cached" && e["step"] == "classifier/encoder:validate")
         .unwrap();
     let key = validate["key"].as_str().unwrap();
-    std::fs::remove_dir_all(project.path().join(".exportctl/cache/v1/entries").join(key)).unwrap();
+    std::fs::remove_dir_all(project.path().join(".exportctl/cache/v2/entries").join(key)).unwrap();
     let (out, events) = project.build_json(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The validate report came out the same, so package stays cached (early cut-off).
@@ -189,7 +189,7 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
     }
     child.wait().unwrap();
     let key = killed_key.expect("a trace started");
-    let entries = project.path().join(".exportctl/cache/v1/entries");
+    let entries = project.path().join(".exportctl/cache/v2/entries");
     assert!(!entries.join(&key).exists(), "the killed step left an entry");
     assert!(!project.path().join("dist").exists());
 
@@ -198,7 +198,7 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(finished(&events)["failed"], 0);
     assert!(steps_with(&events, "step-finished").contains(&"classifier/classifier:trace".to_string()));
-    assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v1/tmp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v2/tmp")).unwrap().count(), 0);
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod plan;
 mod native;
 mod runtime;
 mod build;
+mod cache;
 mod watch;
 mod steps;
 mod examples;

@@ -40,6 +40,16 @@ impl Project {
     pub fn run(&self, args: &[&str]) -> Output {
         exportctl().arg("-C").arg(self.path()).args(args).output().expect("exportctl runs")
     }
+
+    /// Runs exportctl with `args` and extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = exportctl();
+        command.arg("-C").arg(self.path()).args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("exportctl runs")
+    }
 }
 
 /// Tests write only inside the project: temporary projects live under target/.
@@ -112,17 +122,34 @@ impl Project {
     }
 }
 
+/// Copies `from` into `to`, keeping hard links (files linked together in `from` are linked
+/// together in `to`), as `cp -a` does: a copied cache is the same cache.
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+    fn walk(from: &Path, to: &Path, linked: &mut std::collections::HashMap<(u64, u64), PathBuf>) {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            if meta.is_dir() {
+                walk(&entry.path(), &target, linked);
+            } else if meta.file_type().is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+            } else if meta.nlink() > 1 {
+                match linked.get(&(meta.dev(), meta.ino())) {
+                    Some(first) => std::fs::hard_link(first, &target).unwrap(),
+                    None => {
+                        std::fs::copy(entry.path(), &target).unwrap();
+                        linked.insert((meta.dev(), meta.ino()), target);
+                    }
+                }
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
         }
     }
+    walk(from, to, &mut std::collections::HashMap::new());
 }
 
 /// The steps that have an event of `kind` (`step-finished`, `step-cached`, …), sorted.
