@@ -43,7 +43,7 @@ use crate::runtime::worker::WorkerOptions;
 use crate::runtime::{self, Runtime, Worker, WorkerError};
 use crate::tf::{Native, TfLogs};
 
-pub use package::{archive_saved_model, license_tag, ArchiveSummary};
+pub use package::{archive_saved_model, archive_saved_model_at, license_tag, ArchiveSummary, ARCHIVE_LEVEL};
 pub use validate::{Check, Report};
 
 /// What each step writes, by name: the next steps read these.
