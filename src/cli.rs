@@ -228,6 +228,10 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub no_fine_tune_step: bool,
 
+    /// Let an op the scan refuses run anyway (e.g. PrintV2); repeat for several
+    #[arg(long = "allow-op", value_name = "OP")]
+    pub allow_ops: Vec<String>,
+
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
@@ -238,6 +242,10 @@ pub struct InspectArgs {
     /// A SavedModel directory or a .tar.gz package
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
+
+    /// Load the SavedModel natively even though the op scan refuses this op; repeat for several
+    #[arg(long = "allow-op", value_name = "OP")]
+    pub allow_ops: Vec<String>,
 
     /// Output format
     #[arg(long, value_enum, default_value = "text")]

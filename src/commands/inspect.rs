@@ -15,12 +15,12 @@ pub fn run(workspace: &Workspace, args: &InspectArgs) -> Result<()> {
     let is_archive = path.is_file();
     let inspection = if is_archive {
         let scratch = runtime::home().join("scratch");
-        tf::inspect_archive(native, &path, &scratch).map_err(|e| {
+        tf::inspect_archive(native, &path, &scratch, &args.allow_ops).map_err(|e| {
             let help = e.help();
             Error::failed(e.to_string(), help)
         })?
     } else {
-        tf::inspect(native, &path).map_err(|e| Error::failed(e.to_string(), Some("is this a SavedModel directory (holding saved_model.pb)?".into())))?
+        tf::inspect(native, &path, &args.allow_ops).map_err(|e| Error::failed(e.to_string(), Some("is this a SavedModel directory (holding saved_model.pb)?".into())))?
     };
     match args.format {
         ReportFormat::Text => print!("{}", inspection.render_human()),

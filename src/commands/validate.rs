@@ -51,6 +51,7 @@ pub fn run(workspace: &Workspace, args: &ValidateArgs) -> Result<()> {
         allow_optimizer: args.allow_optimizer,
         fine_tune_step: !args.no_fine_tune_step,
         scratch: &scratch,
+        allow_ops: &args.allow_ops,
     };
     let report = validate::validate_saved_model(native, &mut worker, dir, &options).map_err(|e| Error::failed(e.message, e.help))?;
     worker.shutdown();

@@ -83,6 +83,8 @@ pub struct Model {
     pub export: ExportSettings,
     /// Declared inputs, in manifest order; empty when they are to be inferred.
     pub inputs: Vec<InputSpec>,
+    /// Ops the op scan refuses that this model may run anyway (`allow-ops`).
+    pub allow_ops: Vec<String>,
     pub pieces: Vec<Piece>,
 }
 

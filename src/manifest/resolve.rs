@@ -342,7 +342,14 @@ impl Resolver<'_> {
             }
             pieces.push(piece);
         }
-        Some(Model { name: name.to_string(), name_span, source: source?, custom_objects, keras, export, inputs, pieces })
+        let allow_ops = node
+            .get("allow-ops")
+            .and_then(Node::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        Some(Model { name: name.to_string(), name_span, source: source?, custom_objects, keras, export, inputs, allow_ops, pieces })
     }
 
     fn line_of(&self, offset: usize) -> (usize, usize) {

@@ -149,6 +149,7 @@ pub const MODEL: &[Field] = &[
     field("restore", Ty::String, "With `checkpoint`: the checkpoint attribute holding the model's weights (e.g. `encoder`, Model Garden style)."),
     field("custom-objects", Ty::List(&Ty::Path), "Python files imported before loading (custom layers, losses)."),
     field("keras", Ty::Enum(KERAS_FLAVOURS), "Keras flavour of the source; `auto` detects it from the file."),
+    field("allow-ops", Ty::List(&Ty::String), "Ops a SavedModel source may run although the op scan refuses them (files, hosts, Python), e.g. `[\"PrintV2\"]`. Only for models you trust."),
     field("include-optimizer", Ty::Bool, "Keep the optimizer in the export (overrides `[defaults]`)."),
     field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer, in [0, 1) (overrides `[defaults]`)."),
     field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer (overrides `[defaults]`)."),

@@ -80,6 +80,8 @@ struct Settings<'a> {
     include_optimizer: bool,
     dropout: Option<f64>,
     batch_norm: &'a BatchNorm,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    allow_ops: &'a [String],
 }
 
 pub(super) fn inputs(target: &Target<'_>, root: &Path) -> StepInputs {
@@ -91,6 +93,7 @@ pub(super) fn inputs(target: &Target<'_>, root: &Path) -> StepInputs {
         include_optimizer: model.export.include_optimizer,
         dropout: model.export.dropout,
         batch_norm: &model.export.batch_norm,
+        allow_ops: if matches!(model.source, Source::SavedModel { .. }) { &model.allow_ops } else { &[] },
     });
     StepInputs { settings, files: source_files(model, root) }
 }
@@ -136,6 +139,10 @@ fn checkpoint_files(root: &Path, checkpoint: &Path) -> Vec<PathBuf> {
 
 pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs) -> Result<StepOutcome, StepError> {
     let model = target.model;
+    if let Source::SavedModel { path } = &model.source {
+        // Loading it runs its restore and init functions: scan it first.
+        super::refuse_untrusted_ops(&dirs.project(path), &model.allow_ops, &format!("the source of model `{}`", model.name))?;
+    }
     let source = match &model.source {
         Source::KerasFile { path } => json!({"kind": "keras-file", "path": dirs.project(path)}),
         Source::SavedModel { path } => json!({"kind": "saved-model", "path": dirs.project(path)}),

@@ -277,6 +277,34 @@ fn absolute(path: &Path) -> Result<PathBuf, StepError> {
     std::path::absolute(path).map_err(|e| StepError::new(format!("cannot resolve {}: {e}", path.display())))
 }
 
+/// Refuses the SavedModel at `dir` when its code reaches outside it (files, other hosts,
+/// Python: see `tf::scan`), before anything loads or runs it. `allowed` ops go through.
+pub(crate) fn refuse_untrusted_ops(dir: &Path, allowed: &[String], what: &str) -> Result<(), StepError> {
+    let path = dir.join(crate::tf::saved_model_pb::SAVED_MODEL_PB);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(()); // not a SavedModel: the loader says so with its own words
+    };
+    let scan = crate::tf::scan::scan(&bytes, &[crate::tf::model::SERVE])
+        .map_err(|e| StepError::new(format!("{what}: {} cannot be read: {e}", path.display())))?;
+    let Some(scan) = scan else { return Ok(()) };
+    let refused = scan.refused(allowed);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let mut ops: Vec<&str> = refused.iter().map(|f| f.op.as_str()).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    Err(StepError::new(format!(
+        "{what} runs ops that reach outside the model, so nothing was run: {}",
+        crate::tf::scan::Scan::describe(&refused)
+    ))
+    .with_help(format!(
+        "a SavedModel is a program: these ops read or write files, talk to other hosts or run Python. If you trust this model, \
+         let them through with `allow-ops = [{}]` in the model's table (or `--allow-op` for `exportctl validate`)",
+        ops.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ")
+    )))
+}
+
 /// Reads a JSON file a step (or the worker) wrote.
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StepError> {
     let text = std::fs::read_to_string(path)

@@ -177,6 +177,8 @@ struct Settings<'a> {
     inputs: &'a [InputSpec],
     dropout: Option<f64>,
     batch_norm: &'a BatchNorm,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    allow_ops: &'a [String],
 }
 
 pub(super) fn inputs(target: &Target<'_>) -> StepInputs {
@@ -190,6 +192,7 @@ pub(super) fn inputs(target: &Target<'_>) -> StepInputs {
         inputs: &target.model.inputs,
         dropout: piece.dropout,
         batch_norm: &piece.batch_norm,
+        allow_ops: &target.model.allow_ops,
     });
     StepInputs { settings, files: Vec::new() }
 }
@@ -200,6 +203,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     let saved_model = trace_dir.join(files::SAVED_MODEL);
     let golden_dir = trace_dir.join(files::GOLDEN);
     let golden: Golden = read_json(&golden_dir.join("golden.json"))?;
+    super::refuse_untrusted_ops(&saved_model, &target.model.allow_ops, &format!("the SavedModel of piece `{}`", piece.name))?;
     let expect = Expectations {
         atol: piece.validate.atol,
         rtol: piece.validate.rtol,
@@ -689,6 +693,8 @@ pub struct Standalone<'a> {
     pub fine_tune_step: bool,
     /// Where temporary golden files go (removed afterwards).
     pub scratch: &'a Path,
+    /// Ops the op scan refuses that may run anyway (`--allow-op`).
+    pub allow_ops: &'a [String],
 }
 
 /// SPEC §4 on any SavedModel directory. Returns the report (not written anywhere).
@@ -698,6 +704,7 @@ pub fn validate_saved_model(
     dir: &Path,
     options: &Standalone<'_>,
 ) -> Result<Report, StepError> {
+    super::refuse_untrusted_ops(dir, options.allow_ops, "the SavedModel")?;
     let trainable = SavedModelPb::read(dir)
         .ok()
         .and_then(|pb| pb.meta_graph(&[tf::model::SERVE]).map(|m| variables::analyse(m).0.trainable))

@@ -5,13 +5,46 @@
 //! paths and no `..` — nothing may land outside the extraction directory. `tar`'s own
 //! `unpack_in` would follow symlinks the archive itself created, so members are written here
 //! one by one. File modes and mtimes are not restored: the files are only read.
+//!
+//! **One reading for everyone.** What is validated must be what a consumer extracts. `tar -xzf`
+//! reads every gzip member and goes on after what looks like the end of a tar; a reader that
+//! stopped at the first of either would validate one thing and ship another. So the archive
+//! must be exactly one gzip member holding exactly one tar: anything after the gzip stream (a
+//! second member), or anything but zero padding after the tar's end, is refused.
+//!
+//! **Bounded.** Extraction stops with an error past [`Limits`]: the total size, the number of
+//! members, and the ratio of the unpacked size to the archive's (a gzip bomb unpacks 1,000
+//! times its size; model weights barely compress). The defaults fit any real package.
+//!
+//! **Scratch space is per process** (`<scratch>/<pid>/`, held by a lock while the process
+//! lives) and removed on every exit path: on drop, and — after a kill — by the next process
+//! that finds the lock free ([`clean_stale_scratch`]). Errors name the archive's members,
+//! never a scratch path.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::saved_model_pb::SAVED_MODEL_PB;
+
+/// How much an archive may unpack to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of all members together.
+    pub max_bytes: u64,
+    pub max_members: u64,
+    /// Unpacked bytes per archive byte.
+    pub max_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // A BERT-large package unpacks to about 1.3 GB at a ratio near 1.1; a SavedModel has
+        // a few dozen files. These leave a wide margin and still stop a bomb early.
+        Limits { max_bytes: 64 << 30, max_members: 10_000, max_ratio: 200 }
+    }
+}
 
 /// A SavedModel unpacked into a fresh directory, removed when this is dropped.
 #[derive(Debug)]
@@ -32,14 +65,26 @@ impl Drop for ExtractedArchive {
     }
 }
 
-/// Unpacks the `.tar.gz` at `archive` into a new directory inside `scratch_dir` and checks
-/// that it holds a SavedModel at its root.
+/// Unpacks the `.tar.gz` at `archive` into a new directory inside `scratch_dir` (under this
+/// process's own folder) and checks that it holds a SavedModel at its root.
 pub fn extract_archive(archive: &Path, scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
+    extract_archive_with(archive, scratch_dir, Limits::default())
+}
+
+/// [`extract_archive`] with other limits.
+pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) -> Result<ExtractedArchive, ArchiveError> {
     let file = std::fs::File::open(archive)
         .map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
+    let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
+    clean_stale_scratch(scratch_dir);
     let extracted = fresh_dir(scratch_dir)?;
-    unpack(std::io::BufReader::new(file), extracted.path()).map_err(|e| e.in_archive(archive))?;
-    if !extracted.path().join(SAVED_MODEL_PB).is_file() {
+    let budget = limits.max_bytes.min(compressed.max(1).saturating_mul(limits.max_ratio).max(1 << 20));
+    unpack(std::io::BufReader::new(file), extracted.path(), limits, budget).map_err(|e| e.in_archive(archive))?;
+    let root = extracted.path().join(SAVED_MODEL_PB);
+    if root.is_dir() {
+        return Err(ArchiveError::SavedModelPbIsADirectory { archive: archive.to_owned() });
+    }
+    if !root.is_file() {
         let mut top: Vec<String> = std::fs::read_dir(extracted.path())
             .map(|entries| {
                 entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
@@ -51,31 +96,85 @@ pub fn extract_archive(archive: &Path, scratch_dir: &Path) -> Result<ExtractedAr
     Ok(extracted)
 }
 
-fn fresh_dir(scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let write_error =
-        |path: &Path, e: std::io::Error| ArchiveError::Write { path: path.to_owned(), error: e.to_string() };
-    std::fs::create_dir_all(scratch_dir).map_err(|e| write_error(scratch_dir, e))?;
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = scratch_dir.join(format!("archive-{}-{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(ExtractedArchive { dir }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(write_error(&dir, e)),
+/// This process's scratch folder inside `scratch_dir`, locked while the process lives.
+fn process_dir(scratch_dir: &Path) -> Result<PathBuf, ArchiveError> {
+    static HELD: std::sync::Mutex<Vec<(PathBuf, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+    let dir = scratch_dir.join(format!("{}", std::process::id()));
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if held.iter().any(|(d, _)| d == &dir) && dir.join(".lock").is_file() {
+        return Ok(dir);
+    }
+    let error = |e: std::io::Error| ArchiveError::Scratch { error: format!("cannot create {}: {e}", dir.display()) };
+    std::fs::create_dir_all(&dir).map_err(error)?;
+    let lock = std::fs::File::create(dir.join(".lock")).map_err(error)?;
+    lock.lock().map_err(error)?;
+    held.retain(|(d, _)| d != &dir);
+    held.push((dir.clone(), lock));
+    Ok(dir)
+}
+
+/// Removes the scratch folders of processes that are gone (killed before they could clean
+/// up): a folder whose lock can be taken has no owner.
+pub fn clean_stale_scratch(scratch_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch_dir) else { return };
+    let mine = std::process::id().to_string();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == mine || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let owned = std::fs::File::open(path.join(".lock")).map(|f| f.try_lock().is_err()).unwrap_or(false);
+        if !owned {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }
 
+fn fresh_dir(scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let parent = process_dir(scratch_dir)?;
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!("archive-{n}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(ExtractedArchive { dir }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ArchiveError::Scratch { error: format!("cannot create {}: {e}", dir.display()) }),
+        }
+    }
+}
+
+/// Counts what passes through, for the limits.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes the members of the gzipped tar `reader` under `dest`.
-fn unpack(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Result<(), ArchiveError> {
     let read_error = |e: std::io::Error| ArchiveError::Read { archive: PathBuf::new(), error: e.to_string() };
+    let gzip = flate2::bufread::GzDecoder::new(reader);
+    let mut tar = tar::Archive::new(Counted { inner: gzip, read: 0 });
+    let mut members = 0u64;
+    let mut unpacked = 0u64;
     for entry in tar.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
         let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let unsafe_member =
             |why: &'static str| ArchiveError::Unsafe { archive: PathBuf::new(), member: member.clone(), why };
+        members += 1;
+        if members > limits.max_members {
+            return Err(ArchiveError::TooLarge { archive: PathBuf::new(), what: format!("more than {} members", limits.max_members) });
+        }
         let kind = entry.header().entry_type();
         let is_dir = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => false,
@@ -87,7 +186,7 @@ fn unpack(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
         };
         let relative = safe_relative_path(&entry.path().map_err(read_error)?).map_err(unsafe_member)?;
         let target = dest.join(&relative);
-        let write_error = |e: std::io::Error| ArchiveError::Write { path: target.clone(), error: e.to_string() };
+        let write_error = |e: std::io::Error| ArchiveError::Write { member: member.clone(), error: e.to_string() };
         if is_dir {
             std::fs::create_dir_all(&target).map_err(write_error)?;
             continue;
@@ -95,11 +194,49 @@ fn unpack(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
         if relative.as_os_str().is_empty() {
             return Err(unsafe_member("has an empty file name"));
         }
+        let size = entry.header().size().map_err(read_error)?;
+        if unpacked.saturating_add(size) > budget {
+            return Err(ArchiveError::TooLarge {
+                archive: PathBuf::new(),
+                what: format!(
+                    "more than {} unpacked (member `{member}` alone declares {}), over {} times the archive's size or {} in all",
+                    super::inspect::human_bytes(budget),
+                    super::inspect::human_bytes(size),
+                    limits.max_ratio,
+                    super::inspect::human_bytes(limits.max_bytes)
+                ),
+            });
+        }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
         let mut out = std::fs::File::create(&target).map_err(write_error)?;
-        std::io::copy(&mut entry, &mut out).map_err(read_error)?;
+        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(|e| ArchiveError::Read {
+            archive: PathBuf::new(),
+            error: format!("member `{member}`: {e}"),
+        })?;
+        unpacked += copied;
+    }
+    // After the tar's end-of-archive blocks, only zero padding may follow...
+    let mut rest = tar.into_inner();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let n = rest.read(&mut buffer).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        if buffer[..n].iter().any(|&b| b != 0) {
+            return Err(ArchiveError::Trailing { archive: PathBuf::new(), what: "data after the end of the tar archive" });
+        }
+        if rest.read > budget.saturating_add(1 << 20) {
+            return Err(ArchiveError::TooLarge { archive: PathBuf::new(), what: "padding past the size limit".into() });
+        }
+    }
+    // ...and nothing after the gzip stream: a second member would be read by `tar -xzf`.
+    let mut underlying = rest.inner.into_inner();
+    let left = underlying.fill_buf().map_err(read_error)?;
+    if !left.is_empty() {
+        return Err(ArchiveError::Trailing { archive: PathBuf::new(), what: "data after the end of the gzip stream (a second gzip member?)" });
     }
     Ok(())
 }
@@ -136,13 +273,31 @@ pub enum ArchiveError {
         member: String,
         why: &'static str,
     },
+    /// A member could not be written out (disk full, permissions).
     Write {
-        path: PathBuf,
+        member: String,
         error: String,
+    },
+    /// The scratch folder could not be made.
+    Scratch {
+        error: String,
+    },
+    /// Over one of the [`Limits`].
+    TooLarge {
+        archive: PathBuf,
+        what: String,
+    },
+    /// Something after the end of the gzip stream or of the tar.
+    Trailing {
+        archive: PathBuf,
+        what: &'static str,
     },
     NoSavedModelAtRoot {
         archive: PathBuf,
         top_level: Vec<String>,
+    },
+    SavedModelPbIsADirectory {
+        archive: PathBuf,
     },
 }
 
@@ -151,6 +306,8 @@ impl ArchiveError {
         match self {
             ArchiveError::Read { error, .. } => ArchiveError::Read { archive: path.to_owned(), error },
             ArchiveError::Unsafe { member, why, .. } => ArchiveError::Unsafe { archive: path.to_owned(), member, why },
+            ArchiveError::TooLarge { what, .. } => ArchiveError::TooLarge { archive: path.to_owned(), what },
+            ArchiveError::Trailing { what, .. } => ArchiveError::Trailing { archive: path.to_owned(), what },
             other => other,
         }
     }
@@ -170,7 +327,23 @@ impl ArchiveError {
             ArchiveError::NoSavedModelAtRoot { .. } => {
                 Some("the SavedModel files (saved_model.pb, variables/) must be at the archive root".to_owned())
             }
-            ArchiveError::Open { .. } | ArchiveError::Write { .. } => None,
+            ArchiveError::SavedModelPbIsADirectory { .. } => Some(
+                "saved_model.pb must be the SavedModel's graph file; re-create the archive from a SavedModel directory: \
+                 `tar -czf model.tar.gz -C saved_model .`"
+                    .to_owned(),
+            ),
+            ArchiveError::TooLarge { .. } => Some(
+                "a package unpacks to about its own size (weights barely compress): this looks like a decompression bomb. \
+                 If it is a real model, raise the limits (--max-unpacked-size, --max-members, --max-ratio)"
+                    .to_owned(),
+            ),
+            ArchiveError::Trailing { .. } => Some(
+                "an archive must be one gzip stream holding one tar: what follows would be extracted by `tar -xzf` \
+                 without being checked here; rebuild it with `exportctl build`"
+                    .to_owned(),
+            ),
+            ArchiveError::Write { .. } => Some("check the free space of exportctl's scratch folder ($EXPORTCTL_HOME/scratch)".to_owned()),
+            ArchiveError::Open { .. } | ArchiveError::Scratch { .. } => None,
         }
     }
 }
@@ -185,7 +358,13 @@ impl fmt::Display for ArchiveError {
             ArchiveError::Unsafe { archive, member, why } => {
                 write!(f, "{} is refused: its member `{member}` {why}", archive.display())
             }
-            ArchiveError::Write { path, error } => write!(f, "cannot write {}: {error}", path.display()),
+            ArchiveError::Write { member, error } => write!(f, "cannot unpack member `{member}`: {error}"),
+            ArchiveError::Scratch { error } => write!(f, "no scratch space to unpack into: {error}"),
+            ArchiveError::TooLarge { archive, what } => write!(f, "{} is refused: it unpacks to {what}", archive.display()),
+            ArchiveError::Trailing { archive, what } => write!(f, "{} is refused: {what}", archive.display()),
+            ArchiveError::SavedModelPbIsADirectory { archive } => {
+                write!(f, "{} is refused: its member `{SAVED_MODEL_PB}` is a directory, not the SavedModel's graph file", archive.display())
+            }
             ArchiveError::NoSavedModelAtRoot { archive, top_level } => write!(
                 f,
                 "{} holds no {SAVED_MODEL_PB} at its root (it holds: {})",
@@ -332,6 +511,99 @@ mod tests {
             ArchiveError::NoSavedModelAtRoot { archive, .. } => archive.clone(),
             _ => unreachable!(),
         }
+    }
+
+    fn tar_bytes(archive: TarGz) -> Vec<u8> {
+        archive.0.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn extract_bytes(bytes: &[u8]) -> Result<ExtractedArchive, ArchiveError> {
+        let dir = scratch();
+        let path = dir.path().join("model.tar.gz");
+        std::fs::write(&path, bytes).unwrap();
+        let result = extract_archive(&path, &dir.path().join("scratch"));
+        std::mem::forget(dir); // the extraction (if any) lives in it
+        result
+    }
+
+    fn saved_model() -> TarGz {
+        TarGz::new().file("saved_model.pb", b"pb").file("variables/variables.index", b"index")
+    }
+
+    #[test]
+    fn a_second_gzip_member_is_refused() {
+        let mut bytes = gzip(&tar_bytes(saved_model()));
+        bytes.extend(gzip(&tar_bytes(TarGz::new().symlink("evil-link", "/etc/passwd"))));
+        let err = extract_bytes(&bytes).unwrap_err();
+        assert!(err.to_string().contains("data after the end of the gzip stream"), "{err}");
+        // Garbage after the stream too.
+        let mut bytes = gzip(&tar_bytes(saved_model()));
+        bytes.extend(b"trailing");
+        assert!(matches!(extract_bytes(&bytes).unwrap_err(), ArchiveError::Trailing { .. }));
+    }
+
+    #[test]
+    fn data_after_the_end_of_the_tar_is_refused() {
+        let mut tar = tar_bytes(saved_model());
+        tar.extend(tar_bytes(TarGz::new().file("hidden.txt", b"not checked")));
+        let err = extract_bytes(&gzip(&tar)).unwrap_err();
+        assert!(err.to_string().contains("data after the end of the tar archive"), "{err}");
+        // Zero padding (GNU tar's records) is fine.
+        let mut tar = tar_bytes(saved_model());
+        tar.extend(vec![0u8; 10240]);
+        assert!(extract_bytes(&gzip(&tar)).is_ok());
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_stopped_early() {
+        let zeros = vec![0u8; 300 << 20];
+        let tar = tar_bytes(TarGz::new().file("saved_model.pb", b"pb").file("variables/variables.data-00000-of-00001", &zeros));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let err = extract_bytes(&bomb).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("member `variables/variables.data-00000-of-00001`"), "{err}");
+        assert!(err.help().unwrap().contains("decompression bomb"));
+    }
+
+    #[test]
+    fn too_many_members_are_refused() {
+        let dir = scratch();
+        let path = dir.path().join("many.tar.gz");
+        let mut tar = saved_model();
+        for i in 0..20 {
+            tar = tar.file(&format!("assets/{i}.txt"), b"x");
+        }
+        tar.write(&path);
+        let limits = Limits { max_members: 10, ..Limits::default() };
+        let err = extract_archive_with(&path, &dir.path().join("scratch"), limits).unwrap_err();
+        assert!(err.to_string().contains("more than 10 members"), "{err}");
+    }
+
+    #[test]
+    fn a_saved_model_pb_directory_is_explained() {
+        let err = extract_bytes(&gzip(&tar_bytes(TarGz::new().dir("saved_model.pb/").file("saved_model.pb/x", b"")))).unwrap_err();
+        assert!(matches!(err, ArchiveError::SavedModelPbIsADirectory { .. }), "{err}");
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn the_scratch_of_a_killed_process_is_removed_by_the_next() {
+        let dir = scratch();
+        let stale = dir.path().join("999999999");
+        std::fs::create_dir_all(stale.join("archive-0")).unwrap();
+        std::fs::write(stale.join(".lock"), b"").unwrap();
+        std::fs::write(stale.join("archive-0/variables.data"), vec![0u8; 1000]).unwrap();
+        clean_stale_scratch(dir.path());
+        assert!(!stale.exists());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::archive::{extract_archive, ArchiveError};
 use super::model::{LoadedModel, SERVE};
 use super::native::Native;
 use super::saved_model_pb::{SavedModelError, SavedModelPb, SAVED_MODEL_PB};
+use super::scan::{self, Finding, Scan};
 use super::signature::{Signature, SpecShape};
 use super::variables::{self, OptimizerState, Variables};
 
@@ -33,6 +34,8 @@ pub struct Inspection {
     pub variables: Variables,
     pub optimizer: OptimizerState,
     pub files: Files,
+    /// Ops that reach outside the model (files, hosts, Python): found before anything runs.
+    pub op_scan: Option<Scan>,
     /// Whether TensorFlow's C API loads the `serve` meta graph.
     pub native_load: NativeLoad,
 }
@@ -56,10 +59,14 @@ pub struct Files {
 pub enum NativeLoad {
     Ok,
     Failed { error: String },
+    /// Not tried: loading runs the model's init and restore functions, and the op scan
+    /// refused the model.
+    Skipped { reason: String },
 }
 
-/// Inspects the SavedModel directory `dir`.
-pub fn inspect(native: &Native, dir: &Path) -> Result<Inspection, SavedModelError> {
+/// Inspects the SavedModel directory `dir`. Loading it natively runs its restore and init
+/// functions, so that is only tried when the op scan finds nothing (`allowed` ops aside).
+pub fn inspect(native: &Native, dir: &Path, allowed: &[String]) -> Result<Inspection, SavedModelError> {
     let pb = SavedModelPb::read(dir)?;
     let meta = pb.meta_graph(&[SERVE]).or(pb.meta_graphs.first()).ok_or_else(|| SavedModelError::NoMetaGraph {
         dir: dir.to_owned(),
@@ -67,9 +74,16 @@ pub fn inspect(native: &Native, dir: &Path) -> Result<Inspection, SavedModelErro
         available: vec![],
     })?;
     let (variables, optimizer) = variables::analyse(meta);
-    let native_load = match LoadedModel::load(native, dir) {
-        Ok(_) => NativeLoad::Ok,
-        Err(e) => NativeLoad::Failed { error: e.to_string() },
+    let tags: Vec<&str> = meta.tags.iter().map(String::as_str).collect();
+    let op_scan = std::fs::read(dir.join(SAVED_MODEL_PB)).ok().and_then(|bytes| scan::scan(&bytes, &tags).ok().flatten());
+    let refused = op_scan.as_ref().map(|s| s.refused(allowed).len()).unwrap_or(0);
+    let native_load = if refused > 0 {
+        NativeLoad::Skipped { reason: format!("loading runs the model's own functions, and the op scan refused {refused} op(s)") }
+    } else {
+        match LoadedModel::load(native, dir) {
+            Ok(_) => NativeLoad::Ok,
+            Err(e) => NativeLoad::Failed { error: e.to_string() },
+        }
     };
     Ok(Inspection {
         path: dir.to_owned(),
@@ -80,15 +94,16 @@ pub fn inspect(native: &Native, dir: &Path) -> Result<Inspection, SavedModelErro
         variables,
         optimizer,
         files: Files::measure(dir),
+        op_scan,
         native_load,
     })
 }
 
 /// Inspects a packaged SavedModel (`.tar.gz`), unpacking it into a temporary directory
 /// inside `scratch_dir` that is removed afterwards.
-pub fn inspect_archive(native: &Native, archive: &Path, scratch_dir: &Path) -> Result<Inspection, InspectError> {
+pub fn inspect_archive(native: &Native, archive: &Path, scratch_dir: &Path, allowed: &[String]) -> Result<Inspection, InspectError> {
     let extracted = extract_archive(archive, scratch_dir)?;
-    let mut inspection = inspect(native, extracted.path())?;
+    let mut inspection = inspect(native, extracted.path(), allowed)?;
     inspection.path = archive.to_owned();
     inspection.files.archive = std::fs::metadata(archive).ok().map(|m| m.len());
     if let NativeLoad::Failed { error } = &mut inspection.native_load {
@@ -182,9 +197,23 @@ impl Inspection {
             Some(version) => writeln!(out, "; saved by TensorFlow {version}")?,
             None => writeln!(out)?,
         }
+        match &self.op_scan {
+            Some(scan) if scan.findings.is_empty() => writeln!(
+                out,
+                "  op scan: ok ({} ops in {} functions; none reads or writes files, talks to other hosts or runs Python)",
+                group_digits(scan.ops as u64),
+                scan.functions
+            )?,
+            Some(scan) => {
+                let all: Vec<&Finding> = scan.findings.iter().collect();
+                writeln!(out, "  op scan: REFUSED: {}", Scan::describe(&all))?
+            }
+            None => writeln!(out, "  op scan: not done (no meta graph tagged serve)")?,
+        }
         match &self.native_load {
             NativeLoad::Ok => writeln!(out, "  native load: ok (TensorFlow C API, tag serve)")?,
             NativeLoad::Failed { error } => writeln!(out, "  native load: FAILED: {error}")?,
+            NativeLoad::Skipped { reason } => writeln!(out, "  native load: not tried: {reason}")?,
         }
 
         writeln!(out)?;
@@ -430,6 +459,7 @@ mod tests {
                 bytes: 48,
             },
             files: Files { saved_model_pb: 30_000, variables: 2_000, assets: 0, total: 32_100, archive: None },
+            op_scan: Some(Scan { ops: 100, functions: 4, findings: vec![] }),
             native_load: NativeLoad::Ok,
         }
     }
@@ -439,6 +469,7 @@ mod tests {
         let expected = "\
 SavedModel dist/m/p/1/saved_model
   meta graphs: [serve]; saved by TensorFlow 2.21.0
+  op scan: ok (100 ops in 4 functions; none reads or writes files, talks to other hosts or runs Python)
   native load: ok (TensorFlow C API, tag serve)
 
 Signatures

@@ -14,6 +14,7 @@
 //! | [`model`] | [`LoadedModel`], [`run_signature`]: SPEC §4's native check |
 //! | [`array`], [`npy`], [`compare`] | golden arrays: the `.npy` files the worker writes, and the tolerance rule |
 //! | [`archive`] | unpacking a packaged `.tar.gz` safely (TF Hub's rules) |
+//! | [`scan`] | ops that touch files, hosts or Python, found before anything runs |
 //!
 //! Using it:
 //!
@@ -23,7 +24,7 @@
 //! use std::path::Path;
 //!
 //! let native = Native::load(Path::new(".venv/lib/python3.11/site-packages/tensorflow"), Path::new("cache"), TfLogs::Quiet)?;
-//! let inspection = tf::inspect(native, Path::new("saved_model"))?;
+//! let inspection = tf::inspect(native, Path::new("saved_model"), &[])?;
 //! print!("{}", inspection.render_human());
 //!
 //! let x = tf::npy::read(Path::new("golden/inputs/x.npy"))?;
@@ -48,6 +49,7 @@ pub mod npy;
 pub mod parts;
 pub mod proto;
 pub mod saved_model_pb;
+pub mod scan;
 pub mod signature;
 pub mod variables;
 

@@ -53,7 +53,7 @@ fn assert_sound_package(dir: &Path) -> Value {
     let hub = &build["validation"]["hub"];
     assert_eq!(hub["moved"], hub["trainable_weights"], "hub.KerasLayer fine-tuning moved every trainable weight: {hub}");
     let scratch = tempfile::tempdir().unwrap();
-    let inspection = tf::inspect_archive(native(), &dir.join("model.tar.gz"), scratch.path()).unwrap();
+    let inspection = tf::inspect_archive(native(), &dir.join("model.tar.gz"), scratch.path(), &[]).unwrap();
     assert!(!inspection.optimizer.present, "{}: {:?}", dir.display(), inspection.optimizer);
     assert!(matches!(inspection.native_load, tf::inspect::NativeLoad::Ok), "{:?}", inspection.native_load);
     assert!(inspection.signatures.iter().any(|s| s.key == "serving_default"));
@@ -114,7 +114,7 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
 
     // Dict inputs and outputs, as BERT encoders on TF Hub have them.
     let scratch = tempfile::tempdir().unwrap();
-    let encoder = tf::inspect_archive(native(), &piece_dir(&project, "encoder", "encoder").join("model.tar.gz"), scratch.path()).unwrap();
+    let encoder = tf::inspect_archive(native(), &piece_dir(&project, "encoder", "encoder").join("model.tar.gz"), scratch.path(), &[]).unwrap();
     let serving = encoder.signatures.iter().find(|s| s.key == "serving_default").unwrap();
     let names = |specs: &[tf::TensorSpec]| specs.iter().map(|s| (s.key.clone(), s.dtype.name().into_owned(), s.shape.clone())).collect::<Vec<_>>();
     let int = |name: &str| (name.to_string(), "int32".to_string(), Some(vec![-1, 16]));
@@ -126,7 +126,7 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
             ("sequence_output".to_string(), "float32".to_string(), Some(vec![-1, 16, 32])),
         ]
     );
-    let mlm = tf::inspect_archive(native(), &piece_dir(&project, "encoder-with-mlm", "mlm").join("model.tar.gz"), scratch.path()).unwrap();
+    let mlm = tf::inspect_archive(native(), &piece_dir(&project, "encoder-with-mlm", "mlm").join("model.tar.gz"), scratch.path(), &[]).unwrap();
     let mlm_serving = mlm.signatures.iter().find(|s| s.key == "serving_default").unwrap();
     let logits = mlm_serving.outputs.iter().find(|s| s.key == "mlm_logits").expect("the MLM variant has its head");
     assert_eq!(logits.shape, Some(vec![-1, 16, 128]));

@@ -101,7 +101,7 @@ impl Model {
     }
 
     fn inspect(&self) -> tf::Inspection {
-        tf::inspect(native(), &self.saved_model()).unwrap_or_else(|e| panic!("{e}"))
+        tf::inspect(native(), &self.saved_model(), &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn run(&self) -> Result<Vec<(String, Array)>, tf::ModelError> {
@@ -288,7 +288,7 @@ fn archives_are_inspected_like_directories() {
     tar.into_inner().unwrap().finish().unwrap();
 
     let unpack_into = scratch.path().join("scratch");
-    let from_archive = tf::inspect_archive(native(), &archive, &unpack_into).unwrap();
+    let from_archive = tf::inspect_archive(native(), &archive, &unpack_into, &[]).unwrap();
     let from_dir = model.inspect();
     assert_eq!(from_archive.path, archive);
     assert_eq!(from_archive.signatures, from_dir.signatures);

@@ -195,7 +195,7 @@ fn the_optimizer_is_left_out_and_proven_absent() {
     assert_eq!(slice["weights_verified"], 10);
 
     // Read natively from the traced SavedModel: model variables only.
-    let inspection = tf::inspect(native(), &q.build.dir(&step(StepKind::Trace)).join("saved_model")).unwrap();
+    let inspection = tf::inspect(native(), &q.build.dir(&step(StepKind::Trace)).join("saved_model"), &[]).unwrap();
     assert!(!inspection.optimizer.present, "{:?}", inspection.optimizer);
     assert_eq!(inspection.optimizer.variables.len(), 0);
     assert_eq!(inspection.variables.trainable, 8, "4 Dense kernels and biases... {:?}", inspection.variables.list);
@@ -210,7 +210,7 @@ fn the_optimizer_is_left_out_and_proven_absent() {
     // And the archive holds no more than the SavedModel: 6 entries, no optimizer.
     let archive = q.build.dir(&step(StepKind::Package)).join("model.tar.gz");
     let scratch = tempfile::tempdir().unwrap();
-    let packaged = tf::inspect_archive(native(), &archive, scratch.path()).unwrap();
+    let packaged = tf::inspect_archive(native(), &archive, scratch.path(), &[]).unwrap();
     assert!(!packaged.optimizer.present);
     assert_eq!(packaged.variables.count, inspection.variables.count);
 }
