@@ -232,6 +232,9 @@ pub struct ValidateArgs {
     #[arg(long = "allow-op", value_name = "OP")]
     pub allow_ops: Vec<String>,
 
+    #[command(flatten)]
+    pub limits: ArchiveLimitArgs,
+
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
@@ -246,6 +249,9 @@ pub struct InspectArgs {
     /// Load the SavedModel natively even though the op scan refuses this op; repeat for several
     #[arg(long = "allow-op", value_name = "OP")]
     pub allow_ops: Vec<String>,
+
+    #[command(flatten)]
+    pub limits: ArchiveLimitArgs,
 
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
@@ -268,6 +274,32 @@ pub enum RuntimeAction {
     },
     /// Install the managed runtime now (a build does it on first use)
     Install,
+}
+
+/// How much a `.tar.gz` may unpack to (a decompression bomb stops early).
+#[derive(Debug, Args)]
+pub struct ArchiveLimitArgs {
+    /// Most bytes an archive may unpack to (e.g. 64GB)
+    #[arg(long, value_name = "SIZE", default_value = "64GiB", value_parser = parse_size)]
+    pub max_unpacked_size: u64,
+
+    /// Most members (files and directories) an archive may hold
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_members: u64,
+
+    /// Most bytes unpacked per byte of archive (model weights barely compress)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub max_ratio: u64,
+}
+
+impl ArchiveLimitArgs {
+    pub fn limits(&self) -> crate::tf::archive::Limits {
+        crate::tf::archive::Limits { max_bytes: self.max_unpacked_size, max_members: self.max_members, max_ratio: self.max_ratio }
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::cache::limit::parse_size(text)
 }
 
 /// Output format of reports.

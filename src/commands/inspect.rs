@@ -15,7 +15,7 @@ pub fn run(workspace: &Workspace, args: &InspectArgs) -> Result<()> {
     let is_archive = path.is_file();
     let inspection = if is_archive {
         let scratch = runtime::home().join("scratch");
-        tf::inspect_archive(native, &path, &scratch, &args.allow_ops).map_err(|e| {
+        tf::inspect::inspect_archive_with(native, &path, &scratch, &args.allow_ops, args.limits.limits()).map_err(|e| {
             let help = e.help();
             Error::failed(e.to_string(), help)
         })?

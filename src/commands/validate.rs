@@ -34,7 +34,7 @@ pub fn run(workspace: &Workspace, args: &ValidateArgs) -> Result<()> {
 
     let scratch = runtime::home().join("scratch");
     let extracted = if path.is_file() {
-        Some(tf::extract_archive(&path, &scratch).map_err(|e| {
+        Some(tf::archive::extract_archive_with(&path, &scratch, args.limits.limits()).map_err(|e| {
             let help = e.help();
             Error::failed(e.to_string(), help)
         })?)
@@ -53,8 +53,16 @@ pub fn run(workspace: &Workspace, args: &ValidateArgs) -> Result<()> {
         scratch: &scratch,
         allow_ops: &args.allow_ops,
     };
-    let report = validate::validate_saved_model(native, &mut worker, dir, &options).map_err(|e| Error::failed(e.message, e.help))?;
+    // Messages name the archive, never the scratch folder it was unpacked into.
+    let unscratch = |text: String| match &extracted {
+        Some(e) => text.replace(&e.path().display().to_string(), &path.display().to_string()),
+        None => text,
+    };
+    let report = validate::validate_saved_model(native, &mut worker, dir, &options)
+        .map_err(|e| Error::failed(unscratch(e.message), e.help.map(unscratch)))?;
     worker.shutdown();
+    let report: validate::Report =
+        serde_json::from_str(&unscratch(serde_json::to_string(&report).expect("reports serialise"))).expect("the same report");
 
     match args.format {
         ReportFormat::Text => {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::archive::{extract_archive, ArchiveError};
+use super::archive::{extract_archive_with, ArchiveError, Limits};
 use super::model::{LoadedModel, SERVE};
 use super::native::Native;
 use super::saved_model_pb::{SavedModelError, SavedModelPb, SAVED_MODEL_PB};
@@ -102,7 +102,12 @@ pub fn inspect(native: &Native, dir: &Path, allowed: &[String]) -> Result<Inspec
 /// Inspects a packaged SavedModel (`.tar.gz`), unpacking it into a temporary directory
 /// inside `scratch_dir` that is removed afterwards.
 pub fn inspect_archive(native: &Native, archive: &Path, scratch_dir: &Path, allowed: &[String]) -> Result<Inspection, InspectError> {
-    let extracted = extract_archive(archive, scratch_dir)?;
+    inspect_archive_with(native, archive, scratch_dir, allowed, Limits::default())
+}
+
+/// [`inspect_archive`] with other extraction limits.
+pub fn inspect_archive_with(native: &Native, archive: &Path, scratch_dir: &Path, allowed: &[String], limits: Limits) -> Result<Inspection, InspectError> {
+    let extracted = extract_archive_with(archive, scratch_dir, limits)?;
     let mut inspection = inspect(native, extracted.path(), allowed)?;
     inspection.path = archive.to_owned();
     inspection.files.archive = std::fs::metadata(archive).ok().map(|m| m.len());
