@@ -174,6 +174,8 @@ pub mod yaml_format {
             root: None,
             errors: Vec::new(),
             documents: 0,
+            nodes: 0,
+            max_nodes: MAX_NODES_BASE + MAX_NODES_PER_BYTE * text.len(),
         };
         let mut parser = Parser::new_from_str(text);
         if let Err(e) = parser.load(&mut builder, true) {
@@ -209,15 +211,51 @@ pub mod yaml_format {
         Mapping { start: usize, entries: Vec<Entry>, key: Option<Node>, anchor: usize },
     }
 
+    /// Aliases may expand a document to at most this many nodes, plus [`MAX_NODES_PER_BYTE`]
+    /// per byte of the file: a manifest's anchors save typing, never orders of magnitude, and
+    /// the "billion laughs" (aliases of aliases, each ten times the one before) must not take
+    /// the machine. serde_yaml and PyYAML's safe loader cap expansion the same way.
+    const MAX_NODES_BASE: usize = 10_000;
+    const MAX_NODES_PER_BYTE: usize = 4;
+
     struct Builder<'a> {
         text: &'a str,
         offsets: &'a CharOffsets,
         /// Open collections, each with whether it is a flow (`[...]`, `{...}`) collection.
         stack: Vec<(Open, bool)>,
-        anchors: Vec<(usize, Node)>,
+        /// Anchored nodes with the number of nodes in each.
+        anchors: Vec<(usize, Node, usize)>,
         root: Option<Node>,
         errors: Vec<SyntaxError>,
         documents: usize,
+        /// Nodes built so far, aliases counted at their expanded size.
+        nodes: usize,
+        max_nodes: usize,
+    }
+
+    /// The nodes in `node`'s tree (stops counting past `limit`).
+    fn tree_size(node: &Node, limit: usize) -> usize {
+        let mut count = 1;
+        match &node.value {
+            Value::Array(items) => {
+                for item in items {
+                    count += tree_size(item, limit);
+                    if count > limit {
+                        break;
+                    }
+                }
+            }
+            Value::Table(entries) => {
+                for entry in entries {
+                    count += tree_size(&entry.node, limit) + 1;
+                    if count > limit {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        count
     }
 
     impl Builder<'_> {
@@ -242,7 +280,8 @@ pub mod yaml_format {
 
         fn push_node(&mut self, node: Node, anchor: usize) {
             if anchor > 0 {
-                self.anchors.push((anchor, node.clone()));
+                let size = tree_size(&node, self.max_nodes);
+                self.anchors.push((anchor, node.clone(), size));
             }
             match self.stack.last_mut() {
                 None if self.documents > 1 => {}
@@ -414,7 +453,27 @@ pub mod yaml_format {
                     }
                 }
                 Event::Alias(id) => {
-                    let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
+                    let size = self.anchors.iter().rev().find(|(a, _, _)| *a == id).map(|(_, _, size)| *size);
+                    if let Some(size) = size {
+                        self.nodes = self.nodes.saturating_add(size);
+                        if self.nodes > self.max_nodes {
+                            let span = at..self.scalar_end(at, TScalarStyle::Plain);
+                            let name = self.text[span.clone()].trim_start_matches('*').to_string();
+                            if self.errors.iter().all(|e| e.message != "YAML aliases expand too far") {
+                                self.errors.push(SyntaxError::new(
+                                    span,
+                                    "YAML aliases expand too far",
+                                    format!("`*{name}` takes the expansion past {} nodes", self.max_nodes),
+                                    format!(
+                                        "anchor `&{name}` and its aliases repeat each other until the document is vastly larger than its file \
+                                         (a \"billion laughs\"): write the values out, or use fewer nested aliases"
+                                    ),
+                                ));
+                            }
+                            return;
+                        }
+                    }
+                    let found = self.anchors.iter().rev().find(|(a, _, _)| *a == id).map(|(_, n, _)| n.clone());
                     match found {
                         Some(mut node) => {
                             node.span = at..self.scalar_end(at, TScalarStyle::Plain);
@@ -601,6 +660,23 @@ mod tests {
         assert!(matches!(source.value, Value::Null));
         assert_eq!(source.span, 16..16, "after `source:`, not at the next key");
         assert_eq!(at(&tree, &["model", "pieces"]).span.start, text.len() - 1);
+    }
+
+    #[test]
+    fn a_billion_laughs_is_stopped_at_the_alias_that_goes_too_far() {
+        let mut text = String::from("a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n");
+        let names = ["b", "c", "d", "e", "f", "g", "h", "i"];
+        let mut previous = "a";
+        for name in names {
+            let aliases = vec![format!("*{previous}"); 10].join(", ");
+            text.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+            previous = name;
+        }
+        let errors = yaml_format::parse(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].message, "YAML aliases expand too far");
+        assert!(errors[0].help.contains("billion laughs"), "{}", errors[0].help);
+        assert!(errors[0].label.starts_with("`*"), "{}", errors[0].label);
     }
 
     #[test]
