@@ -27,6 +27,12 @@ use clap::Parser as _;
 
 /// The whole program: parse arguments, run the command, map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Like cat or ls: output into a closed pipe (`exportctl plan | head`) ends the process
+    // quietly instead of a panic about a broken pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -127,8 +127,51 @@ fn folder_name(pins: &Pins, base: &Path, python_version: &str) -> String {
     format!("tf-{}-py{}-{}", pins.tensorflow, python_version, &key[..8])
 }
 
+/// Rewrites `from` into `to` in the virtualenv's text files that name its own folder: the
+/// scripts' `#!` lines, `activate*`, `pyvenv.cfg`. (Binaries and site-packages hold no
+/// absolute path of the venv.)
+fn relocate(venv: &Path, from: &Path, to: &Path) -> std::io::Result<()> {
+    let (from, to) = (from.display().to_string(), to.display().to_string());
+    let mut files = vec![venv.join("pyvenv.cfg")];
+    for entry in std::fs::read_dir(venv.join("bin"))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    for file in files {
+        let Ok(bytes) = std::fs::read(&file) else { continue };
+        // Text files only: a script is small and valid UTF-8; the python binary is neither.
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        if text.contains(&from) {
+            let permissions = std::fs::metadata(&file)?.permissions();
+            std::fs::write(&file, text.replace(&from, &to))?;
+            std::fs::set_permissions(&file, permissions)?;
+        }
+    }
+    Ok(())
+}
+
+/// A runtime installed before relocation existed names its `.tmp-` install folder in its
+/// scripts; they are rewritten once, under the install lock.
+fn repair_relocation(folder: &Path) {
+    let Ok(config) = std::fs::read_to_string(folder.join("venv").join("pyvenv.cfg")) else { return };
+    let Some(parent) = folder.parent() else { return };
+    let marker = format!("{}/.tmp-", parent.display());
+    let Some(start) = config.find(&marker) else { return };
+    let rest = &config[start..];
+    let end = rest.find("/venv").unwrap_or(rest.len());
+    let old = PathBuf::from(&rest[..end]);
+    let Ok(lock) = File::options().create(true).truncate(false).write(true).open(parent.join(".lock")) else { return };
+    // Never wait: an install in progress (possibly this process's own) holds it.
+    if lock.try_lock().is_ok() {
+        let _ = relocate(&folder.join("venv"), &old, folder);
+    }
+}
+
 fn load(folder: &Path) -> Option<Runtime> {
     let record: Record = serde_json::from_slice(&std::fs::read(folder.join("runtime.json")).ok()?).ok()?;
+    repair_relocation(folder);
     let python = folder.join("venv").join("bin").join("python");
     if !python.exists() {
         return None;
@@ -389,6 +432,9 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
     let record_path = tmp.path().join("runtime.json");
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;
     let final_dir = dir.join(folder_name(pins, &record.base_python, &python_version));
+    // The virtualenv's scripts name the folder they were installed in: the final one, before
+    // the rename makes it so.
+    relocate(&tmp.path().join("venv"), tmp.path(), &final_dir).map_err(io_error(tmp.path()))?;
     tmp.commit(&final_dir).map_err(io_error(&final_dir))?;
     progress.finish(&format!("installed {} with {}", pins.describe(), record.installer));
     load(&final_dir).ok_or_else(|| InstallError::Failed {

@@ -211,7 +211,21 @@ fn concurrent_installs_install_once_and_a_killed_install_is_redone() {
     assert!(home.path().join("runtimes").join(&entries[0]).join("runtime.json").is_file());
     assert!(entries[0].starts_with("tf-2.21.0-py"), "{entries:?}");
     // The runtime works from where it was renamed to.
-    let python = home.path().join("runtimes").join(&entries[0]).join("venv/bin/python");
-    let ok = Command::new(python).args(["-c", "import tensorflow_hub, tf_keras"]).env("TF_CPP_MIN_LOG_LEVEL", "3").status().unwrap();
+    let venv = home.path().join("runtimes").join(&entries[0]).join("venv");
+    let ok = Command::new(venv.join("bin/python")).args(["-c", "import tensorflow_hub, tf_keras"]).env("TF_CPP_MIN_LOG_LEVEL", "3").status().unwrap();
     assert!(ok.success());
+    a_managed_runtime_is_relocated_to_its_final_folder(&venv);
+}
+
+/// Its scripts and `pyvenv.cfg` name the folder it lives in, not the `.tmp-` one it was
+/// installed in: `pip` and TensorFlow's own command-line tools run.
+fn a_managed_runtime_is_relocated_to_its_final_folder(venv: &std::path::Path) {
+    let pip = Command::new(venv.join("bin/python")).args(["-m", "pip", "--version"]).output().unwrap();
+    assert!(pip.status.success(), "{}", stderr(&pip));
+    let cli = Command::new(venv.join("bin/saved_model_cli")).arg("--help").env("TF_CPP_MIN_LOG_LEVEL", "3").output().unwrap();
+    assert!(cli.status.success(), "saved_model_cli: {}", stderr(&cli));
+    let script = Command::new(venv.join("bin/pip")).arg("--version").output().unwrap();
+    assert!(script.status.success(), "pip: {}", stderr(&script));
+    let config = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
+    assert!(!config.contains(".tmp-"), "{config}");
 }
