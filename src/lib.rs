@@ -16,6 +16,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod plan;
 pub mod runtime;
+pub mod scratch;
 pub mod steps;
 pub mod suggestion;
 pub mod tf;

@@ -264,14 +264,7 @@ fn run_logged(mut command: Command, log: &mut File, progress: &Progress, step: &
     // An installer must not outlive exportctl (killed, even by kill -9): it would go on writing
     // into a `.tmp-` folder that the next install removes. Installs run on the main thread,
     // which lives as long as the process, so the parent-death signal fires exactly then.
-    // SAFETY: prctl is async-signal-safe and the closure touches nothing else.
-    unsafe {
-        use std::os::unix::process::CommandExt as _;
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            Ok(())
-        });
-    }
+    super::process::die_with_parent(&mut command);
     let _ = writeln!(log, "$ {command:?}");
     let mut child = command
         .stdin(Stdio::null())

@@ -18,6 +18,7 @@
 
 pub mod managed;
 mod probe;
+pub mod process;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

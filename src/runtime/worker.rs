@@ -102,8 +102,19 @@ impl Default for WorkerOptions {
 /// A live worker process.
 struct Process {
     child: Child,
-    stdin: ChildStdin,
+    /// `None` once closed (the worker exits at its end).
+    stdin: Option<ChildStdin>,
     responses: Receiver<String>,
+    /// Its `TMPDIR`, removed when it ends.
+    tmp: Option<PathBuf>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
 }
 
 /// A handle on the worker: starts the process on first use and again after it died.
@@ -170,7 +181,11 @@ impl Worker {
         self.next_id += 1;
         let line = json!({ "id": id, "method": method, "params": params }).to_string();
         let process = self.process.as_mut().expect("started above");
-        if writeln!(process.stdin, "{line}").and_then(|()| process.stdin.flush()).is_err() {
+        let sent = match process.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{line}").and_then(|()| stdin.flush()).is_ok(),
+            None => false,
+        };
+        if !sent {
             return Err(self.died(step));
         }
         let deadline = Instant::now() + self.options.timeout;
@@ -210,7 +225,7 @@ impl Worker {
     /// Stops the worker: closes its stdin (it exits on EOF), then kills it if it lingers.
     pub fn shutdown(&mut self) {
         if let Some(mut process) = self.process.take() {
-            drop(process.stdin);
+            drop(process.stdin.take());
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = process.child.try_wait() {
@@ -236,7 +251,7 @@ impl Worker {
 
     fn died(&mut self, step: &str) -> WorkerError {
         let status = self.process.take().map(|mut p| {
-            drop(p.stdin);
+            drop(p.stdin.take());
             // The pipe closed: the process is gone or going; reap it.
             let deadline = Instant::now() + Duration::from_secs(2);
             loop {
@@ -272,7 +287,17 @@ impl Worker {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|e| WorkerError::Died {
+        // TensorFlow's autograph writes generated files into the temporary folder and removes
+        // them at exit; a killed worker leaves them. Its own scratch folder goes with it.
+        let tmp = crate::scratch::process_dir(&home().join("scratch")).map(|dir| dir.join(format!("worker-{}", self.starts)));
+        if let Ok(tmp) = &tmp {
+            crate::scratch::clean_stale(&home().join("scratch"));
+            let _ = std::fs::remove_dir_all(tmp);
+            if std::fs::create_dir_all(tmp).is_ok() {
+                command.env("TMPDIR", tmp);
+            }
+        }
+        let mut child = super::process::spawn_bound(command).map_err(|e| WorkerError::Died {
             step: step.to_string(),
             how: format!("could not be started with {} ({e})", self.python.display()),
             log_tail: Vec::new(),
@@ -304,7 +329,7 @@ impl Worker {
                 }
             }
         });
-        Ok(Process { child, stdin, responses })
+        Ok(Process { child, stdin: Some(stdin), responses, tmp: tmp.ok() })
     }
 }
 

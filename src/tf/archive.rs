@@ -18,8 +18,8 @@
 //!
 //! **Scratch space is per process** (`<scratch>/<pid>/`, held by a lock while the process
 //! lives) and removed on every exit path: on drop, and — after a kill — by the next process
-//! that finds the lock free ([`clean_stale_scratch`]). Errors name the archive's members,
-//! never a scratch path.
+//! that finds the lock free (`crate::scratch`). Errors name the archive's members, never a
+//! scratch path.
 
 use std::fmt;
 use std::io::{BufRead, Read};
@@ -76,7 +76,7 @@ pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) 
     let file = std::fs::File::open(archive)
         .map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
     let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
-    clean_stale_scratch(scratch_dir);
+    crate::scratch::clean_stale(scratch_dir);
     let extracted = fresh_dir(scratch_dir)?;
     let budget = limits.max_bytes.min(compressed.max(1).saturating_mul(limits.max_ratio).max(1 << 20));
     unpack(std::io::BufReader::new(file), extracted.path(), limits, budget).map_err(|e| e.in_archive(archive))?;
@@ -96,44 +96,9 @@ pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) 
     Ok(extracted)
 }
 
-/// This process's scratch folder inside `scratch_dir`, locked while the process lives.
-fn process_dir(scratch_dir: &Path) -> Result<PathBuf, ArchiveError> {
-    static HELD: std::sync::Mutex<Vec<(PathBuf, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
-    let dir = scratch_dir.join(format!("{}", std::process::id()));
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    if held.iter().any(|(d, _)| d == &dir) && dir.join(".lock").is_file() {
-        return Ok(dir);
-    }
-    let error = |e: std::io::Error| ArchiveError::Scratch { error: format!("cannot create {}: {e}", dir.display()) };
-    std::fs::create_dir_all(&dir).map_err(error)?;
-    let lock = std::fs::File::create(dir.join(".lock")).map_err(error)?;
-    lock.lock().map_err(error)?;
-    held.retain(|(d, _)| d != &dir);
-    held.push((dir.clone(), lock));
-    Ok(dir)
-}
-
-/// Removes the scratch folders of processes that are gone (killed before they could clean
-/// up): a folder whose lock can be taken has no owner.
-pub fn clean_stale_scratch(scratch_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(scratch_dir) else { return };
-    let mine = std::process::id().to_string();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == mine || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
-        }
-        let owned = std::fs::File::open(path.join(".lock")).map(|f| f.try_lock().is_err()).unwrap_or(false);
-        if !owned {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-    }
-}
-
 fn fresh_dir(scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let parent = process_dir(scratch_dir)?;
+    let parent = crate::scratch::process_dir(scratch_dir).map_err(|error| ArchiveError::Scratch { error })?;
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("archive-{n}"));
@@ -593,17 +558,6 @@ mod tests {
         let err = extract_bytes(&gzip(&tar_bytes(TarGz::new().dir("saved_model.pb/").file("saved_model.pb/x", b"")))).unwrap_err();
         assert!(matches!(err, ArchiveError::SavedModelPbIsADirectory { .. }), "{err}");
         assert!(err.to_string().contains("is a directory"), "{err}");
-    }
-
-    #[test]
-    fn the_scratch_of_a_killed_process_is_removed_by_the_next() {
-        let dir = scratch();
-        let stale = dir.path().join("999999999");
-        std::fs::create_dir_all(stale.join("archive-0")).unwrap();
-        std::fs::write(stale.join(".lock"), b"").unwrap();
-        std::fs::write(stale.join("archive-0/variables.data"), vec![0u8; 1000]).unwrap();
-        clean_stale_scratch(dir.path());
-        assert!(!stale.exists());
     }
 
     #[test]

@@ -228,3 +228,60 @@ fn inspect_reads_a_built_package_natively() {
     assert_eq!(json["signatures"][0]["key"], "serving_default");
     assert_eq!(json["signatures"][0]["outputs"][0]["shape"], serde_json::json!([-1, 32]));
 }
+
+/// The children of process `pid` (Linux: every thread's `children` list).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has no memory left; it only waits for its parent to read its status.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn a_worker_dies_with_a_killed_build_and_leaves_no_temporary_files() {
+    use std::io::BufRead as _;
+    runtime();
+    let project = Project::example("quickstart");
+    let mut child = crate::support::exportctl()
+        .arg("-C")
+        .arg(project.path())
+        .args(["build", "--message-format", "json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "step-started" && event["kind"] == "trace" {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let workers = children_of(child.id());
+    assert!(!workers.is_empty(), "a worker runs the trace");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    // Bounded wait, not a timing assertion: the latency is printed for the record.
+    while workers.iter().any(|&w| alive(w)) && killed.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(workers.iter().all(|&w| !alive(w)), "the worker outlived the build");
+    eprintln!("worker gone {:?} after exportctl was killed", killed.elapsed());
+    // Its scratch folder (autograph's generated files) goes with the next run.
+    let (out, _) = project.build_json(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scratch = exportctl::runtime::home().join("scratch").join(child.id().to_string());
+    assert!(!scratch.exists(), "{} was left behind", scratch.display());
+}

@@ -1,0 +1,62 @@
+//! Scratch space that never outlives its process: `<scratch>/<pid>/`.
+//!
+//! Archives are unpacked here and the Python worker's `TMPDIR` (where TensorFlow's autograph
+//! writes its generated files) is here. The folder holds a lock file that the process keeps
+//! locked while it lives; the kernel releases it when the process ends, even by `kill -9`.
+//! Every process first removes the folders whose lock it can take ([`clean_stale`]): the
+//! leftovers of processes that were killed before they could clean up.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// This process's folder inside `scratch_dir` (created and locked on first use).
+pub fn process_dir(scratch_dir: &Path) -> Result<PathBuf, String> {
+    static HELD: Mutex<Vec<(PathBuf, std::fs::File)>> = Mutex::new(Vec::new());
+    let dir = scratch_dir.join(format!("{}", std::process::id()));
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if held.iter().any(|(d, _)| d == &dir) && dir.join(".lock").is_file() {
+        return Ok(dir);
+    }
+    let error = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
+    std::fs::create_dir_all(&dir).map_err(error)?;
+    let lock = std::fs::File::create(dir.join(".lock")).map_err(error)?;
+    lock.lock().map_err(error)?;
+    held.retain(|(d, _)| d != &dir);
+    held.push((dir.clone(), lock));
+    Ok(dir)
+}
+
+/// Removes the folders of processes that are gone: a folder whose lock can be taken has no
+/// owner.
+pub fn clean_stale(scratch_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch_dir) else { return };
+    let mine = std::process::id().to_string();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy() == mine || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let owned = std::fs::File::open(path.join(".lock")).map(|f| f.try_lock().is_err()).unwrap_or(false);
+        if !owned {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_of_a_killed_process_is_removed_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("999999999");
+        std::fs::create_dir_all(stale.join("archive-0")).unwrap();
+        std::fs::write(stale.join(".lock"), b"").unwrap();
+        std::fs::write(stale.join("archive-0/variables.data"), vec![0u8; 1000]).unwrap();
+        let mine = process_dir(dir.path()).unwrap();
+        clean_stale(dir.path());
+        assert!(!stale.exists());
+        assert!(mine.is_dir(), "a living process's folder stays");
+    }
+}
