@@ -2,8 +2,9 @@
 //!
 //! Importing TensorFlow and Keras costs seconds; a worker that stays up pays it once per build
 //! (and once per `--watch` session). The protocol is newline-delimited JSON over the child's
-//! stdin/stdout, documented at the top of `worker.py`, which ships inside the binary and is
-//! written to `$EXPORTCTL_HOME/worker/<digest>/` when first needed. The worker's stderr is its
+//! stdin/stdout, specified in `docs/worker-protocol.md`. Its code (`src/runtime/worker/`: an entry
+//! script and the `exportctl_worker` package, one module per method) ships inside the binary and
+//! is written to `$EXPORTCTL_HOME/worker/<digest>/` when first needed. The worker's stderr is its
 //! log: kept (the last lines) to explain a failure, shown live with `-v`.
 //!
 //! Failure modes each get their own [`WorkerError`]: a Python exception (the worker lives on),
@@ -12,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -23,11 +24,32 @@ use serde_json::{json, Value};
 
 use super::{home, Runtime};
 
-/// The worker's Python files, shipped inside the binary: the main script and the modules it
-/// imports from its own folder.
+/// One of the worker's files: its path relative to the worker's folder, and its text, from
+/// the same path under `src/runtime/worker/`.
+macro_rules! source {
+    ($path:literal) => {
+        ($path, include_str!(concat!("worker/", $path)))
+    };
+}
+
+/// The worker's Python files, shipped inside the binary: the entry script (first: it is what
+/// `python -u` runs) and the `exportctl_worker` package it imports from its own folder.
 const SOURCES: &[(&str, &str)] = &[
-    ("exportctl_worker.py", include_str!("worker.py")),
-    ("exportctl_canonical.py", include_str!("canonical.py")),
+    source!("exportctl-worker.py"),
+    source!("exportctl_worker/__init__.py"),
+    source!("exportctl_worker/protocol.py"),
+    source!("exportctl_worker/errors.py"),
+    source!("exportctl_worker/modules.py"),
+    source!("exportctl_worker/params.py"),
+    source!("exportctl_worker/usercode.py"),
+    source!("exportctl_worker/introspect.py"),
+    source!("exportctl_worker/kerasio.py"),
+    source!("exportctl_worker/export.py"),
+    source!("exportctl_worker/slicing.py"),
+    source!("exportctl_worker/trace.py"),
+    source!("exportctl_worker/validate.py"),
+    source!("exportctl_worker/debug.py"),
+    source!("exportctl_worker/canonical.py"),
 ];
 
 /// How many lines of the worker's stderr are kept to explain a failure.
@@ -326,7 +348,13 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 
 /// The worker's source, written once per content into the exportctl home.
 fn worker_script() -> std::io::Result<PathBuf> {
-    let dir = home().join("worker").join(&source_digest()[..16]);
+    write_sources(&home().join("worker").join(&source_digest()[..16]))
+}
+
+/// Writes the worker's files into `dir` (those already there are left as they are: `dir` is
+/// named after their digest) and returns the path of the entry script, which `python -u` runs.
+/// The tests write them to a temporary folder the same way.
+pub fn write_sources(dir: &Path) -> std::io::Result<PathBuf> {
     for (name, text) in SOURCES {
         let path = dir.join(name);
         if !path.is_file() {
