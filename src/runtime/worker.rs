@@ -377,3 +377,45 @@ pub fn source_digest() -> &'static str {
 pub fn script_path() -> std::io::Result<PathBuf> {
     worker_script()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Python file under `src/runtime/worker/` but its tests ships: a module missing from
+    /// `SOURCES` would only fail when the worker imports it.
+    #[test]
+    fn sources_list_every_file_of_the_worker() {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    if name != "tests" && name != "__pycache__" {
+                        walk(root, &path, out);
+                    }
+                } else if name.ends_with(".py") {
+                    out.push(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join("runtime").join("worker");
+        let mut on_disk = Vec::new();
+        walk(&root, &root, &mut on_disk);
+        on_disk.sort();
+        let mut listed: Vec<String> = SOURCES.iter().map(|(name, _)| name.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, on_disk);
+        assert_eq!(SOURCES[0].0, "exportctl-worker.py", "the entry script comes first");
+    }
+
+    #[test]
+    fn write_sources_writes_every_file_and_returns_the_entry_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write_sources(dir.path()).unwrap();
+        assert_eq!(entry, dir.path().join("exportctl-worker.py"));
+        for (name, text) in SOURCES {
+            assert_eq!(std::fs::read_to_string(dir.path().join(name)).unwrap(), *text, "{name}");
+        }
+    }
+}
