@@ -2,8 +2,9 @@
 //!
 //! Importing TensorFlow and Keras costs seconds; a worker that stays up pays it once per build
 //! (and once per `--watch` session). The protocol is newline-delimited JSON over the child's
-//! stdin/stdout, documented at the top of `worker.py`, which ships inside the binary and is
-//! written to `$EXPORTCTL_HOME/worker/<digest>/` when first needed. The worker's stderr is its
+//! stdin/stdout, specified in `docs/worker-protocol.md`. Its code (`src/runtime/worker/`: an entry
+//! script and the `exportctl_worker` package, one module per method) ships inside the binary and
+//! is written to `$EXPORTCTL_HOME/worker/<digest>/` when first needed. The worker's stderr is its
 //! log: kept (the last lines) to explain a failure, shown live with `-v`.
 //!
 //! Failure modes each get their own [`WorkerError`]: a Python exception (the worker lives on),
@@ -12,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -23,11 +24,32 @@ use serde_json::{json, Value};
 
 use super::{home, Runtime};
 
-/// The worker's Python files, shipped inside the binary: the main script and the modules it
-/// imports from its own folder.
+/// One of the worker's files: its path relative to the worker's folder, and its text, from
+/// the same path under `src/runtime/worker/`.
+macro_rules! source {
+    ($path:literal) => {
+        ($path, include_str!(concat!("worker/", $path)))
+    };
+}
+
+/// The worker's Python files, shipped inside the binary: the entry script (first: it is what
+/// `python -u` runs) and the `exportctl_worker` package it imports from its own folder.
 const SOURCES: &[(&str, &str)] = &[
-    ("exportctl_worker.py", include_str!("worker.py")),
-    ("exportctl_canonical.py", include_str!("canonical.py")),
+    source!("exportctl-worker.py"),
+    source!("exportctl_worker/__init__.py"),
+    source!("exportctl_worker/protocol.py"),
+    source!("exportctl_worker/errors.py"),
+    source!("exportctl_worker/modules.py"),
+    source!("exportctl_worker/params.py"),
+    source!("exportctl_worker/usercode.py"),
+    source!("exportctl_worker/introspect.py"),
+    source!("exportctl_worker/kerasio.py"),
+    source!("exportctl_worker/export.py"),
+    source!("exportctl_worker/slicing.py"),
+    source!("exportctl_worker/trace.py"),
+    source!("exportctl_worker/validate.py"),
+    source!("exportctl_worker/debug.py"),
+    source!("exportctl_worker/canonical.py"),
 ];
 
 /// How many lines of the worker's stderr are kept to explain a failure.
@@ -356,7 +378,13 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 
 /// The worker's source, written once per content into the exportctl home.
 fn worker_script() -> std::io::Result<PathBuf> {
-    let dir = home().join("worker").join(&source_digest()[..16]);
+    write_sources(&home().join("worker").join(&source_digest()[..16]))
+}
+
+/// Writes the worker's files into `dir` (those already there are left as they are: `dir` is
+/// named after their digest) and returns the path of the entry script, which `python -u` runs.
+/// The tests write them to a temporary folder the same way.
+pub fn write_sources(dir: &Path) -> std::io::Result<PathBuf> {
     for (name, text) in SOURCES {
         let path = dir.join(name);
         if !path.is_file() {
@@ -378,4 +406,46 @@ pub fn source_digest() -> &'static str {
 /// The path of the worker's source file (written if needed), for diagnostics.
 pub fn script_path() -> std::io::Result<PathBuf> {
     worker_script()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Python file under `src/runtime/worker/` but its tests ships: a module missing from
+    /// `SOURCES` would only fail when the worker imports it.
+    #[test]
+    fn sources_list_every_file_of_the_worker() {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    if name != "tests" && name != "__pycache__" {
+                        walk(root, &path, out);
+                    }
+                } else if name.ends_with(".py") {
+                    out.push(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join("runtime").join("worker");
+        let mut on_disk = Vec::new();
+        walk(&root, &root, &mut on_disk);
+        on_disk.sort();
+        let mut listed: Vec<String> = SOURCES.iter().map(|(name, _)| name.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, on_disk);
+        assert_eq!(SOURCES[0].0, "exportctl-worker.py", "the entry script comes first");
+    }
+
+    #[test]
+    fn write_sources_writes_every_file_and_returns_the_entry_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write_sources(dir.path()).unwrap();
+        assert_eq!(entry, dir.path().join("exportctl-worker.py"));
+        for (name, text) in SOURCES {
+            assert_eq!(std::fs::read_to_string(dir.path().join(name)).unwrap(), *text, "{name}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod plan;
 mod native;
 mod runtime;
+mod python;
 mod build;
 mod cache;
 mod watch;

@@ -1,4 +1,4 @@
-"""Canonical SavedModel bytes (imported by exportctl_worker.py from its own folder).
+"""Canonical SavedModel bytes (imported by trace.py once it has saved a SavedModel).
 
 ``tf.saved_model.save`` writes the same model to different bytes depending on what the
 process did before: TensorFlow names every traced function with a process-wide counter
@@ -48,6 +48,10 @@ Safety: after renaming, no old function name may remain anywhere in the file. If
 (a field this module does not know names functions), the SavedModel is left exactly as
 TensorFlow wrote it and the result says why: a valid package that is not reproducible beats
 a broken one.
+
+What it touches: ``saved_model.pb`` and ``fingerprint.pb`` inside the directory it is given
+(each replaced through a temporary sibling), nothing else. It imports TensorFlow's protobuf
+modules, and TensorFlow's fingerprinting, only when called.
 """
 
 import hashlib

@@ -1,0 +1,45 @@
+"""exportctl worker: the Python side of exportctl (export, slice, trace, validate).
+
+Run as ``python -u exportctl-worker.py``: exportctl writes this script and the
+``exportctl_worker`` package beside it to ``$EXPORTCTL_HOME/worker/<digest>/``. One process
+serves many requests, sequentially: newline-delimited JSON requests on stdin, one response
+line each on stdout, logs on stderr. docs/worker-protocol.md (in the exportctl repository)
+specifies the protocol; ``exportctl_worker/__init__.py`` says which module holds what.
+
+This script prepares the process before anything else is imported, then runs the request loop
+(``exportctl_worker.protocol.main``). Its name has a hyphen on purpose: it cannot be
+imported, so it never shadows a module of the user's (this folder is first on ``sys.path``).
+"""
+
+import os
+import sys
+
+# -----------------------------------------------------------------------------
+# stdio: keep a private handle on the real stdout, send everything else to stderr.
+# This must run before anything imports TensorFlow.
+# -----------------------------------------------------------------------------
+
+
+def _take_stdout():
+    sys.stdout.flush()
+    fd = os.dup(1)
+    os.dup2(2, 1)  # native code writing to fd 1 now reaches stderr
+    sys.stdout = sys.stderr
+    return os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+
+_RESPONSES = _take_stdout()
+sys.dont_write_bytecode = True  # importing user code must not write __pycache__
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r".*HDF5 file.*legacy.*")
+warnings.filterwarnings("ignore", message=r".*`build\(\)` was called on layer.*")
+
+from exportctl_worker import protocol  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(protocol.main(_RESPONSES))

@@ -1,0 +1,17 @@
+"""The exportctl worker's code, one module per concern (docs/worker-protocol.md specifies the
+protocol it speaks; the entry script ``exportctl-worker.py`` beside this folder runs it):
+
+* ``protocol``: the request loop, dispatch, responses, the exit-with-parent watchdog, ``hello``.
+* ``errors``: ``WorkerError``, error payloads and traceback frames, ``log``.
+* ``modules``: lazy imports of TensorFlow, Keras, tf_keras, tensorflow_hub (``M``).
+* ``params``: parameter checking and small pure helpers (JSON, names, shapes, dtypes).
+* ``usercode``: custom-object files and builders.
+* ``introspect``: what a Keras model (or a restored SavedModel) holds.
+* ``kerasio``: loading and saving Keras files.
+* ``export``, ``slicing``, ``trace``, ``validate``: one module per method; ``debug``: the
+  test-only methods.
+* ``canonical``: canonical SavedModel bytes.
+
+Importing the package imports nothing: each module imports what it needs, and TensorFlow is
+imported only on first use, through ``modules.M``.
+"""

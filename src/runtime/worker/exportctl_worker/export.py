@@ -1,0 +1,273 @@
+"""The ``export`` method: a Keras file, a SavedModel directory or a builder becomes the
+canonical model file (``model.keras``, ``model.h5`` or ``saved_model/``), verified by a
+reload, with its code and ``inventory.json`` (layers, inputs, outputs, facts).
+
+Imports TensorFlow and Keras lazily through ``modules.M``; runs the user's code; writes only
+inside ``out_dir``.
+"""
+
+import os
+import shutil
+import warnings
+
+from .errors import WorkerError, log
+from .introspect import (
+    _apply_overrides,
+    _check_overrides,
+    _compare_weights,
+    _graph_nodes,
+    _input_specs,
+    _is_graph_model,
+    _layer_info,
+    _model_facts,
+    _output_specs,
+    _params,
+    _saved_model_io,
+    _top_level_layers,
+)
+from .kerasio import _detect_keras_file_flavour, _load_keras, _optimizer_info, _save_keras, _tf_keras_saved_model
+from .modules import M, _fresh_session
+from .params import _abs_path, _param, _prepare_out_dir, _recorded_dirs, _write_json
+from .usercode import _builder_flavour, _copy_code, _load_code, _resolve_builder
+
+
+def m_export(params):
+    _fresh_session()
+    source = _param(params, "source", dict)
+    kind = _param(source, "kind", str)
+    if kind not in ("keras-file", "saved-model", "builder"):
+        raise WorkerError("BadParams", f"unknown source.kind '{kind}'", {"param": "source.kind"})
+    path = _abs_path(source, "path")
+    code_paths = list(_param(params, "custom_objects", list, default=[]))
+    for p in code_paths:
+        if not isinstance(p, str) or not os.path.isabs(p) or not os.path.isfile(p):
+            raise WorkerError(
+                "BadParams", f"custom object file not found (absolute path expected): {p}", {"param": "custom_objects"}
+            )
+    keras_choice = _param(params, "keras", str, default="auto")
+    if keras_choice not in ("auto", "keras3", "tf-keras"):
+        raise WorkerError("BadParams", f"unknown keras '{keras_choice}'", {"param": "keras"})
+    include_optimizer = bool(_param(params, "include_optimizer", bool, default=False))
+    dropout = _param(params, "dropout", (int, float), default=None, allow_none=True)
+    batch_norm = _param(params, "batch_norm", dict, default=None, allow_none=True)
+    seed = int(_param(params, "seed", int, default=0))
+    safe_mode = bool(_param(params, "safe_mode", bool, default=True))
+    root = _abs_path(params, "root", allow_none=True)
+    out_dir = _prepare_out_dir(params)
+
+    M.keras.utils.set_random_seed(seed)  # seed-generator states created while loading
+    warns = []
+    sys_path = sorted({os.path.dirname(p) for p in code_paths + ([path] if kind == "builder" else [])})
+    custom = _load_code(code_paths, sys_path)
+
+    if kind == "saved-model":
+        if not os.path.isdir(path):
+            raise WorkerError("BadSource", f"not a SavedModel directory: {path}", {"path": path})
+        if keras_choice == "keras3":
+            raise WorkerError(
+                "BadParams",
+                "Keras 3 cannot load a SavedModel directory as a model; use keras = 'auto' or 'tf-keras'",
+                {"param": "keras"},
+            )
+        use_keras = keras_choice == "tf-keras" or (keras_choice == "auto" and _tf_keras_saved_model(path))
+        if use_keras:
+            try:
+                return _export_keras(
+                    "tf-keras",
+                    lambda compile: _load_keras(path, "tf-keras", custom, compile, safe_mode),
+                    params_common(
+                        include_optimizer,
+                        dropout,
+                        batch_norm,
+                        out_dir,
+                        code_paths,
+                        sys_path,
+                        kind,
+                        warns,
+                        custom,
+                        safe_mode,
+                        root,
+                    ),
+                )
+            except WorkerError:
+                raise
+            except Exception as e:
+                if keras_choice == "tf-keras":
+                    raise
+                log(
+                    f"tf_keras could not load {path} as a Keras model ({type(e).__name__}: {e}); "
+                    "exporting it as a plain SavedModel"
+                )
+                warns.append(
+                    f"the tf_keras SavedModel could not be loaded as a Keras model ({type(e).__name__}: {e}); "
+                    "exported as a plain SavedModel, so it cannot be sliced by layer names"
+                )
+                for name in os.listdir(out_dir):
+                    full = os.path.join(out_dir, name)
+                    shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
+        return _export_saved_model(path, out_dir, dropout, batch_norm, warns)
+
+    if kind == "keras-file":
+        flavour = keras_choice if keras_choice != "auto" else _detect_keras_file_flavour(path)
+        loader = lambda compile: _load_keras(path, flavour, custom, compile, safe_mode)  # noqa: E731
+        return _export_keras(
+            flavour,
+            loader,
+            params_common(
+                include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode, root
+            ),
+        )
+
+    # builder
+    function = _param(source, "function", str)
+    checkpoint = _abs_path(source, "checkpoint", must_exist=False, allow_none=True)
+    if checkpoint is not None and not (os.path.exists(checkpoint) or os.path.exists(checkpoint + ".index")):
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint} (neither a directory nor a prefix with .index)")
+    restore = _param(source, "restore", str, default=None, allow_none=True)
+    model = _resolve_builder(path, function, checkpoint, restore, custom, sys_path)
+    flavour = _builder_flavour(model)
+    if keras_choice != "auto" and keras_choice != flavour:
+        raise WorkerError("BadParams", f"keras = '{keras_choice}' but the builder returned a {flavour} model", {"param": "keras"})
+    custom.update(_load_code([path], sys_path))
+    return _export_keras(
+        flavour,
+        lambda compile: model,
+        params_common(
+            include_optimizer, dropout, batch_norm, out_dir, code_paths + [path], sys_path, kind, warns, custom, safe_mode, root
+        ),
+    )
+
+
+def params_common(
+    include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom=None, safe_mode=True, root=None
+):
+    return {
+        "root": root,
+        "custom": custom or {},
+        "safe_mode": safe_mode,
+        "include_optimizer": include_optimizer,
+        "dropout": dropout,
+        "batch_norm": batch_norm,
+        "out_dir": out_dir,
+        "code_paths": code_paths,
+        "sys_path": sys_path,
+        "kind": kind,
+        "warnings": warns,
+    }
+
+
+def _export_keras(flavour, loader, p):
+    out_dir, warns = p["out_dir"], p["warnings"]
+    # 1. the model with its optimizer, to learn what the optimizer held
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            info_model = loader(True)
+            compiled = True
+        except Exception as e:
+            if p["kind"] == "builder":
+                raise
+            log(f"loading with compile=True failed ({type(e).__name__}: {e}); loading without compiling")
+            warns.append(f"the model's training configuration could not be restored ({type(e).__name__}: {e})")
+            info_model = loader(False)
+            compiled = False
+    for w in caught:
+        if "Skipping variable loading for optimizer" not in str(w.message):
+            log(f"warning while loading: {w.message}")
+    optimizer = _optimizer_info(info_model, caught) if compiled else None
+    # 2. the model to export
+    if p["include_optimizer"] or p["kind"] == "builder" or flavour == "tf-keras" or not compiled:
+        model = info_model  # tf_keras drops the optimizer at save time
+    else:
+        model = loader(False)
+    if flavour == "keras3" and not p["include_optimizer"] and getattr(model, "optimizer", None) is not None:
+        model = _without_optimizer_keras3(model, out_dir, p["custom"], p["safe_mode"])
+    _apply_overrides(model, p["dropout"], p["batch_norm"])
+    code = _copy_code(p["code_paths"], out_dir)
+    model_file = _save_keras(model, flavour, out_dir, include_optimizer=p["include_optimizer"])
+    # 3. reload the canonical file: it must load, and every weight must be identical
+    custom = _load_code([os.path.join(out_dir, c) for c in code], p["sys_path"])
+    reloaded = _load_keras(os.path.join(out_dir, model_file), flavour, custom, False, p["safe_mode"])
+    verified = _compare_weights(model, reloaded, "export")
+    _check_overrides(reloaded, p["dropout"], p["batch_norm"], warns)
+    facts = _model_facts(reloaded, flavour)
+    if facts["activity_regularizers"]:
+        warns.append(
+            f"{facts['activity_regularizers']} activity regularizer(s) cannot be exported as regularization_losses "
+            "(they depend on the inputs)"
+        )
+    if not _is_graph_model(reloaded):
+        warns.append("the model is not functional or Sequential: it can only be exported whole (no from/to cuts)")
+    result = {
+        "flavour": flavour,
+        "model_file": model_file,
+        "model_name": reloaded.name,
+        "layers": [_layer_info(l, _graph_nodes(reloaded)) for l in _top_level_layers(reloaded)],
+        "inputs": _input_specs(reloaded) or [],
+        "outputs": _output_specs(reloaded),
+        "params": _params(reloaded),
+        "optimizer": optimizer,
+        "weights_verified": verified,
+        "warnings": warns,
+        **facts,
+    }
+    _write_json(
+        os.path.join(out_dir, "inventory.json"),
+        {
+            **result,
+            "code": code,
+            "python_path": _recorded_dirs(p["sys_path"], p["root"]),
+            "source_kind": p["kind"],
+            "safe_mode": p["safe_mode"],
+        },
+    )
+    return result
+
+
+def _without_optimizer_keras3(model, out_dir, custom, safe_mode):
+    """A compiled Keras 3 model (a builder's) without optimizer: save, reload with compile=False."""
+    tmp = os.path.join(out_dir, "uncompiled.tmp.keras")
+    try:
+        model.save(tmp)
+        stripped = M.keras.saving.load_model(tmp, custom_objects=custom, compile=False, safe_mode=safe_mode)
+        _compare_weights(model, stripped, "dropping the optimizer")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return stripped
+
+
+def _export_saved_model(path, out_dir, dropout, batch_norm, warns):
+    tf = M.tf
+    obj = tf.saved_model.load(path)
+    if dropout is not None or batch_norm:
+        warns.append("dropout/batch-norm overrides cannot be applied to a SavedModel source; ignored")
+    dest = os.path.join(out_dir, "saved_model")
+    shutil.copytree(path, dest, symlinks=False)
+    inputs, outputs = _saved_model_io(obj)
+    variables = list(getattr(obj, "variables", []) or [])
+    trainable = list(getattr(obj, "trainable_variables", []) or [])
+
+    def count(vs):
+        return sum(int(v.shape.num_elements() or 0) for v in vs)
+
+    total, train = count(variables), count(trainable)
+    result = {
+        "flavour": "saved-model",
+        "model_file": "saved_model",
+        "model_name": None,
+        "layers": [],
+        "inputs": inputs or [],
+        "outputs": [dict(o, activation=None) for o in (outputs or [])],
+        "params": {"total": total, "trainable": train, "non_trainable": max(total - train, 0)},
+        "optimizer": None,
+        "output_activation": None,
+        "dropout_layers": None,
+        "batch_norm_layers": None,
+        "regularizer_count": len(list(getattr(obj, "regularization_losses", []) or [])),
+        "activity_regularizers": None,
+        "weights_verified": 0,
+        "warnings": warns,
+    }
+    _write_json(os.path.join(out_dir, "inventory.json"), {**result, "code": [], "python_path": [], "source_kind": "saved-model"})
+    return result

@@ -1,0 +1,493 @@
+"""The ``validate`` method: loads a SavedModel and checks it against the Reusable SavedModel
+API and the golden outputs trace wrote (calls with and without training, serving_default,
+variables, regularization losses, no optimizer state, one fine-tuning step, hub.KerasLayer).
+
+Imports TensorFlow lazily through ``modules.M``; writes no file. Variables changed by a
+check are restored afterwards.
+"""
+
+import math
+import os
+import re
+import time
+
+from .errors import _format_frames
+from .modules import M, _dist_version, _fresh_session
+from .params import _abs_path, _param, _read_json
+
+
+class _Checks:
+    def __init__(self):
+        self.items = []
+        self._mark = time.monotonic()
+
+    def _elapsed(self):
+        now = time.monotonic()
+        elapsed, self._mark = now - self._mark, now
+        return round(elapsed, 3)
+
+    def add(self, name, ok, message, **details):
+        details["seconds"] = self._elapsed()
+        self.items.append({"name": name, "ok": bool(ok), "message": message, "details": details})
+        return ok
+
+    def skip(self, name, reason):
+        self.items.append(
+            {
+                "name": name,
+                "ok": True,
+                "message": f"skipped: {reason}",
+                "details": {"skipped": True, "reason": reason, "seconds": self._elapsed()},
+            }
+        )
+
+    def error(self, name, exc):
+        self.add(name, False, f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, traceback=_format_frames(exc))
+
+
+def _compare_arrays(got, ref, atol, rtol):
+    """Returns (ok, details) for |got - ref| <= atol + rtol*|ref|."""
+    import numpy as np
+
+    got, ref = np.asarray(got), np.asarray(ref)
+    details = {"shape": list(got.shape), "expected_shape": list(ref.shape), "dtype": got.dtype.name}
+    if got.shape != ref.shape:
+        return False, details
+    if got.size == 0:
+        details.update(max_abs_diff=0.0, index=None, mismatches=0)
+        return True, details
+    if ref.dtype.kind not in "fc" and got.dtype.kind not in "fc":
+        bad = got != ref
+        details.update(mismatches=int(bad.sum()), max_abs_diff=None)
+        if bad.any():
+            idx = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            details.update(index=[int(i) for i in idx], got=got[idx].item(), expected=ref[idx].item())
+        return not bad.any(), details
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    diff = np.abs(g - r)
+    nan_mismatch = np.isnan(g) != np.isnan(r)
+    both_nan = np.isnan(g) & np.isnan(r)
+    diff = np.where(both_nan, 0.0, diff)
+    diff = np.where(nan_mismatch, np.inf, diff)
+    tol = atol + rtol * np.abs(np.where(np.isnan(r), 0.0, r))
+    bad = diff > tol
+    idx = np.unravel_index(int(np.argmax(np.where(np.isnan(diff), np.inf, diff))), diff.shape)
+    details.update(
+        max_abs_diff=float(diff[idx]),
+        index=[int(i) for i in idx],
+        got=float(g[idx]),
+        expected=float(r[idx]),
+        tolerance=float(tol[idx]),
+        mismatches=int(bad.sum()),
+    )
+    return not bad.any(), details
+
+
+def _compare_outputs(out_struct, golden, refs, atol, rtol):
+    """Compare an output structure with the golden outputs; returns (ok, message, details)."""
+    names = [o["name"] for o in golden["outputs"]]
+    if isinstance(out_struct, dict):
+        got = {k: out_struct.get(k) for k in names}
+    elif isinstance(out_struct, (list, tuple)):
+        got = dict(zip(names, list(out_struct))) if len(out_struct) == len(names) else {}
+    else:
+        got = {names[0]: out_struct} if len(names) == 1 else {}
+    per, failures = {}, []
+    for n in names:
+        if got.get(n) is None:
+            per[n] = {"missing": True}
+            failures.append(f"output '{n}' is missing")
+            continue
+        value = got[n].numpy() if hasattr(got[n], "numpy") else got[n]
+        ok, d = _compare_arrays(value, refs[n], atol, rtol)
+        per[n] = d
+        if not ok:
+            if d["shape"] != d["expected_shape"]:
+                failures.append(f"output '{n}': shape {d['shape']}, expected {d['expected_shape']}")
+            elif d.get("max_abs_diff") is None:
+                failures.append(f"output '{n}': {d['mismatches']} element(s) differ, first at {d.get('index')}")
+            else:
+                failures.append(
+                    f"output '{n}': max |diff| {d['max_abs_diff']:.3g} at {d['index']} "
+                    f"(got {d['got']:.7g}, expected {d['expected']:.7g}) "
+                    f"exceeds atol {atol:g} + rtol {rtol:g}*|ref| = {d['tolerance']:.3g}; "
+                    f"{d['mismatches']} element(s) out of tolerance"
+                )
+    if failures:
+        return False, "; ".join(failures), per
+    worst = max((d.get("max_abs_diff") or 0.0) for d in per.values()) if per else 0.0
+    return True, f"{len(names)} output(s) match (max |diff| {worst:.3g})", per
+
+
+def _flat_float_outputs(out):
+    tf = M.tf
+    flat = tf.nest.flatten(out)
+    return [t for t in flat if hasattr(t, "dtype") and t.dtype.is_floating]
+
+
+def m_validate(params):
+    _fresh_session()
+    import numpy as np
+
+    sm_dir = _abs_path(params, "saved_model_dir")
+    golden_dir = _abs_path(params, "golden_dir")
+    atol = float(_param(params, "atol", float, default=1e-5))
+    rtol = float(_param(params, "rtol", float, default=1e-5))
+    fine_tune = bool(_param(params, "fine_tune_step", bool, default=True))
+    expect_trainable = bool(_param(params, "expect_trainable", bool, default=True))
+    require_training = bool(_param(params, "require_training", bool, default=True))
+    golden_path = os.path.join(golden_dir, "golden.json")
+    if not os.path.exists(golden_path):
+        raise FileNotFoundError(f"golden.json not found in {golden_dir}")
+    golden = _read_json(golden_path)
+    feeds = {i["name"]: np.load(os.path.join(golden_dir, i["file"]), allow_pickle=False) for i in golden["inputs"]}
+    refs = {o["name"]: np.load(os.path.join(golden_dir, o["file"]), allow_pickle=False) for o in golden["outputs"]}
+    if not os.path.isdir(sm_dir):
+        raise FileNotFoundError(f"not a SavedModel directory: {sm_dir}")
+
+    tf = M.tf
+    checks = _Checks()
+    result = {"ok": False, "checks": checks.items, "regularization_loss_values": [], "hub": None}
+    try:
+        obj = tf.saved_model.load(sm_dir)
+        checks.add("load", True, "tf.saved_model.load succeeded")
+    except Exception as e:
+        checks.error("load", e)
+        return result
+
+    single = golden.get("input_structure", "single") == "single" and len(golden["inputs"]) == 1
+    names_in = [i["name"] for i in golden["inputs"]]
+    feed = tf.constant(feeds[names_in[0]]) if single else {n: tf.constant(feeds[n]) for n in names_in}
+
+    missing = [a for a in ("__call__", "variables", "trainable_variables", "regularization_losses") if not hasattr(obj, a)]
+    checks.add(
+        "api",
+        not missing,
+        "Reusable SavedModel API present" if not missing else f"missing attribute(s): {', '.join(missing)}",
+        missing=missing,
+    )
+    variables = list(getattr(obj, "variables", []) or [])
+    trainable_vars = list(getattr(obj, "trainable_variables", []) or [])
+    reg_fns = list(getattr(obj, "regularization_losses", []) or [])
+    snapshot = [(v, v.numpy()) for v in variables]
+
+    def restore_variables():
+        for v, value in snapshot:
+            try:
+                v.assign(value)
+            except Exception:
+                pass
+
+    has_dropout = golden.get("has_dropout")
+    has_bn = golden.get("has_batch_norm")
+    call_ok = callable(getattr(obj, "__call__", None)) and "__call__" not in missing  # noqa: B004 - the API's __call__ attribute
+    # The Reusable SavedModel API makes `training` optional; exportctl's own packages always
+    # have it (require_training), any other SavedModel may do without.
+    takes_training = True
+
+    def invoke(inputs, training):
+        return obj(inputs, training=training) if takes_training else obj(inputs)
+
+    # __call__(training=False) vs golden, and determinism (before any training=True call)
+    out_false = None
+    if call_ok:
+        try:
+            try:
+                out_false = obj(feed, training=False)
+            except TypeError as e:
+                if require_training or "training" not in str(e):
+                    raise
+                takes_training = False
+                out_false = obj(feed)
+            ok, msg, per = _compare_outputs(out_false, golden, refs, atol, rtol)
+            if not takes_training:
+                msg += " (its __call__ takes no training argument, which the Reusable SavedModel API allows)"
+            checks.add("call_training_false", ok, msg, outputs=per, atol=atol, rtol=rtol, takes_training=takes_training)
+        except Exception as e:
+            checks.error("call_training_false", e)
+    else:
+        checks.skip("call_training_false", "no __call__")
+
+    # serving_default
+    try:
+        sig = obj.signatures.get("serving_default") if hasattr(obj, "signatures") else None
+        if sig is None:
+            checks.add("serving_default", False, "no serving_default signature")
+        else:
+            _, kw = sig.structured_input_signature
+            sig_inputs = sorted(kw)
+            sig_outputs = sorted(sig.structured_outputs)
+            problems = []
+            if sorted(names_in) != sig_inputs:
+                problems.append(f"inputs {sig_inputs}, expected {sorted(names_in)}")
+            if sorted(refs) != sig_outputs:
+                problems.append(f"outputs {sig_outputs}, expected {sorted(refs)}")
+            if problems:
+                checks.add(
+                    "serving_default", False, "serving_default " + "; ".join(problems), inputs=sig_inputs, outputs=sig_outputs
+                )
+            else:
+                out = sig(**{n: tf.constant(feeds[n]) for n in names_in})
+                ok, msg, per = _compare_outputs(dict(out), golden, refs, atol, rtol)
+                checks.add("serving_default", ok, "serving_default: " + msg, outputs=per, inputs=sig_inputs)
+    except Exception as e:
+        checks.error("serving_default", e)
+
+    # training flag
+    if call_ok and out_false is not None:
+        try:
+            again = invoke(feed, False)
+            deterministic = all(
+                np.array_equal(a.numpy(), b.numpy()) for a, b in zip(tf.nest.flatten(out_false), tf.nest.flatten(again))
+            )
+            t1 = invoke(feed, True)
+            t2 = invoke(feed, True)
+            flat_f = [x.numpy() for x in tf.nest.flatten(out_false)]
+            flat_1 = [x.numpy() for x in tf.nest.flatten(t1)]
+            flat_2 = [x.numpy() for x in tf.nest.flatten(t2)]
+            shapes_ok = [a.shape for a in flat_1] == [a.shape for a in flat_f]
+            finite = all(np.isfinite(a).all() for a in flat_1 if a.dtype.kind == "f")
+            checks.add(
+                "call_training_true",
+                shapes_ok and finite,
+                "training=True runs"
+                if shapes_ok and finite
+                else (
+                    "training=True output shapes differ from training=False"
+                    if not shapes_ok
+                    else "training=True produced non-finite values"
+                ),
+                shapes=[list(a.shape) for a in flat_1],
+            )
+            stochastic = any(not np.array_equal(a, b) for a, b in zip(flat_1, flat_2))
+            changes = any(not np.array_equal(a, b) for a, b in zip(flat_1, flat_f)) if shapes_ok else True
+            problems = []
+            if not deterministic:
+                problems.append("training=False is not deterministic (two calls differ)")
+            if has_dropout and not stochastic:
+                problems.append("the model has dropout but training=True gave identical outputs twice")
+            if (has_dropout or has_bn) and not changes:
+                problems.append("the model has dropout/batch-norm but training=True and training=False give identical outputs")
+            msg = "; ".join(problems) or (
+                "training=False deterministic"
+                + ("; training=True stochastic" if has_dropout else "")
+                + ("; the training flag changes the outputs" if (has_dropout or has_bn) else "")
+            )
+            checks.add(
+                "training_flag",
+                not problems,
+                msg,
+                deterministic=deterministic,
+                stochastic=stochastic,
+                training_changes_output=changes,
+                has_dropout=has_dropout,
+                has_batch_norm=has_bn,
+            )
+        except Exception as e:
+            checks.error("training_flag", e)
+        finally:
+            restore_variables()
+    else:
+        checks.skip("call_training_true", "__call__ unavailable")
+        checks.skip("training_flag", "__call__ unavailable")
+
+    # variables
+    var_ids = {id(v) for v in variables}
+    var_names = {v.name for v in variables}
+    outside = [v.name for v in trainable_vars if id(v) not in var_ids and v.name not in var_names]
+    checks.add(
+        "variables_superset",
+        not outside,
+        f"{len(variables)} variables include all {len(trainable_vars)} trainable ones"
+        if not outside
+        else f"trainable variables missing from variables: {outside[:10]}",
+        variables=len(variables),
+        trainable_variables=len(trainable_vars),
+        missing=outside[:50],
+    )
+    if expect_trainable:
+        checks.add(
+            "trainable_variables",
+            bool(trainable_vars),
+            f"{len(trainable_vars)} trainable variables" if trainable_vars else "expected trainable variables, found none",
+            count=len(trainable_vars),
+        )
+    else:
+        checks.add(
+            "trainable_variables",
+            not trainable_vars,
+            "no trainable variables (trainable = false)"
+            if not trainable_vars
+            else f"trainable = false but {len(trainable_vars)} trainable variables are exported",
+            count=len(trainable_vars),
+        )
+
+    # regularization losses
+    values, bad = [], []
+    for i, fn in enumerate(reg_fns):
+        try:
+            v = fn()
+            arr = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            if arr.shape != () or not np.isfinite(arr).all():
+                bad.append(f"#{i}: shape {list(arr.shape)}, value {arr.tolist() if arr.size < 5 else '...'}")
+                values.append(float(arr.ravel()[0]) if arr.size else None)
+            else:
+                values.append(float(arr))
+        except Exception as e:
+            bad.append(f"#{i}: {type(e).__name__}: {e}")
+            values.append(None)
+    result["regularization_loss_values"] = values
+    checks.add(
+        "regularization_losses",
+        not bad,
+        f"{len(reg_fns)} regularization loss(es), all finite scalars" if not bad else "; ".join(bad),
+        count=len(reg_fns),
+        values=values,
+    )
+
+    # optimizer state must not have reached the package
+    try:
+        keys = [k for k, _ in tf.train.list_variables(os.path.join(sm_dir, "variables", "variables"))]
+        slots = [k for k in keys if "OPTIMIZER_SLOT" in k or re.search(r"(^|/)optimizer(/|\.|$)", k)]
+        checks.add(
+            "no_optimizer_state",
+            not slots,
+            f"{len(keys)} checkpoint keys, no optimizer state" if not slots else f"optimizer state in the package: {slots[:5]}",
+            checkpoint_keys=len(keys),
+            optimizer_keys=slots[:50],
+        )
+    except Exception as e:
+        checks.error("no_optimizer_state", e)
+
+    # one fine-tuning step
+    if not fine_tune:
+        checks.skip("fine_tune_step", "fine_tune_step = false")
+    elif not trainable_vars:
+        checks.skip("fine_tune_step", "no trainable variables")
+    elif not call_ok:
+        checks.skip("fine_tune_step", "__call__ unavailable")
+    else:
+        try:
+            rng = np.random.default_rng(1234)
+            with tf.GradientTape() as tape:
+                out = invoke(feed, True)
+                flat = _flat_float_outputs(out)
+                loss = tf.constant(0.0, tf.float32)
+                for t in flat:
+                    proj = tf.constant(
+                        rng.standard_normal(t.shape.as_list() if t.shape.is_fully_defined() else tf.shape(t).numpy()).astype(
+                            np.float32
+                        )
+                    )
+                    loss += tf.reduce_mean(tf.cast(t, tf.float32) * proj)
+                for fn in reg_fns:
+                    loss += tf.cast(fn(), tf.float32)
+            grads = tape.gradient(loss, trainable_vars)
+            none, zero, unchanged = [], [], []
+            for v, g in zip(trainable_vars, grads):
+                if g is None:
+                    none.append(v.name)
+                    continue
+                g = tf.convert_to_tensor(g)
+                if not bool(tf.reduce_any(g != 0)):
+                    zero.append(v.name)
+                before = v.numpy()
+                v.assign_sub(tf.cast(g, v.dtype) * 0.1)
+                if np.array_equal(before, v.numpy()):
+                    unchanged.append(v.name)
+            problems = []
+            if none:
+                problems.append(f"{len(none)} variable(s) without gradient: {none[:5]}")
+            if zero:
+                problems.append(f"{len(zero)} variable(s) with an all-zero gradient: {zero[:5]}")
+            if unchanged and len(unchanged) != len(zero):
+                problems.append(f"{len(unchanged)} variable(s) unchanged by the step: {unchanged[:5]}")
+            checks.add(
+                "fine_tune_step",
+                not problems,
+                f"one SGD step changed all {len(trainable_vars)} trainable variables" if not problems else "; ".join(problems),
+                loss=float(loss.numpy()),
+                no_gradient=none,
+                zero_gradient=zero,
+                unchanged=unchanged,
+                trainable_variables=len(trainable_vars),
+            )
+        except Exception as e:
+            checks.error("fine_tune_step", e)
+        finally:
+            restore_variables()
+
+    # hub.KerasLayer in a tf_keras model
+    if _dist_version("tensorflow-hub") is None or (_dist_version("tf-keras") is None and _dist_version("tf_keras") is None):
+        checks.skip("hub_keras_layer", "tensorflow_hub / tf_keras not installed")
+    else:
+        try:
+            result["hub"] = _hub_check(sm_dir, golden, feeds, single, checks, len(reg_fns))
+        except Exception as e:
+            checks.error("hub_keras_layer", e)
+    result["ok"] = all(c["ok"] for c in checks.items)
+    return result
+
+
+def _hub_check(sm_dir, golden, feeds, single, checks, reg_count):
+    import numpy as np
+
+    tf, tfk, hub = M.tf, M.tf_keras, M.hub
+    tfk.utils.set_random_seed(0)
+    layer = hub.KerasLayer(sm_dir, trainable=True)
+    ins = {}
+    for i in golden["inputs"]:
+        shape = [None if d < 0 else d for d in i["shape"][1:]]
+        ins[i["name"]] = tfk.Input(shape=shape, dtype=i["dtype"], name=i["name"])
+    x = next(iter(ins.values())) if single else ins
+    out = layer(x)
+    flat = [t for t in tf.nest.flatten(out) if t.dtype.is_floating]
+    if not flat:
+        return checks.add("hub_keras_layer", False, "the layer has no floating-point output to train on") and None
+    features = []  # each output as [batch, k]; a random Dense head gives every output a gradient
+    for t in flat:
+        rank, dims = t.shape.rank, t.shape.as_list()[1:] if t.shape.rank else []
+        t = tfk.layers.Lambda(lambda z: tf.cast(z, tf.float32))(t)
+        if rank is None or rank <= 1:
+            features.append(tfk.layers.Reshape((1,))(t))
+        elif all(d is not None for d in dims):
+            features.append(tfk.layers.Flatten()(t) if rank > 2 else t)
+        else:  # unknown non-batch dims: average them away
+            axes = list(range(1, rank))
+            features.append(tfk.layers.Lambda(lambda z, axes=axes: tf.reduce_mean(z, axis=axes)[:, None])(t))
+    pooled = features
+    joined = pooled[0] if len(pooled) == 1 else tfk.layers.Concatenate()(pooled)
+    head = tfk.layers.Dense(1)(joined)
+    model = tfk.Model(list(ins.values()) if not single else x, head)
+    # run_eagerly: a graph-mode fit() leaves ~200 MB per call inside TensorFlow's runtime (MobileNet;
+    # the Python objects are freed), which a long-lived worker cannot afford; eager fit does not leak
+    model.compile(optimizer=tfk.optimizers.SGD(0.01), loss="mse", run_eagerly=True)
+    before = [w.numpy() for w in layer.trainable_weights]
+    xs = feeds[golden["inputs"][0]["name"]] if single else [feeds[i["name"]] for i in golden["inputs"]]
+    n = len(next(iter(feeds.values())))
+    y = np.random.default_rng(0).standard_normal((n, 1)).astype("float32")
+    hist = model.fit(xs, y, epochs=1, batch_size=n, verbose=0)
+    moved = sum(1 for w, b in zip(layer.trainable_weights, before) if not np.array_equal(w.numpy(), b))
+    info = {"trainable_weights": len(layer.trainable_weights), "losses": len(layer.losses), "moved": moved}
+    problems = []
+    if len(layer.losses) != reg_count:
+        problems.append(
+            f"hub.KerasLayer exposes {len(layer.losses)} losses, the SavedModel has {reg_count} regularization_losses"
+        )
+    if moved != len(before):
+        problems.append(f"{len(before) - moved} of {len(before)} trainable weights did not move in one fit step")
+    loss = float(hist.history["loss"][-1])
+    if not math.isfinite(loss):
+        problems.append(f"the fit step's loss is {loss}")
+    checks.add(
+        "hub_keras_layer",
+        not problems,
+        "; ".join(problems)
+        or (
+            f"hub.KerasLayer(trainable=True) fine-tuned one step: {moved}/{len(before)} trainable weights moved, "
+            f"{len(layer.losses)} losses"
+        ),
+        loss=loss,
+        **info,
+    )
+    return info
