@@ -60,6 +60,11 @@ struct Record {
     tensorflow_dir: Option<PathBuf>,
     installer: String,
     install_seconds: f64,
+    /// Whether the packages' bytecode was compiled at install: uv does not do it by default,
+    /// and the worker never writes `.pyc` files, so without it every start compiled all of
+    /// TensorFlow again (import 8.7 s instead of 3.6 s here).
+    #[serde(default)]
+    bytecode: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,9 +174,36 @@ fn repair_relocation(folder: &Path) {
     }
 }
 
+/// `python -m compileall` over the virtualenv's site-packages (quietly, on every core).
+fn compile_bytecode(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command.args(["-m", "compileall", "-q", "-j", "0", "-x", r"[/\\]tests?[/\\]"]);
+    command.arg(python.parent().and_then(Path::parent).map(|venv| venv.join("lib")).unwrap_or_default());
+    command
+}
+
+/// A runtime installed before bytecode was compiled at install gets it once, under the
+/// install lock; the record then says so.
+fn repair_bytecode(folder: &Path, record: &mut Record) {
+    if record.bytecode {
+        return;
+    }
+    let Ok(lock) = File::options().create(true).truncate(false).write(true).open(runtimes_dir().join(".lock")) else { return };
+    if lock.try_lock().is_err() {
+        return;
+    }
+    eprintln!("exportctl: compiling the managed runtime's bytecode once (TensorFlow then imports in about half the time)…");
+    let python = folder.join("venv").join("bin").join("python");
+    // Once, whatever the outcome: a file that does not compile must not make every build retry.
+    let _ = compile_bytecode(&python).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    record.bytecode = true;
+    let _ = crate::atomic::write_file(&folder.join("runtime.json"), &serde_json::to_vec_pretty(&record).expect("record serialises"));
+}
+
 fn load(folder: &Path) -> Option<Runtime> {
-    let record: Record = serde_json::from_slice(&std::fs::read(folder.join("runtime.json")).ok()?).ok()?;
+    let mut record: Record = serde_json::from_slice(&std::fs::read(folder.join("runtime.json")).ok()?).ok()?;
     repair_relocation(folder);
+    repair_bytecode(folder, &mut record);
     let python = folder.join("venv").join("bin").join("python");
     if !python.exists() {
         return None;
@@ -391,6 +423,9 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
             c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).args(&pins.requirements);
             run_logged(c, &mut log, &progress, "installing TensorFlow with pip", &log_path)?;
         }
+        progress.phase("compiling the packages' bytecode");
+        // Best effort: a package with a file that does not compile still imports.
+        let _ = run_logged(compile_bytecode(&python), &mut log, &progress, "compiling bytecode", &log_path);
         progress.phase("checking that TensorFlow imports");
         let mut check = Command::new(&python);
         check.args(["-c", "import tensorflow, keras, tf_keras, tensorflow_hub"]).env("TF_CPP_MIN_LOG_LEVEL", "3");
@@ -421,6 +456,7 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         tensorflow_dir,
         installer,
         install_seconds: started.elapsed().as_secs_f64(),
+        bytecode: true,
     };
     let record_path = tmp.path().join("runtime.json");
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;

@@ -39,6 +39,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/__init__.py"),
     source!("exportctl_worker/protocol.py"),
     source!("exportctl_worker/errors.py"),
+    source!("exportctl_worker/phases.py"),
     source!("exportctl_worker/modules.py"),
     source!("exportctl_worker/params.py"),
     source!("exportctl_worker/usercode.py"),

@@ -31,6 +31,9 @@ def _take_stdout():
 _RESPONSES = _take_stdout()
 sys.dont_write_bytecode = True  # importing user code must not write __pycache__
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras 3 runs on TensorFlow here, whatever the user's shell or ~/.keras/keras.json select:
+# a model trained on JAX or PyTorch is loaded and exported through TensorFlow.
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import warnings  # noqa: E402
 

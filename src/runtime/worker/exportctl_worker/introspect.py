@@ -9,6 +9,7 @@ Reads the models it is given; changes only dropout / batch-norm attributes
 
 import math
 
+from .phases import timed
 from .errors import WorkerError
 from .modules import M
 from .params import _dtype_name, _shape_list
@@ -451,6 +452,7 @@ def _activity_regularizer_count(model):
     return sum(1 for l in _all_layers(model) if getattr(l, "activity_regularizer", None) is not None)
 
 
+@timed("inspect model")
 def _model_facts(model, flavour):
     outputs = _output_specs(model)
     return {
@@ -503,6 +505,7 @@ def _check_overrides(model, dropout, batch_norm, warnings_out):
                     )
 
 
+@timed("verify weights")
 def _compare_weights(a, b, what):
     """Bit-for-bit comparison of two models' weights; returns the number compared."""
     wa, wb = a.weights, b.weights

@@ -11,6 +11,7 @@ import os
 import re
 import zipfile
 
+from .phases import timed
 from .errors import WorkerError
 from .modules import M
 from .params import _resolved_dirs
@@ -41,6 +42,7 @@ def _detect_keras_file_flavour(path):
     raise WorkerError("BadSource", f"unsupported model file extension: {path} (expected .keras, .h5 or .hdf5)", {"path": path})
 
 
+@timed("load model")
 def _load_keras(path, flavour, custom, compile=False, safe_mode=True):
     try:
         if flavour == "keras3":
@@ -107,6 +109,7 @@ def _renumber_shared_objects(node, ids):
     return node
 
 
+@timed("save model")
 def _save_keras(model, flavour, out_dir, include_optimizer=False):
     if flavour == "keras3":
         name = "model.keras"

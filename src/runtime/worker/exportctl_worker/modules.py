@@ -10,6 +10,7 @@ import importlib.metadata
 import logging
 
 from .errors import WorkerError
+from .phases import phase
 
 
 class _Modules:
@@ -22,7 +23,8 @@ class _Modules:
     @property
     def tf(self):
         if self._tf is None:
-            import tensorflow as tf
+            with phase("import tensorflow"):
+                import tensorflow as tf
 
             tf.get_logger().setLevel(logging.ERROR)
             try:
@@ -38,7 +40,8 @@ class _Modules:
     def keras(self):
         if self._keras is None:
             self.tf  # noqa: B018 - import TF first, then Keras 3
-            import keras
+            with phase("import keras"):
+                import keras
 
             self._keras = keras
         return self._keras
@@ -48,7 +51,8 @@ class _Modules:
         if self._tf_keras is None:
             self.tf  # noqa: B018
             try:
-                import tf_keras
+                with phase("import tf_keras"):
+                    import tf_keras
             except ImportError as e:
                 raise WorkerError(
                     "MissingPackage",
@@ -63,7 +67,8 @@ class _Modules:
     def hub(self):
         if self._hub is None:
             self.tf_keras  # noqa: B018
-            import tensorflow_hub
+            with phase("import tensorflow_hub"):
+                import tensorflow_hub
 
             self._hub = tensorflow_hub
         return self._hub

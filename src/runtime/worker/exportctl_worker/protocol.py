@@ -14,6 +14,7 @@ import threading
 import time
 
 from .debug import m_debug_exit, m_debug_print, m_debug_raise, m_debug_segfault, m_debug_sleep
+from . import phases
 from .errors import WorkerError, _error_payload, log
 from .export import m_export
 from .modules import M, _dist_version
@@ -83,7 +84,11 @@ def _dispatch(request):
             f"unknown method '{method}'" + (" (debug methods need EXPORTCTL_WORKER_DEBUG=1)" if method in DEBUG_METHODS else ""),
             {"method": method, "suggestions": _suggest(method, known)},
         )
-    return fn(params)
+    phases.reset()
+    result = fn(params)
+    if isinstance(result, dict):
+        result["phases"] = phases.take()
+    return result
 
 
 def _exit_with_parent():

@@ -21,6 +21,7 @@ from .introspect import (
     _weight_regularizers,
 )
 from .kerasio import _load_piece_model
+from .phases import phase
 from .modules import M, _fresh_session
 from .params import (
     _abs_path,
@@ -302,7 +303,8 @@ def m_trace(params):
     else:
         feed_tensor = {k: tf.convert_to_tensor(v) for k, v in feed_struct.items()}
     # reference outputs, computed by the Keras model itself, before anything is saved
-    ref = model(to_model_input(feed_tensor), training=False)
+    with phase("reference outputs"):
+        ref = model(to_model_input(feed_tensor), training=False)
     out_names = _output_names(model, len(ref) if isinstance(ref, (list, tuple)) else None)
     out_kind, ref_flat = _flatten_outputs(ref, out_names)
     ref_flat = [(n, t.numpy() if hasattr(t, "numpy") else t) for n, t in ref_flat]
@@ -336,17 +338,18 @@ def m_trace(params):
         else:
             regs.append(_zero_arg_function(reg))
     wrapper = _wrapper_class()(call_fn, variables, trainable_vars, regs)
-    call_fn.get_concrete_function(arg_spec, training=True)
-    call_fn.get_concrete_function(arg_spec, training=False)
-    for r in regs:
-        r.get_concrete_function()
-
-    serve = _make_serving(model, specs, to_model_input, out_names, sig_specs, single)
+    with phase("trace"):
+        call_fn.get_concrete_function(arg_spec, training=True)
+        call_fn.get_concrete_function(arg_spec, training=False)
+        for r in regs:
+            r.get_concrete_function()
+        serve = _make_serving(model, specs, to_model_input, out_names, sig_specs, single)
     if _activity_regularizer_count(model):
         warns.append("activity regularizers are not exported (they depend on the inputs)")
     warns += _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
 
-    golden_doc = _write_golden(
+    with phase("golden"):
+        golden_doc = _write_golden(
         out_dir,
         flavour,
         specs,
@@ -376,11 +379,13 @@ def m_trace(params):
 
 def _save_reusable(wrapper, path, serve):
     """tf.saved_model.save, then canonical bytes (canonical.py). Returns warnings."""
-    M.tf.saved_model.save(wrapper, path, signatures={"serving_default": serve})
+    with phase("save saved_model"):
+        M.tf.saved_model.save(wrapper, path, signatures={"serving_default": serve})
     try:
         from . import canonical
 
-        done = canonical.canonicalize(path)
+        with phase("canonicalise"):
+            done = canonical.canonicalize(path)
     except Exception as e:  # never fail a trace over reproducibility
         done = {"canonical": False, "reason": f"{type(e).__name__}: {e}"}
     if done.get("canonical"):

@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 
+from .phases import timed
 from .errors import WorkerError
 from .modules import M
 from .params import _suggest
@@ -78,6 +79,7 @@ def _copy_code(paths, out_dir):
     return rel
 
 
+@timed("build model")
 def _resolve_builder(path, function, checkpoint, restore, custom, sys_path):
     module = _import_user_file(path, sys_path)
     fn = getattr(module, function, None)

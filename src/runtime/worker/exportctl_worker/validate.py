@@ -11,6 +11,7 @@ import os
 import re
 import time
 
+from . import phases
 from .errors import _format_frames
 from .modules import M, _dist_version, _fresh_session
 from .params import _abs_path, _param, _read_json
@@ -28,6 +29,7 @@ class _Checks:
 
     def add(self, name, ok, message, **details):
         details["seconds"] = self._elapsed()
+        phases.add(f"check {name}", details["seconds"])
         self.items.append({"name": name, "ok": bool(ok), "message": message, "details": details})
         return ok
 
