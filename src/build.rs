@@ -1,12 +1,12 @@
 //! One build of a project: load the manifest, plan, lock the project, run the engine,
 //! materialise `dist/`, then write (or with `--locked`, check) `Export.lock`.
 //!
-//! [`Builder`] keeps what outlives one build — the runtime and the warm Python worker — so
+//! [`Builder`] keeps what outlives one build — the runtime and the warm Python workers — so
 //! that `--watch` rebuilds never pay TensorFlow's import again.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::HashSet;
@@ -17,8 +17,9 @@ use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, St
 use crate::lockfile::{self, LockFile};
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
+use crate::runtime::pool::WorkerPool;
 use crate::runtime::worker::WorkerOptions;
-use crate::runtime::{self, Discovery, Runtime, Worker};
+use crate::runtime::{self, Discovery, Runtime};
 use crate::steps::TfSteps;
 
 /// What to build and how.
@@ -42,7 +43,7 @@ pub struct Builder<'a> {
     pub reporter: &'a dyn Reporter,
     pub cancelled: &'a AtomicBool,
     runtime: Option<Runtime>,
-    worker: Option<Arc<Mutex<Worker>>>,
+    pool: Option<Arc<WorkerPool>>,
     /// The manifest of the last build that got as far as loading one.
     pub manifest: Option<Arc<Manifest>>,
 }
@@ -62,7 +63,7 @@ pub fn watched_paths(manifest: &Manifest, plan: &Plan, runner: &dyn StepRunner) 
 
 impl<'a> Builder<'a> {
     pub fn new(request: BuildRequest, reporter: &'a dyn Reporter, cancelled: &'a AtomicBool) -> Builder<'a> {
-        Builder { request, reporter, cancelled, runtime: None, worker: None, manifest: None }
+        Builder { request, reporter, cancelled, runtime: None, pool: None, manifest: None }
     }
 
     pub fn load_manifest(&self) -> Result<Manifest> {
@@ -71,17 +72,15 @@ impl<'a> Builder<'a> {
         Ok(manifest::load(&path, &name)?)
     }
 
-    /// The Python worker's process id, if it runs.
+    /// The first Python worker's process id, if one runs.
     pub fn worker_pid(&self) -> Option<u32> {
-        self.worker.as_ref().and_then(|w| w.lock().ok()?.pid())
+        self.pool.as_ref().and_then(|p| p.pids().first().copied())
     }
 
     /// Stops the worker.
     pub fn shutdown(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            if let Ok(mut w) = worker.lock() {
-                w.shutdown();
-            }
+        if let Some(pool) = self.pool.take() {
+            pool.shutdown();
         }
     }
 
@@ -109,19 +108,23 @@ impl<'a> Builder<'a> {
             _ => {
                 let discovery = Discovery { install: true, progress: self.request.progress };
                 let found = runtime::discover(&manifest.runtime, &manifest.root, &discovery).map_err(Error::from)?;
-                self.worker = None;
+                self.pool = None;
                 self.runtime = Some(found.clone());
                 found
             }
         };
         let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose: self.request.verbose };
-        let worker = self.worker.get_or_insert_with(|| Arc::new(Mutex::new(Worker::new(&runtime, options)))).clone();
-        let steps = TfSteps::with_worker(manifest.clone(), runtime.clone(), worker, self.request.verbose);
+        let size = workers_for(&manifest, self.request.options.jobs);
+        if self.pool.as_ref().is_some_and(|p| p.size() != size) {
+            self.pool = None;
+        }
+        let pool = self.pool.get_or_insert_with(|| Arc::new(WorkerPool::new(&runtime, options, size))).clone();
+        let steps = TfSteps::with_pool(manifest.clone(), runtime.clone(), pool, self.request.verbose);
 
         let verifier = Verifier::new(&cache_dir);
         let mut last_keys = LastKeys::load(&cache_dir);
         let mut sources = SourceDigests::load(&cache_dir);
-        let starts_before = steps.worker().lock().map(|w| w.starts).unwrap_or(0);
+        let starts_before = steps.pool().starts();
         // A cache entry found changed on disk is evicted and its step runs again: a second
         // pass rebuilds exactly what was lost (a third would mean the disk keeps changing).
         let mut pass = 0;
@@ -167,9 +170,8 @@ impl<'a> Builder<'a> {
                 break (summary, materialized);
             }
         };
-        let (starts_after, pid) = steps.worker().lock().map(|w| (w.starts, w.pid())).unwrap_or((0, None));
-        summary.python_started = starts_after > starts_before;
-        summary.worker_pid = pid;
+        summary.python_started = steps.pool().starts() > starts_before;
+        summary.worker_pid = steps.pool().pids().first().copied();
         summary.native_loaded = steps.native_loaded();
         let _ = sources.save();
         let mut keys_changed = false;
@@ -257,4 +259,49 @@ impl Drop for Builder<'_> {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// How many Python workers a build may run at once: one per job, as long as memory holds a
+/// TensorFlow process (about 1.5 GB) plus four copies of the largest model (the model, its
+/// traced SavedModel, the copy a check loads, gradients) for each of them. With less, steps
+/// wait for each other instead of swapping or being killed.
+pub fn workers_for(manifest: &Manifest, jobs: usize) -> usize {
+    let largest = manifest.models.iter().map(|m| source_bytes(&manifest.root, m)).max().unwrap_or(0);
+    let per_worker = (1_500u64 << 20) + 4 * largest;
+    let by_memory = available_memory().map_or(usize::MAX, |bytes| (bytes / per_worker).max(1) as usize);
+    jobs.max(1).min(by_memory).min(manifest.piece_count().max(1))
+}
+
+/// The bytes of a model's weights on disk: its source file or folder, and a builder's checkpoint.
+fn source_bytes(root: &std::path::Path, model: &crate::manifest::Model) -> u64 {
+    fn size(path: &std::path::Path) -> u64 {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => std::fs::read_dir(path).map(|e| e.flatten().map(|e| size(&e.path())).sum()).unwrap_or(0),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        }
+    }
+    let mut bytes = size(&root.join(model.source.path()));
+    if let crate::manifest::Source::Builder { checkpoint: Some(checkpoint), .. } = &model.source {
+        let checkpoint = root.join(checkpoint);
+        bytes += if checkpoint.is_dir() {
+            size(&checkpoint)
+        } else {
+            let prefix = checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            checkpoint
+                .parent()
+                .and_then(|p| std::fs::read_dir(p).ok())
+                .map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| size(&e.path())).sum())
+                .unwrap_or(0)
+        };
+    }
+    bytes
+}
+
+/// `MemAvailable` (Linux); `None` where it cannot be read.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -17,6 +17,7 @@
 //! (`worker.rs`): TensorFlow is imported once, not once per step.
 
 pub mod managed;
+pub mod pool;
 mod probe;
 pub mod process;
 pub mod worker;

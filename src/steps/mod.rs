@@ -30,7 +30,7 @@ mod trace;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, StepRunner};
 use crate::manifest::{LayerRef, Manifest, ManifestError, ManifestErrors, Model, Piece};
 use crate::plan::{StepId, StepKind};
 use crate::runtime::worker::WorkerOptions;
+use crate::runtime::pool::WorkerPool;
 use crate::runtime::{self, Runtime, Worker, WorkerError};
 use crate::tf::{Native, TfLogs};
 
@@ -65,28 +66,28 @@ pub mod files {
     pub const BUILD: &str = "build.json";
 }
 
-/// The real steps: Python TensorFlow through the worker, native TensorFlow through `crate::tf`.
+/// The real steps: Python TensorFlow through the workers, native TensorFlow through `crate::tf`.
 pub struct TfSteps {
     manifest: Arc<Manifest>,
     runtime: Runtime,
-    worker: Arc<Mutex<Worker>>,
+    pool: Arc<WorkerPool>,
     native: OnceLock<Result<&'static Native, StepError>>,
     logs: TfLogs,
 }
 
 impl TfSteps {
-    /// Steps for `manifest`, running in `runtime`. Nothing starts until a step runs.
-    /// `verbose` as `-v`: 1 shows the worker's log, 2 TensorFlow's own logs too.
+    /// Steps for `manifest`, running in `runtime` with one worker. Nothing starts until a
+    /// step runs. `verbose` as `-v`: 1 shows the worker's log, 2 TensorFlow's own logs too.
     pub fn new(manifest: Arc<Manifest>, runtime: Runtime, verbose: u8) -> TfSteps {
         let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose };
-        let worker = Arc::new(Mutex::new(Worker::new(&runtime, options)));
-        TfSteps::with_worker(manifest, runtime, worker, verbose)
+        let pool = Arc::new(WorkerPool::new(&runtime, options, 1));
+        TfSteps::with_pool(manifest, runtime, pool, verbose)
     }
 
-    /// Steps sharing an existing worker: `--watch` keeps one warm across manifest reloads.
-    pub fn with_worker(manifest: Arc<Manifest>, runtime: Runtime, worker: Arc<Mutex<Worker>>, verbose: u8) -> TfSteps {
+    /// Steps sharing existing workers: `--watch` keeps them warm across manifest reloads.
+    pub fn with_pool(manifest: Arc<Manifest>, runtime: Runtime, pool: Arc<WorkerPool>, verbose: u8) -> TfSteps {
         let logs = if verbose >= 2 { TfLogs::Shown } else { TfLogs::Quiet };
-        TfSteps { manifest, runtime, worker, native: OnceLock::new(), logs }
+        TfSteps { manifest, runtime, pool, native: OnceLock::new(), logs }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -97,9 +98,9 @@ impl TfSteps {
         &self.runtime
     }
 
-    /// The shared worker (to keep it warm, or to see whether it was started).
-    pub fn worker(&self) -> &Arc<Mutex<Worker>> {
-        &self.worker
+    /// The workers (to keep them warm, or to see whether one was started).
+    pub fn pool(&self) -> &Arc<WorkerPool> {
+        &self.pool
     }
 
     /// Whether the native library has been loaded by a step of this runner.
@@ -107,12 +108,26 @@ impl TfSteps {
         self.native.get().is_some()
     }
 
-    /// Sends one request to the worker; `step` names what runs, for messages. The time spent
-    /// waiting for the worker, starting it, and the worker's own phases go into `clock`.
+    /// Sends one request to a worker; `step` names what runs, for messages. The time spent
+    /// waiting for a worker, starting it, and the worker's own phases go into `clock`.
     fn call(&self, method: &str, params: Value, step: &StepId, clock: &mut Clock) -> Result<Value, WorkerError> {
-        let mut worker = self.worker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clock.lap("wait for worker");
-        call_worker(&mut worker, method, params, &step.to_string(), clock)
+        self.with_worker(step, clock, |worker, clock| call_worker(worker, method, params, &step.to_string(), clock))
+    }
+
+    /// Runs `f` on a worker, preferring the one that served `step`'s piece or model before;
+    /// starts the other workers importing TensorFlow meanwhile.
+    fn with_worker<T>(&self, step: &StepId, clock: &mut Clock, f: impl FnOnce(&mut Worker, &mut Clock) -> T) -> T {
+        let mut affinity = Vec::new();
+        if let Some(piece) = &step.piece {
+            affinity.push(format!("{}/{piece}", step.model));
+        }
+        affinity.push(step.model.clone());
+        self.pool.with_worker(&affinity, |worker| {
+            clock.lap("wait for worker");
+            // This step has its worker; the others start importing TensorFlow meanwhile.
+            self.pool.prewarm();
+            f(worker, clock)
+        })
     }
 
     /// The native TensorFlow library, loaded on first use.

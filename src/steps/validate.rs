@@ -22,6 +22,7 @@
 //! native outputs as the reference, so Python is checked against C++.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -217,16 +218,27 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     let mut clock = Clock::start();
     let native = steps.native()?;
     clock.lap("native library");
-    let native = native_checks(native, &saved_model, Some((&golden_dir, &golden)), &expect, &mut clock);
+    // The two loaders are independent: the native half runs on a thread of its own while the
+    // worker runs the Reusable API's checks.
+    let (native, reusable) = std::thread::scope(|scope| {
+        let native_half = scope.spawn(|| {
+            let mut native_clock = Clock::start();
+            let report = native_checks(native, &saved_model, Some((&golden_dir, &golden)), &expect, &mut native_clock);
+            (report, native_clock.finish())
+        });
+        let reusable = steps.with_worker(target.step, &mut clock, |worker, clock| {
+            reusable_checks(worker, &saved_model, &golden_dir, &expect, &target.step.to_string(), clock)
+        });
+        let (native, native_phases) = native_half.join().expect("the native checks do not panic");
+        for (name, ms) in native_phases {
+            clock.add(&name, Duration::from_millis(ms));
+        }
+        (native, reusable)
+    });
     if cx.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(StepError::new("cancelled"));
     }
-    let reusable = {
-        let mut worker = steps.worker().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clock.lap("wait for worker");
-        reusable_checks(&mut worker, &saved_model, &golden_dir, &expect, &target.step.to_string(), &mut clock)
-    }
-    .map_err(|e| super::worker_error(e, target, steps.manifest()))?;
+    let reusable = reusable.map_err(|e| super::worker_error(e, target, steps.manifest()))?;
 
     let inventory = export::load(&dep_dir(target, cx, StepKind::Export)?)?;
     let facts = slice::load(&dep_dir(target, cx, StepKind::Slice)?)?;

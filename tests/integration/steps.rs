@@ -16,7 +16,7 @@ use exportctl::exec::{Dependency, StepContext, StepError, StepOutcome, StepRunne
 use exportctl::manifest::{self, Manifest};
 use exportctl::plan::{Plan, StepId, StepKind};
 use exportctl::runtime::worker::WorkerOptions;
-use exportctl::runtime::Worker;
+use exportctl::runtime::pool::WorkerPool;
 use exportctl::steps::{Report, TfSteps};
 use exportctl::tf::{self, Native, TfLogs};
 use serde_json::Value;
@@ -24,11 +24,9 @@ use serde_json::Value;
 use crate::support::{repo, runtime, Project};
 
 /// One worker for the whole module: TensorFlow is imported once.
-fn shared_worker() -> Arc<Mutex<Worker>> {
-    static WORKER: OnceLock<Arc<Mutex<Worker>>> = OnceLock::new();
-    WORKER
-        .get_or_init(|| Arc::new(Mutex::new(Worker::new(runtime(), WorkerOptions::default()))))
-        .clone()
+fn shared_workers() -> Arc<WorkerPool> {
+    static POOL: OnceLock<Arc<WorkerPool>> = OnceLock::new();
+    POOL.get_or_init(|| Arc::new(WorkerPool::new(runtime(), WorkerOptions::default(), 1))).clone()
 }
 
 fn native() -> &'static Native {
@@ -60,7 +58,7 @@ impl Build {
             manifest::load(&project.path().join("Export.toml"), "Export.toml")
                 .unwrap_or_else(|e| panic!("the test manifest is valid: {e}")),
         );
-        let steps = TfSteps::with_worker(manifest.clone(), runtime().clone(), shared_worker(), 0);
+        let steps = TfSteps::with_pool(manifest.clone(), runtime().clone(), shared_workers(), 0);
         Build { project, manifest, steps, outputs: Mutex::new(BTreeMap::new()) }
     }
 
@@ -391,15 +389,15 @@ fn a_failed_comparison_names_the_output_the_values_and_the_tolerance() {
 #[test]
 fn asking_what_steps_read_starts_neither_python_nor_tensorflow() {
     let build = Build::example("quickstart", "");
-    let worker = Arc::new(Mutex::new(Worker::new(runtime(), WorkerOptions::default())));
-    let steps = TfSteps::with_worker(build.manifest.clone(), runtime().clone(), worker.clone(), 0);
+    let pool = Arc::new(WorkerPool::new(runtime(), WorkerOptions::default(), 2));
+    let steps = TfSteps::with_pool(build.manifest.clone(), runtime().clone(), pool.clone(), 0);
     let plan = Plan::new(&build.manifest);
     for node in plan.topological() {
         let id = &plan.graph[node];
         let inputs = steps.inputs(id).unwrap();
         assert!(inputs.settings.is_object(), "{id}");
     }
-    assert_eq!(worker.lock().unwrap().starts, 0);
+    assert_eq!(pool.starts(), 0);
     assert!(!steps.native_loaded());
 }
 
