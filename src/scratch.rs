@@ -33,7 +33,9 @@ pub fn clean_stale(scratch_dir: &Path) {
     let mine = std::process::id().to_string();
     for entry in entries.flatten() {
         let path = entry.path();
-        if entry.file_name().to_string_lossy() == mine || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Only a process's folder (named by its pid) is ours to judge.
+        if name == mine || name.parse::<u32>().is_err() || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             continue;
         }
         let owned = std::fs::File::open(path.join(".lock")).map(|f| f.try_lock().is_err()).unwrap_or(false);

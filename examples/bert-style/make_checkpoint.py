@@ -5,10 +5,11 @@ moved by a few steps of masked-LM training on random token ids, then saved the w
 Garden saves pre-training checkpoints: `tf.train.Checkpoint(**pretrainer.checkpoint_items)`.
 The files are committed (under 1 MB); this script regenerates them:
 
-    python make_checkpoint.py
+    python make_checkpoint.py [--epochs N]
 """
 
 import os
+import sys
 
 import keras
 import numpy as np
@@ -30,6 +31,8 @@ def token_batch(rng, batch):
 
 
 def main() -> None:
+    # `--epochs 0` skips the stand-in pre-training (benchmarks at BERT-base size use it).
+    epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 2
     keras.utils.set_random_seed(0)
     pretrainer = bert.Pretrainer()
     inputs = bert.encoder_inputs()
@@ -38,7 +41,8 @@ def main() -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     batch = token_batch(rng, 64)
-    model.fit(batch, batch["input_word_ids"], epochs=2, batch_size=16, verbose=0)
+    if epochs > 0:
+        model.fit(batch, batch["input_word_ids"], epochs=epochs, batch_size=16, verbose=0)
 
     os.makedirs(os.path.join(HERE, "ckpt"), exist_ok=True)
     path = tf.train.Checkpoint(**pretrainer.checkpoint_items).write(os.path.join(HERE, "ckpt", "pretrainer"))

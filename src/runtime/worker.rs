@@ -45,6 +45,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/usercode.py"),
     source!("exportctl_worker/introspect.py"),
     source!("exportctl_worker/kerasio.py"),
+    source!("exportctl_worker/recipe.py"),
     source!("exportctl_worker/export.py"),
     source!("exportctl_worker/slicing.py"),
     source!("exportctl_worker/trace.py"),

@@ -1,6 +1,8 @@
-//! export (per model): the source, loaded by the worker and written back as one canonical model
-//! file without its optimizer, with the dropout/batch-norm defaults applied, plus the layer
-//! inventory every later step and the docs read.
+//! export (per model): the source, loaded by the worker once, with the dropout/batch-norm
+//! defaults applied: the layer inventory every later step and the docs read, what its optimizer
+//! held (left out of every package), and the recipe slice and trace build the model again
+//! from (`recipe.json`: the source, its flavour, the user code copied into `code/`). No copy of
+//! the weights is kept: the source's digests (`sources.json`) stand for them in every key.
 
 use std::path::{Path, PathBuf};
 

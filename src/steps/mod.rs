@@ -3,9 +3,9 @@
 //!
 //! | step | reads (its key: settings + files) | runs in | writes into its cache entry |
 //! |---|---|---|---|
-//! | export | source kind/paths, `keras`, `include-optimizer`, `dropout`, `batch-norm`; the source file or directory, checkpoint files, custom objects | worker `export` | the canonical model file, `inventory.json` (layers, parameters, optimizer facts), `code/`, `sources.json` (digests of what it read) |
-//! | slice | the piece's `from`/`to`, its dropout/batch-norm | worker `slice` | the sub-model, `piece.json`, `slice.json` |
-//! | trace | `trainable`, declared inputs, golden inputs (`batch`+`seed`, or the samples file) | worker `trace` | `saved_model/`, `golden/`, `trace.json`, `sources.json` |
+//! | export | source kind/paths, `keras`, `include-optimizer`, `dropout`, `batch-norm`; the source file or directory, checkpoint files, custom objects | worker `export` | `recipe.json` (how to build the model again), `inventory.json` (layers, parameters, optimizer facts), `code/`, `sources.json` (digests of what it read) |
+//! | slice | the piece's `from`/`to`, its dropout/batch-norm | worker `slice` | `piece.json` (the cut), `slice.json` (its inputs, outputs, facts) |
+//! | trace | `trainable`, declared inputs, golden inputs (`batch`+`seed`, or the samples file) | worker `trace` (the piece built from the recipe and the cut) | `saved_model/`, `golden/`, `trace.json`, `sources.json` |
 //! | validate | tolerances, `fine-tune-step`, `trainable`, `include-optimizer`, declared inputs, dropout/batch-norm (for lints) | native (Rust, C API) + worker `validate` | `report.json` |
 //! | package | project handle fields, the piece's docs settings, dropout/batch-norm/trainable (for the docs); the docs body | Rust | `model.tar.gz`, `model.md`, `build.json` |
 //!
@@ -405,7 +405,7 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
         let ours = matches!(
             kind.as_str(),
             "BadParams" | "BadSource" | "CheckpointMismatch" | "UnsupportedModel" | "MissingPackage" | "InputMismatch"
-                | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut" | "WeightsChanged"
+                | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut"
         );
         let mut help: Vec<String> = Vec::new();
         if let Some(suggestions) = data.get("suggestions").and_then(Value::as_array) {

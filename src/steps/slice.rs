@@ -1,6 +1,8 @@
 //! slice (per piece): the sub-model between the piece's `from` and `to` layers, cut by the
-//! worker from the export's canonical model. A layer name the model does not have becomes a
-//! manifest error at that name, with the worker's did-you-mean.
+//! worker from the export's model (built again from its recipe) and described: its inputs,
+//! outputs, parameters, final activation. It writes the cut (`piece.json`), not the weights:
+//! trace builds the piece from it. A layer name the model does not have becomes a manifest
+//! error at that name, with the worker's did-you-mean.
 
 use std::path::Path;
 
@@ -16,7 +18,6 @@ use crate::plan::StepKind;
 /// The worker's `slice` result, kept as `slice.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SliceFacts {
-    pub model_file: String,
     #[serde(default)]
     pub inputs: Vec<Spec>,
     #[serde(default)]
@@ -35,8 +36,6 @@ pub struct SliceFacts {
     pub activity_regularizers: Option<u64>,
     #[serde(default)]
     pub output_activation: Option<String>,
-    #[serde(default)]
-    pub weights_verified: u64,
     #[serde(default)]
     pub warnings: Vec<String>,
 }

@@ -75,6 +75,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         GoldenInputs::Samples { path } => json!({"samples": dirs.project(path), "seed": 0}),
     };
     let params = json!({
+        "export_dir": dep_dir(target, cx, StepKind::Export)?,
         "slice_dir": slice_dir,
         "flavour": inventory.flavour,
         "trainable": piece.trainable,

@@ -737,10 +737,8 @@ pub fn validate_saved_model(
     let (golden_dir, golden) = match options.golden {
         Some(dir) => (dir.to_path_buf(), read_json::<Golden>(&dir.join("golden.json"))?),
         None => {
-            generated = tempfile::Builder::new()
-                .prefix("golden-")
-                .tempdir_in(std::fs::create_dir_all(options.scratch).map(|()| options.scratch).map_err(io_error)?)
-                .map_err(io_error)?;
+            let scratch = crate::scratch::process_dir(options.scratch).map_err(StepError::new)?;
+            generated = tempfile::Builder::new().prefix("golden-").tempdir_in(&scratch).map_err(io_error)?;
             match generate_golden(native, dir, generated.path(), options) {
                 Ok(golden) => (generated.path().to_path_buf(), golden),
                 Err(failed) => {

@@ -7,7 +7,9 @@ protocol it speaks; the entry script ``exportctl-worker.py`` beside this folder 
 * ``params``: parameter checking and small pure helpers (JSON, names, shapes, dtypes).
 * ``usercode``: custom-object files and builders.
 * ``introspect``: what a Keras model (or a restored SavedModel) holds.
-* ``kerasio``: loading and saving Keras files.
+* ``kerasio``: loading Keras files, what their optimizer held.
+* ``recipe``: building the export's model (and a slice's piece) again from the project's files.
+* ``phases``: where a request's time goes.
 * ``export``, ``slicing``, ``trace``, ``validate``: one module per method; ``debug``: the
   test-only methods.
 * ``canonical``: canonical SavedModel bytes.

@@ -10,11 +10,10 @@ import os
 import shutil
 import warnings
 
+from . import recipe
 from .errors import WorkerError, log
 from .introspect import (
     _apply_overrides,
-    _check_overrides,
-    _compare_weights,
     _graph_nodes,
     _input_specs,
     _is_graph_model,
@@ -25,7 +24,7 @@ from .introspect import (
     _saved_model_io,
     _top_level_layers,
 )
-from .kerasio import _detect_keras_file_flavour, _load_keras, _optimizer_info, _save_keras, _tf_keras_saved_model
+from .kerasio import _detect_keras_file_flavour, _load_keras, _optimizer_info, _tf_keras_saved_model
 from .modules import M, _fresh_session
 from .params import _abs_path, _param, _prepare_out_dir, _recorded_dirs, _write_json
 from .usercode import _builder_flavour, _copy_code, _load_code, _resolve_builder
@@ -87,6 +86,7 @@ def m_export(params):
                         custom,
                         safe_mode,
                         root,
+                        path=path,
                     ),
                 )
             except WorkerError:
@@ -105,7 +105,7 @@ def m_export(params):
                 for name in os.listdir(out_dir):
                     full = os.path.join(out_dir, name)
                     shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
-        return _export_saved_model(path, out_dir, dropout, batch_norm, warns)
+        return _export_saved_model(path, out_dir, dropout, batch_norm, warns, root)
 
     if kind == "keras-file":
         flavour = keras_choice if keras_choice != "auto" else _detect_keras_file_flavour(path)
@@ -114,7 +114,18 @@ def m_export(params):
             flavour,
             loader,
             params_common(
-                include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom, safe_mode, root
+                include_optimizer,
+                dropout,
+                batch_norm,
+                out_dir,
+                code_paths,
+                sys_path,
+                kind,
+                warns,
+                custom,
+                safe_mode,
+                root,
+                path=path,
             ),
         )
 
@@ -133,15 +144,47 @@ def m_export(params):
         flavour,
         lambda compile: model,
         params_common(
-            include_optimizer, dropout, batch_norm, out_dir, code_paths + [path], sys_path, kind, warns, custom, safe_mode, root
+            include_optimizer,
+            dropout,
+            batch_norm,
+            out_dir,
+            code_paths + [path],
+            sys_path,
+            kind,
+            warns,
+            custom,
+            safe_mode,
+            root,
+            path=path,
+            function=function,
+            checkpoint=checkpoint,
+            restore=restore,
         ),
     )
 
 
 def params_common(
-    include_optimizer, dropout, batch_norm, out_dir, code_paths, sys_path, kind, warns, custom=None, safe_mode=True, root=None
+    include_optimizer,
+    dropout,
+    batch_norm,
+    out_dir,
+    code_paths,
+    sys_path,
+    kind,
+    warns,
+    custom=None,
+    safe_mode=True,
+    root=None,
+    path=None,
+    function=None,
+    checkpoint=None,
+    restore=None,
 ):
     return {
+        "path": path,
+        "function": function,
+        "checkpoint": checkpoint,
+        "restore": restore,
         "root": root,
         "custom": custom or {},
         "safe_mode": safe_mode,
@@ -157,57 +200,44 @@ def params_common(
 
 
 def _export_keras(flavour, loader, p):
+    """Loads the model once (with its training configuration, to learn what the optimizer held),
+    applies the overrides and describes it. No copy of it is written: slice and trace build it
+    again from the recipe (recipe.py)."""
     out_dir, warns = p["out_dir"], p["warnings"]
-    # 1. the model with its optimizer, to learn what the optimizer held
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            info_model = loader(True)
+            model = loader(True)
             compiled = True
         except Exception as e:
             if p["kind"] == "builder":
                 raise
             log(f"loading with compile=True failed ({type(e).__name__}: {e}); loading without compiling")
             warns.append(f"the model's training configuration could not be restored ({type(e).__name__}: {e})")
-            info_model = loader(False)
+            model = loader(False)
             compiled = False
     for w in caught:
         if "Skipping variable loading for optimizer" not in str(w.message):
             log(f"warning while loading: {w.message}")
-    optimizer = _optimizer_info(info_model, caught) if compiled else None
-    # 2. the model to export
-    if p["include_optimizer"] or p["kind"] == "builder" or flavour == "tf-keras" or not compiled:
-        model = info_model  # tf_keras drops the optimizer at save time
-    else:
-        model = loader(False)
-    if flavour == "keras3" and not p["include_optimizer"] and getattr(model, "optimizer", None) is not None:
-        model = _without_optimizer_keras3(model, out_dir, p["custom"], p["safe_mode"])
+    optimizer = _optimizer_info(model, caught) if compiled else None
     _apply_overrides(model, p["dropout"], p["batch_norm"])
     code = _copy_code(p["code_paths"], out_dir)
-    model_file = _save_keras(model, flavour, out_dir, include_optimizer=p["include_optimizer"])
-    # 3. reload the canonical file: it must load, and every weight must be identical
-    custom = _load_code([os.path.join(out_dir, c) for c in code], p["sys_path"])
-    reloaded = _load_keras(os.path.join(out_dir, model_file), flavour, custom, False, p["safe_mode"])
-    verified = _compare_weights(model, reloaded, "export")
-    _check_overrides(reloaded, p["dropout"], p["batch_norm"], warns)
-    facts = _model_facts(reloaded, flavour)
+    facts = _model_facts(model, flavour)
     if facts["activity_regularizers"]:
         warns.append(
             f"{facts['activity_regularizers']} activity regularizer(s) cannot be exported as regularization_losses "
             "(they depend on the inputs)"
         )
-    if not _is_graph_model(reloaded):
+    if not _is_graph_model(model):
         warns.append("the model is not functional or Sequential: it can only be exported whole (no from/to cuts)")
     result = {
         "flavour": flavour,
-        "model_file": model_file,
-        "model_name": reloaded.name,
-        "layers": [_layer_info(l, _graph_nodes(reloaded)) for l in _top_level_layers(reloaded)],
-        "inputs": _input_specs(reloaded) or [],
-        "outputs": _output_specs(reloaded),
-        "params": _params(reloaded),
+        "model_name": model.name,
+        "layers": [_layer_info(l, _graph_nodes(model)) for l in _top_level_layers(model)],
+        "inputs": _input_specs(model) or [],
+        "outputs": _output_specs(model),
+        "params": _params(model),
         "optimizer": optimizer,
-        "weights_verified": verified,
         "warnings": warns,
         **facts,
     }
@@ -221,29 +251,31 @@ def _export_keras(flavour, loader, p):
             "safe_mode": p["safe_mode"],
         },
     )
+    _write_json(
+        os.path.join(out_dir, recipe.RECIPE),
+        recipe.recipe(
+            p["kind"],
+            p["path"],
+            p.get("function"),
+            p.get("checkpoint"),
+            p.get("restore"),
+            flavour,
+            code,
+            p["sys_path"],
+            p["safe_mode"],
+            p["dropout"],
+            p["batch_norm"],
+            p["root"],
+        ),
+    )
     return result
 
 
-def _without_optimizer_keras3(model, out_dir, custom, safe_mode):
-    """A compiled Keras 3 model (a builder's) without optimizer: save, reload with compile=False."""
-    tmp = os.path.join(out_dir, "uncompiled.tmp.keras")
-    try:
-        model.save(tmp)
-        stripped = M.keras.saving.load_model(tmp, custom_objects=custom, compile=False, safe_mode=safe_mode)
-        _compare_weights(model, stripped, "dropping the optimizer")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return stripped
-
-
-def _export_saved_model(path, out_dir, dropout, batch_norm, warns):
+def _export_saved_model(path, out_dir, dropout, batch_norm, warns, root):
     tf = M.tf
     obj = tf.saved_model.load(path)
     if dropout is not None or batch_norm:
         warns.append("dropout/batch-norm overrides cannot be applied to a SavedModel source; ignored")
-    dest = os.path.join(out_dir, "saved_model")
-    shutil.copytree(path, dest, symlinks=False)
     inputs, outputs = _saved_model_io(obj)
     variables = list(getattr(obj, "variables", []) or [])
     trainable = list(getattr(obj, "trainable_variables", []) or [])
@@ -254,7 +286,6 @@ def _export_saved_model(path, out_dir, dropout, batch_norm, warns):
     total, train = count(variables), count(trainable)
     result = {
         "flavour": "saved-model",
-        "model_file": "saved_model",
         "model_name": None,
         "layers": [],
         "inputs": inputs or [],
@@ -266,8 +297,11 @@ def _export_saved_model(path, out_dir, dropout, batch_norm, warns):
         "batch_norm_layers": None,
         "regularizer_count": len(list(getattr(obj, "regularization_losses", []) or [])),
         "activity_regularizers": None,
-        "weights_verified": 0,
         "warnings": warns,
     }
     _write_json(os.path.join(out_dir, "inventory.json"), {**result, "code": [], "python_path": [], "source_kind": "saved-model"})
+    _write_json(
+        os.path.join(out_dir, recipe.RECIPE),
+        recipe.recipe("saved-model", path, None, None, None, "saved-model", [], [], True, None, None, root),
+    )
     return result

@@ -7,12 +7,10 @@ Reads the models it is given; changes only dropout / batch-norm attributes
 (``_apply_overrides``). Touches no file. TensorFlow only through ``modules.M``.
 """
 
-import math
-
-from .phases import timed
 from .errors import WorkerError
 from .modules import M
 from .params import _dtype_name, _shape_list
+from .phases import timed
 
 _DROPOUT_CLASSES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout"}
 _BATCH_NORM_CLASSES = {"BatchNormalization", "BatchNormalizationBase", "SyncBatchNormalization"}
@@ -466,7 +464,7 @@ def _model_facts(model, flavour):
 
 def _apply_overrides(model, dropout, batch_norm):
     """Set dropout rates / batch-norm hyper-parameters: attributes only, never a weight.
-    They reach the saved file through each layer's get_config(); _check_overrides verifies."""
+    Traced functions read them from the layers when the SavedModel is written."""
     changed = 0
     if dropout is not None:
         dropout = float(dropout)
@@ -486,39 +484,6 @@ def _apply_overrides(model, dropout, batch_norm):
                     layer.epsilon = float(epsilon)
                 changed += 1
     return changed
-
-
-def _check_overrides(model, dropout, batch_norm, warnings_out):
-    """After a reload: did the overrides survive the configuration round trip?"""
-    for layer in _configurable_layers(model):
-        if dropout is not None and _is_dropout(layer) and not math.isclose(float(layer.rate), float(dropout)):
-            warnings_out.append(
-                f"layer '{layer.name}': dropout rate {layer.rate} after reload, not {dropout} "
-                "(its get_config() does not carry the rate)"
-            )
-        if batch_norm and _is_batch_norm(layer):
-            for key in ("momentum", "epsilon"):
-                want = batch_norm.get(key)
-                if want is not None and not math.isclose(float(getattr(layer, key)), float(want), rel_tol=1e-6):
-                    warnings_out.append(
-                        f"layer '{layer.name}': batch-norm {key} is {getattr(layer, key)} after reload, not {want}"
-                    )
-
-
-@timed("verify weights")
-def _compare_weights(a, b, what):
-    """Bit-for-bit comparison of two models' weights; returns the number compared."""
-    wa, wb = a.weights, b.weights
-    if len(wa) != len(wb):
-        raise WorkerError("WeightsChanged", f"{what}: {len(wa)} weights before, {len(wb)} after reload", {"stage": what})
-    for x, y in zip(wa, wb):
-        xa, ya = x.numpy(), y.numpy()
-        if xa.dtype != ya.dtype or xa.shape != ya.shape or xa.tobytes() != ya.tobytes():
-            name = getattr(x, "path", None) or x.name
-            raise WorkerError(
-                "WeightsChanged", f"{what}: weight '{name}' differs after the save/reload round trip", {"weight": name}
-            )
-    return len(wa)
 
 
 def _saved_model_io(obj):

@@ -1,9 +1,7 @@
-"""Keras files: flavour detection, loading (with a hint for the usual failures), saving
-(``model.keras`` rewritten to reproducible bytes, or ``model.h5``), what the source's
-optimizer held, and loading the model of an export or slice directory with its code.
+"""Keras files: flavour detection, loading (with a hint for the usual failures), and what the
+source's optimizer held.
 
-Imports Keras lazily through ``modules.M``; writes only the model file it is asked to save
-(and a temporary sibling while rewriting it).
+Imports Keras lazily through ``modules.M``; reads model files, writes nothing.
 """
 
 import json
@@ -11,14 +9,9 @@ import os
 import re
 import zipfile
 
-from .phases import timed
 from .errors import WorkerError
 from .modules import M
-from .params import _resolved_dirs
-from .usercode import _load_code
-
-FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-FIXED_DATE_SAVED = "1980-01-01@00:00:00"
+from .phases import timed
 
 
 def _detect_keras_file_flavour(path):
@@ -68,61 +61,6 @@ def _load_keras(path, flavour, custom, compile=False, safe_mode=True):
         raise
 
 
-def _canonicalize_keras_zip(path):
-    """Rewrite a .keras zip with fixed timestamps and date_saved, and config.json's
-    ``shared_object_id``s (Python ``id()``s: memory addresses) numbered by first use, so that
-    its bytes are reproducible."""
-    with zipfile.ZipFile(path) as z:
-        entries = [(info, z.read(info.filename)) for info in z.infolist()]
-    tmp = path + ".tmp"
-    with zipfile.ZipFile(tmp, "w") as z:
-        for info, data in entries:
-            if info.filename == "metadata.json":
-                meta = json.loads(data)
-                if "date_saved" in meta:
-                    meta["date_saved"] = FIXED_DATE_SAVED
-                data = json.dumps(meta).encode("utf-8")
-            elif info.filename == "config.json":
-                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode("utf-8")
-            new = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
-            new.compress_type = info.compress_type
-            new.create_system = 3
-            new.external_attr = 0o644 << 16
-            z.writestr(new, data)
-    os.replace(tmp, path)
-
-
-def _renumber_shared_objects(node, ids):
-    """Keras numbers objects shared between layers with their id(): renumber them 1, 2, ... in
-    document order (every reference to one object keeps the same number)."""
-    if isinstance(node, dict):
-        return {
-            k: (
-                ids.setdefault(v, len(ids) + 1)
-                if k == "shared_object_id" and isinstance(v, int)
-                else _renumber_shared_objects(v, ids)
-            )
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_renumber_shared_objects(v, ids) for v in node]
-    return node
-
-
-@timed("save model")
-def _save_keras(model, flavour, out_dir, include_optimizer=False):
-    if flavour == "keras3":
-        name = "model.keras"
-        path = os.path.join(out_dir, name)
-        model.save(path)
-        _canonicalize_keras_zip(path)
-    else:
-        name = "model.h5"
-        path = os.path.join(out_dir, name)
-        model.save(path, include_optimizer=include_optimizer, save_format="h5")
-    return name
-
-
 def _optimizer_info(model, caught):
     opt = getattr(model, "optimizer", None)
     if opt is None:
@@ -169,9 +107,3 @@ def _optimizer_info(model, caught):
 
 def _tf_keras_saved_model(path):
     return os.path.isdir(path) and os.path.exists(os.path.join(path, "keras_metadata.pb"))
-
-
-def _load_piece_model(model_dir, meta, flavour, root=None):
-    code = [os.path.join(model_dir, c) for c in meta.get("code", [])]
-    custom = _load_code(code, _resolved_dirs(meta.get("python_path", []), root))
-    return _load_keras(os.path.join(model_dir, meta["model_file"]), flavour, custom, False, meta.get("safe_mode", True))

@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 
-from .debug import m_debug_exit, m_debug_print, m_debug_raise, m_debug_segfault, m_debug_sleep
 from . import phases
+from .debug import m_debug_exit, m_debug_print, m_debug_raise, m_debug_segfault, m_debug_sleep
 from .errors import WorkerError, _error_payload, log
 from .export import m_export
 from .modules import M, _dist_version
@@ -143,7 +143,20 @@ def main(responses):
             os._exit(0)
         if request_id is not None and response.get("ok") is not None and text and '"debug.' not in text:
             # Models die with the request; Keras graphs are full of reference cycles. Collect
-            # now, after the response is out, so a long-lived worker stays small at no latency.
+            # now, after the response is out, so a long-lived worker stays small at no latency,
+            # and hand the freed memory back to the system (glibc keeps it otherwise: the next
+            # piece's model would come on top of the last one's).
             gc.collect()
+            _trim_memory()
     sys.stderr.flush()
     return 0
+
+
+def _trim_memory():
+    """glibc's malloc_trim: freed memory back to the system (a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -1,23 +1,19 @@
-"""The ``slice`` method: a piece of an exported model, cut by layer names (the original
-layers replayed on fresh inputs, same weights) or taken whole, saved and verified by a
-reload, with its code and ``piece.json``.
+"""The ``slice`` method and the cut itself: a piece of an exported model, cut by layer names
+(the original layers replayed on fresh inputs, same weights) or taken whole; slice checks the
+cut and describes the piece, and writes the cut as ``piece.json`` (trace cuts again from it).
 
 Imports TensorFlow and Keras lazily through ``modules.M``; writes only inside ``out_dir``.
 """
 
 import os
-import shutil
 import sys
 
+from . import recipe
 from .errors import WorkerError
 from .introspect import (
-    _apply_overrides,
-    _check_overrides,
-    _compare_weights,
     _graph_nodes,
     _history,
     _input_specs,
-    _is_graph_model,
     _model_facts,
     _model_inputs,
     _model_outputs,
@@ -29,10 +25,8 @@ from .introspect import (
     _params,
     _top_level_layers,
 )
-from .kerasio import _load_piece_model, _save_keras
-from .modules import M, _fresh_session
+from .modules import M
 from .params import _abs_path, _dtype_name, _param, _prepare_out_dir, _read_json, _shape_list, _shape_tuple, _suggest, _write_json
-from .usercode import _copy_code
 
 
 def _layer_index(model):
@@ -188,7 +182,9 @@ def _build_piece(model, flavour, from_name, to_names):
 
 
 def m_slice(params):
-    _fresh_session()
+    """Checks the cut on the model built again from the export's recipe, describes the piece,
+    and writes ``piece.json`` (the cut and the piece-level overrides): trace builds the piece
+    from it. No copy of the weights is written."""
     export_dir = _abs_path(params, "export_dir")
     flavour = _param(params, "flavour", str)
     from_name = _param(params, "from", str, default=None, allow_none=True)
@@ -202,6 +198,7 @@ def m_slice(params):
     inventory_path = os.path.join(export_dir, "inventory.json")
     meta = _read_json(inventory_path) if os.path.exists(inventory_path) else {}
     warns = []
+    piece_meta = {"from": from_name, "to": list(to_names), "dropout": dropout, "batch_norm": batch_norm}
 
     if flavour == "saved-model":
         if from_name is not None or to_names:
@@ -212,14 +209,8 @@ def m_slice(params):
             )
         if dropout is not None or batch_norm:
             warns.append("dropout/batch-norm overrides cannot be applied to a SavedModel source; ignored")
-        M.tf  # noqa: B018
-        shutil.copytree(os.path.join(export_dir, "saved_model"), os.path.join(out_dir, "saved_model"))
-        _write_json(
-            os.path.join(out_dir, "piece.json"),
-            {"flavour": flavour, "model_file": "saved_model", "code": [], "python_path": [], "from": None, "to": []},
-        )
+        _write_json(os.path.join(out_dir, recipe.PIECE), {**piece_meta, "dropout": None, "batch_norm": None})
         return {
-            "model_file": "saved_model",
             "inputs": meta.get("inputs", []),
             "outputs": meta.get("outputs", []),
             "layers": 0,
@@ -229,49 +220,18 @@ def m_slice(params):
             "regularizer_count": meta.get("regularizer_count"),
             "activity_regularizers": None,
             "output_activation": None,
-            "weights_verified": 0,
             "warnings": warns,
         }
     if flavour not in ("keras3", "tf-keras"):
         raise WorkerError("BadParams", f"unknown flavour '{flavour}'", {"param": "flavour"})
-    meta.setdefault("model_file", "model.keras" if flavour == "keras3" else "model.h5")
-    M.keras.utils.set_random_seed(0)
-    model = _load_piece_model(export_dir, meta, flavour, root)
-    if from_name is None and not to_names:
-        piece = model
-    else:
-        if not _is_graph_model(model):
-            raise WorkerError(
-                "UnsupportedCut",
-                f"model '{model.name}' is not a functional or Sequential model: it cannot be cut by layer names; "
-                "build the piece separately (a builder function) or export it whole",
-                {"flavour": flavour},
-            )
-        piece = _build_piece(model, flavour, from_name, list(to_names))
-    _apply_overrides(piece, dropout, batch_norm)
-    code = _copy_code([os.path.join(export_dir, c) for c in meta.get("code", [])], out_dir)
-    model_file = _save_keras(piece, flavour, out_dir)
-    piece_meta = {
-        "flavour": flavour,
-        "model_file": model_file,
-        "code": code,
-        "python_path": meta.get("python_path", []),
-        "from": from_name,
-        "to": list(to_names),
-        "safe_mode": meta.get("safe_mode", True),
-    }
-    _write_json(os.path.join(out_dir, "piece.json"), piece_meta)
-    reloaded = _load_piece_model(out_dir, piece_meta, flavour, root)
-    verified = _compare_weights(piece, reloaded, "slice")
-    _check_overrides(reloaded, dropout, batch_norm, warns)
-    facts = _model_facts(reloaded, flavour)
+    _write_json(os.path.join(out_dir, recipe.PIECE), piece_meta)
+    _, piece, _ = recipe.construct_piece(export_dir, out_dir, root)
+    facts = _model_facts(piece, flavour)
     return {
-        "model_file": model_file,
-        "inputs": _input_specs(reloaded) or [],
-        "outputs": _output_specs(reloaded),
-        "layers": len(reloaded.layers),
-        "params": _params(reloaded),
-        "weights_verified": verified,
+        "inputs": _input_specs(piece) or [],
+        "outputs": _output_specs(piece),
+        "layers": len(piece.layers),
+        "params": _params(piece),
         "warnings": warns,
         **facts,
     }

@@ -7,6 +7,7 @@ Imports TensorFlow and Keras lazily through ``modules.M``; writes only inside ``
 
 import os
 
+from . import recipe
 from .errors import WorkerError
 from .introspect import (
     _activity_regularizer_count,
@@ -20,20 +21,18 @@ from .introspect import (
     _saved_model_io,
     _weight_regularizers,
 )
-from .kerasio import _load_piece_model
-from .phases import phase
 from .modules import M, _fresh_session
 from .params import (
     _abs_path,
     _param,
     _prepare_out_dir,
-    _read_json,
     _safe_file_name,
     _shape_list,
     _shape_tuple,
     _suggest,
     _write_json,
 )
+from .phases import phase
 
 UNKNOWN_DIM_SIZE = 8  # size used for unknown non-batch dims of generated inputs
 
@@ -257,6 +256,7 @@ def _write_golden(out_dir, flavour, specs, feeds, outputs, out_kind, meta):
 def m_trace(params):
     _fresh_session()
     slice_dir = _abs_path(params, "slice_dir")
+    export_dir = _abs_path(params, "export_dir")
     flavour = _param(params, "flavour", str)
     trainable = bool(_param(params, "trainable", bool, default=True))
     declared = _param(params, "inputs", list, default=None, allow_none=True)
@@ -265,20 +265,16 @@ def m_trace(params):
     out_dir = _prepare_out_dir(params)
     seed = int(golden.get("seed", 0) or 0)
     tf, keras = M.tf, M.keras
-    keras.utils.set_random_seed(seed)
-    if flavour == "saved-model":
-        return _trace_saved_model(slice_dir, trainable, declared, golden, out_dir, seed)
-    if flavour not in ("keras3", "tf-keras"):
+    if flavour not in ("keras3", "tf-keras", "saved-model"):
         raise WorkerError("BadParams", f"unknown flavour '{flavour}'", {"param": "flavour"})
+    # The piece, built again from the export's recipe and the slice's cut (recipe.py); the
+    # golden seed only from here on, so the model is the same whatever the seed.
+    _, model, _ = recipe.construct_piece(export_dir, slice_dir, root)
+    keras.utils.set_random_seed(seed)
     if flavour == "tf-keras":
         M.tf_keras.utils.set_random_seed(seed)
-    meta_path = os.path.join(slice_dir, "piece.json")
-    meta = (
-        _read_json(meta_path)
-        if os.path.exists(meta_path)
-        else {"model_file": "model.keras" if flavour == "keras3" else "model.h5", "code": []}
-    )
-    model = _load_piece_model(slice_dir, meta, flavour, root)
+    if flavour == "saved-model":
+        return _trace_saved_model(model, trainable, declared, golden, out_dir, seed)
     warns = []
     if not _model_inputs(model):
         if declared is None:
@@ -350,21 +346,21 @@ def m_trace(params):
 
     with phase("golden"):
         golden_doc = _write_golden(
-        out_dir,
-        flavour,
-        specs,
-        feeds,
-        ref_flat,
-        out_kind,
-        {
-            "seed": seed,
-            "batch": batch,
-            "source": source,
-            "has_dropout": has_dropout,
-            "has_batch_norm": has_bn,
-            "trainable": trainable,
-        },
-    )
+            out_dir,
+            flavour,
+            specs,
+            feeds,
+            ref_flat,
+            out_kind,
+            {
+                "seed": seed,
+                "batch": batch,
+                "source": source,
+                "has_dropout": has_dropout,
+                "has_batch_norm": has_bn,
+                "trainable": trainable,
+            },
+        )
     return {
         "signature": _signature_summary(serve, specs, out_names_final),
         "variables": len(variables),
@@ -423,10 +419,8 @@ def _signature_summary(concrete, specs, out_names):
     return {"inputs": ins, "outputs": outs}
 
 
-def _trace_saved_model(slice_dir, trainable, declared, golden, out_dir, seed):
+def _trace_saved_model(obj, trainable, declared, golden, out_dir, seed):
     tf = M.tf
-    src_dir = os.path.join(slice_dir, "saved_model")
-    obj = tf.saved_model.load(src_dir)
     inferred, _ = _saved_model_io(obj)
     specs = _resolve_trace_inputs(declared, inferred)
     single = len(specs) == 1

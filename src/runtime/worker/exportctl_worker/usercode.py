@@ -15,10 +15,10 @@ import re
 import shutil
 import sys
 
-from .phases import timed
 from .errors import WorkerError
 from .modules import M
 from .params import _suggest
+from .phases import timed
 
 _USER_MODULES = {}  # content hash -> module
 
