@@ -87,6 +87,8 @@ def _fresh_session():
     M.keras.backend.clear_session(free_memory=False)
     if M._tf_keras is not None:
         M._tf_keras.backend.clear_session()
+    # Grappler options are recorded in every call op a trace writes: as a fresh process has them.
+    M.tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": None})
 
 
 def _dist_version(name):

@@ -129,6 +129,20 @@ def _flat_float_outputs(out):
 
 
 def m_validate(params):
+    # Grappler rewrites every function before its first run (fusing ops, which also changes
+    # the last bits of results): for functions each run once or twice that is most of their
+    # cost. The Python checks run the functions as written, which is what the reference
+    # outputs were computed with (eagerly); the native half checks the optimised graph, as
+    # TF Serving runs it. The option is process-wide and would be recorded in every call op a
+    # later trace writes: it is unset again afterwards, as a fresh process has it.
+    M.tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        return _validate(params)
+    finally:
+        M.tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": None})
+
+
+def _validate(params):
     _fresh_session()
     import numpy as np
 
@@ -149,12 +163,6 @@ def m_validate(params):
         raise FileNotFoundError(f"not a SavedModel directory: {sm_dir}")
 
     tf = M.tf
-    # Grappler rewrites every function before its first run (fusing ops, which also changes
-    # the last bits of results): for functions each run once or twice that is most of their
-    # cost. The Python checks run the functions as written, which is what the reference
-    # outputs were computed with (eagerly); the native half checks the optimised graph, as
-    # TF Serving runs it.
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     checks = _Checks()
     result = {"ok": False, "checks": checks.items, "regularization_loss_values": [], "hub": None}
     try:
