@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod exec;
+pub mod gzip;
 pub mod hash;
 pub mod lockfile;
 pub mod manifest;
