@@ -151,7 +151,10 @@ impl Reporter for Human {
                     self.line(&format!("       ran {id} in {}{detail}", seconds(s)));
                 }
                 if self.verbose > 0 && !entry.outcome.phases.is_empty() {
-                    let phases: Vec<String> = entry.outcome.phases.iter().map(|(name, ms)| format!("{name} {}", seconds(*ms as f64 / 1000.0))).collect();
+                    let mut phases: Vec<String> = entry.outcome.phases.iter().map(|(name, ms)| format!("{name} {}", seconds(*ms as f64 / 1000.0))).collect();
+                    if let Some(peak) = entry.outcome.peak_memory {
+                        phases.push(format!("worker peak memory {}", crate::cache::limit::format_size(peak)));
+                    }
                     self.line(&format!("           {}", phases.join(", ")));
                 }
             }
@@ -241,6 +244,7 @@ impl Reporter for Json {
                 "event": "step-finished", "step": id, "kind": id.kind, "key": key, "source": "ran",
                 "duration_ms": (seconds * 1000.0).round() as u64,
                 "phases": entry.outcome.phases,
+                "peak_memory": entry.outcome.peak_memory,
                 "digest": entry.digest, "outputs": entry.files, "summary": entry.outcome.summary,
             }),
             Event::Failed { id, error, seconds } => json!({

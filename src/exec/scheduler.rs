@@ -338,7 +338,7 @@ fn run_one(
         Ok(p) => p,
         Err(e) => return fail(StepError::new(format!("cannot create a cache entry: {e}")).with_help("check the permissions and free space of .exportctl/"), None),
     };
-    let dep_map: BTreeMap<StepId, Dependency> = deps.iter().map(|(d, e)| (d.clone(), Dependency { id: d.clone(), dir: e.out() })).collect();
+    let dep_map: BTreeMap<StepId, Dependency> = deps.iter().map(|(d, e)| (d.clone(), Dependency { id: d.clone(), dir: e.out(), files: e.files.clone() })).collect();
     let out = pending.out();
     let cx = StepContext { root: engine.root, out: &out, deps: &dep_map, cancelled: engine.cancelled };
     let outcome = match engine.runner.run(id, &cx) {

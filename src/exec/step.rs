@@ -30,6 +30,9 @@ pub struct Dependency {
     pub id: StepId,
     /// The dependency's output directory in the cache (read-only).
     pub dir: PathBuf,
+    /// Its files (relative to `dir`) and their digests, as its cache entry records them
+    /// (empty when not known: the step hashes what it needs).
+    pub files: BTreeMap<String, String>,
 }
 
 /// What a running step gets.
@@ -77,6 +80,9 @@ pub struct StepOutcome {
     /// Where the time went (`worker start`, `load`, `trace`, `save`, `native load`, …).
     #[serde(default, skip_serializing_if = "Phases::is_empty")]
     pub phases: Phases,
+    /// The peak resident memory of the Python worker while it ran the step, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<u64>,
 }
 
 /// Why a step failed: what, and what to do.

@@ -194,6 +194,25 @@ impl Worker {
         self.process.as_ref().map(|p| p.child.id())
     }
 
+    /// The running worker's resident memory in bytes (Linux; `None` elsewhere or when it does
+    /// not run).
+    pub fn resident_memory(&self) -> Option<u64> {
+        let pid = self.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    }
+
+    /// Ends the process if it holds more than `limit` bytes; the next request starts a fresh
+    /// one. Returns whether it did.
+    pub fn recycle_above(&mut self, limit: u64) -> bool {
+        if self.resident_memory().is_some_and(|rss| rss > limit) {
+            self.stop();
+            return true;
+        }
+        false
+    }
+
     /// Sends one request and waits for its answer. `step` names what runs, for messages.
     pub fn call(&mut self, method: &str, params: Value, step: &str) -> Result<Value, WorkerError> {
         if self.process.is_none() {

@@ -176,7 +176,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs) -> Result<S
     write_json(&dirs.out.join(files::SOURCES), &sources)?;
 
     clock.lap("records");
-    Ok(StepOutcome { warnings: worker_warnings("export", &inventory.warnings), summary: summary(&inventory), phases: clock.finish() })
+    Ok(clock.outcome(worker_warnings("export", &inventory.warnings), summary(&inventory)))
 }
 
 fn summary(inventory: &Inventory) -> String {

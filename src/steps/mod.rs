@@ -111,7 +111,10 @@ impl TfSteps {
     /// Sends one request to a worker; `step` names what runs, for messages. The time spent
     /// waiting for a worker, starting it, and the worker's own phases go into `clock`.
     fn call(&self, method: &str, params: Value, step: &StepId, clock: &mut Clock) -> Result<Value, WorkerError> {
-        self.with_worker(step, clock, |worker, clock| call_worker(worker, method, params, &step.to_string(), clock))
+        self.with_worker(step, clock, |worker, clock| {
+            recycle_if_bloated(worker, step.kind);
+            call_worker(worker, method, params, &step.to_string(), clock)
+        })
     }
 
     /// Runs `f` on a worker, preferring the one that served `step`'s piece or model before;
@@ -187,6 +190,17 @@ impl StepRunner for TfSteps {
     }
 }
 
+/// A worker keeps what its last steps allocated when TensorFlow's or glibc's allocators do
+/// not give it back, and a worker holding a big model's leftovers would stack the next model on
+/// top of them. It is replaced by a fresh one (TensorFlow imported again, a few seconds) before
+/// a validate — the step that needs the most — when it holds over 1 GB, and before any other
+/// step over 2 GB. Small models never come near: their workers live for the whole build.
+pub(crate) fn recycle_if_bloated(worker: &mut Worker, kind: StepKind) {
+    const GB: u64 = 1 << 30;
+    let limit = if kind == StepKind::Validate { GB } else { 2 * GB };
+    worker.recycle_above(limit);
+}
+
 /// Sends one request to `worker`, recording its phases in `clock`: the process start (when
 /// this request started one) and the phases the worker reports (`result.phases`).
 pub(crate) fn call_worker(worker: &mut Worker, method: &str, params: Value, label: &str, clock: &mut Clock) -> Result<Value, WorkerError> {
@@ -195,6 +209,9 @@ pub(crate) fn call_worker(worker: &mut Worker, method: &str, params: Value, labe
     let mut result = worker.call(method, params, label)?;
     let total = started.elapsed();
     let reported = result.as_object_mut().and_then(|o| o.shift_remove("phases"));
+    if let Some(peak) = result.as_object_mut().and_then(|o| o.shift_remove("peak_memory")).and_then(|v| v.as_u64()) {
+        clock.peak_memory = Some(clock.peak_memory.unwrap_or(0).max(peak));
+    }
     if worker.starts != starts {
         clock.add("worker start", worker.last_start.unwrap_or_default());
     }
@@ -217,11 +234,13 @@ pub(crate) fn call_worker(worker: &mut Worker, method: &str, params: Value, labe
 pub struct Clock {
     phases: crate::exec::Phases,
     mark: std::time::Instant,
+    /// The worker's peak resident memory during the step, when it reports one.
+    pub peak_memory: Option<u64>,
 }
 
 impl Clock {
     pub fn start() -> Clock {
-        Clock { phases: crate::exec::Phases::new(), mark: std::time::Instant::now() }
+        Clock { phases: crate::exec::Phases::new(), mark: std::time::Instant::now(), peak_memory: None }
     }
 
     /// Ends the current phase: the time since the last lap goes to `name`.
@@ -243,6 +262,11 @@ impl Clock {
 
     pub fn finish(self) -> crate::exec::Phases {
         self.phases
+    }
+
+    /// The phases, and the peak memory as the outcome records them.
+    pub fn outcome(self, warnings: Vec<crate::exec::Warning>, summary: String) -> StepOutcome {
+        StepOutcome { warnings, summary, peak_memory: self.peak_memory, phases: self.phases }
     }
 }
 

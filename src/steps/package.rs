@@ -127,13 +127,26 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         validate: validate::inputs(target).settings,
         package: self::inputs(manifest, target).settings,
     };
-    let saved_model_files = super::digest_files(&trace_dir, &[PathBuf::from(files::SAVED_MODEL)])?
-        .into_iter()
-        .map(|mut f| {
-            f.path = f.path.trim_start_matches("saved_model/").to_string();
-            f
-        })
-        .collect();
+    // The trace's entry knows its files' digests: the SavedModel is not hashed again.
+    let recorded = &cx.deps.get(&target.sibling(StepKind::Trace)).map(|d| d.files.clone()).unwrap_or_default();
+    let saved_model_files: Vec<FileDigest> = if recorded.keys().any(|k| k.starts_with("saved_model/")) {
+        recorded
+            .iter()
+            .filter_map(|(path, digest)| {
+                let inside = path.strip_prefix("saved_model/")?;
+                let bytes = std::fs::metadata(trace_dir.join(path)).map(|m| m.len()).unwrap_or(0);
+                Some(FileDigest { path: inside.to_string(), bytes, digest: digest.clone() })
+            })
+            .collect()
+    } else {
+        super::digest_files(&trace_dir, &[PathBuf::from(files::SAVED_MODEL)])?
+            .into_iter()
+            .map(|mut f| {
+                f.path = f.path.trim_start_matches("saved_model/").to_string();
+                f
+            })
+            .collect()
+    };
     let output = |name: &str| -> Result<Output, StepError> {
         let path = dirs.out.join(name);
         let digest = crate::hash::digest_file(&path).map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?;
@@ -159,7 +172,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
             warnings: report.lints.iter().map(|w| w.code.clone()).collect(),
         },
         outputs: Outputs {
-            archive: output(files::ARCHIVE)?,
+            archive: Output { bytes: archive.bytes, digest: archive.digest.clone() },
             docs: output(files::DOCS)?,
             saved_model: saved_model_files,
         },
@@ -168,7 +181,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
 
     let summary = format!("{} ({}, {} entries), {}", files::ARCHIVE, human_bytes(archive.bytes), archive.entries, files::DOCS);
     clock.lap("docs");
-    Ok(StepOutcome { warnings, summary, phases: clock.finish() })
+    Ok(clock.outcome(warnings, summary))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,6 +195,28 @@ pub struct ArchiveSummary {
     pub bytes: u64,
     /// Files and directories in it.
     pub entries: usize,
+    /// Its digest, taken as it was written.
+    pub digest: String,
+}
+
+/// Hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The gzip level of `model.tar.gz`. Measured on model weights (`cargo bench --bench
@@ -204,7 +239,8 @@ pub fn archive_saved_model_at(dir: &Path, dest: &Path, level: u32) -> std::io::R
     entries.sort_by(|a, b| a.0.components().cmp(b.0.components()));
 
     let file = std::fs::File::create(dest)?;
-    let gzip = crate::gzip::ParallelGzEncoder::new(BufWriter::with_capacity(1 << 20, file), level)?;
+    let hashing = Hashing { inner: file, hasher: blake3::Hasher::new(), bytes: 0 };
+    let gzip = crate::gzip::ParallelGzEncoder::new(BufWriter::with_capacity(1 << 20, hashing), level)?;
     let mut tar = tar::Builder::new(gzip);
     for (relative, is_dir) in &entries {
         let name = super::slash_path(relative);
@@ -233,8 +269,8 @@ pub fn archive_saved_model_at(dir: &Path, dest: &Path, level: u32) -> std::io::R
     writer.flush()?;
     // Not fsynced, like every other output of a step: a file the system lost in a crash no
     // longer has the digest its entry records, and is rebuilt (cache/verify.rs).
-    writer.into_inner().map_err(|e| e.into_error())?;
-    Ok(ArchiveSummary { bytes: std::fs::metadata(dest)?.len(), entries: entries.len() })
+    let hashing = writer.into_inner().map_err(|e| e.into_error())?;
+    Ok(ArchiveSummary { bytes: hashing.bytes, entries: entries.len(), digest: hashing.hasher.finalize().to_hex().to_string() })
 }
 
 /// Every file and directory under `dir`, relative; refuses what TF Hub's loader refuses.

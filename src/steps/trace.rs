@@ -100,7 +100,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         if facts.regularization_losses == 1 { "" } else { "es" }
     );
     clock.lap("records");
-    Ok(StepOutcome { warnings: worker_warnings("trace", &facts.warnings), summary, phases: clock.finish() })
+    Ok(clock.outcome(worker_warnings("trace", &facts.warnings), summary))
 }
 
 pub(super) fn load(dir: &Path) -> Result<TraceFacts, StepError> {

@@ -227,6 +227,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
             (report, native_clock.finish())
         });
         let reusable = steps.with_worker(target.step, &mut clock, |worker, clock| {
+            super::recycle_if_bloated(worker, StepKind::Validate);
             reusable_checks(worker, &saved_model, &golden_dir, &expect, &target.step.to_string(), clock)
         });
         let (native, native_phases) = native_half.join().expect("the native checks do not panic");
@@ -250,7 +251,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     }
     write_json(&dirs.out.join(files::REPORT), &report)?;
     clock.lap("records");
-    Ok(StepOutcome { warnings: lints, summary: summary(&report), phases: clock.finish() })
+    Ok(clock.outcome(lints, summary(&report)))
 }
 
 /// One line: how many checks, and the largest output difference.

@@ -69,7 +69,7 @@ impl Build {
             .lock()
             .unwrap()
             .iter()
-            .map(|(id, dir)| (id.clone(), Dependency { id: id.clone(), dir: dir.clone() }))
+            .map(|(id, dir)| (id.clone(), Dependency { id: id.clone(), dir: dir.clone(), files: Default::default() }))
             .collect();
         self.run_with(id, &deps)
     }
@@ -381,9 +381,9 @@ fn a_failed_comparison_names_the_output_the_values_and_the_tolerance() {
         .lock()
         .unwrap()
         .iter()
-        .map(|(id, dir)| (id.clone(), Dependency { id: id.clone(), dir: dir.clone() }))
+        .map(|(id, dir)| (id.clone(), Dependency { id: id.clone(), dir: dir.clone(), files: Default::default() }))
         .collect();
-    deps.insert(step(StepKind::Trace), Dependency { id: step(StepKind::Trace), dir: broken });
+    deps.insert(step(StepKind::Trace), Dependency { id: step(StepKind::Trace), dir: broken, files: Default::default() });
     let error = q.build.run_with(&step(StepKind::Validate), &deps).unwrap_err();
     let message = &error.message;
     assert!(message.starts_with("3 of 16 validation checks failed"), "{message}");

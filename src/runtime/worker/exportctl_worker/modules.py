@@ -6,6 +6,7 @@ Importing this module imports none of them: TensorFlow is imported on the first 
 ``M.tf``. Reads distribution metadata; writes nothing.
 """
 
+import gc
 import importlib.metadata
 import logging
 
@@ -96,3 +97,15 @@ def _dist_version(name):
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def release_memory():
+    """Collects garbage (Keras graphs are full of reference cycles) and hands freed memory back
+    to the system (glibc keeps it otherwise, and the next model would come on top of it)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

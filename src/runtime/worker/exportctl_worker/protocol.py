@@ -6,7 +6,6 @@ docs/worker-protocol.md specifies the protocol. Writes responses only to the han
 ``main``, logs to stderr; TensorFlow is imported by the methods, through ``modules.M``.
 """
 
-import gc
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ from . import phases
 from .debug import m_debug_exit, m_debug_print, m_debug_raise, m_debug_segfault, m_debug_sleep
 from .errors import WorkerError, _error_payload, log
 from .export import m_export
-from .modules import M, _dist_version
+from .modules import M, _dist_version, release_memory
 from .params import _jsonable, _suggest
 from .slicing import m_slice
 from .trace import m_trace
@@ -85,9 +84,13 @@ def _dispatch(request):
             {"method": method, "suggestions": _suggest(method, known)},
         )
     phases.reset()
+    _reset_peak_memory()
     result = fn(params)
     if isinstance(result, dict):
         result["phases"] = phases.take()
+        peak = _peak_memory()
+        if peak is not None:
+            result["peak_memory"] = peak
     return result
 
 
@@ -146,17 +149,27 @@ def main(responses):
             # now, after the response is out, so a long-lived worker stays small at no latency,
             # and hand the freed memory back to the system (glibc keeps it otherwise: the next
             # piece's model would come on top of the last one's).
-            gc.collect()
-            _trim_memory()
+            release_memory()
     sys.stderr.flush()
     return 0
 
 
-def _trim_memory():
-    """glibc's malloc_trim: freed memory back to the system (a no-op elsewhere)."""
+def _reset_peak_memory():
+    """Linux: resets the process's peak resident size, so that each request reports its own."""
     try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
         pass
+
+
+def _peak_memory():
+    """The peak resident size since the last reset, in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
