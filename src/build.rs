@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use crate::cache::{self, LastKeys, ProjectLock, SourceDigests, Store, Verifier};
+use crate::cache::{self, LastKeys, ProjectLock, Remote, RemoteConfig, SourceDigests, Store, Verifier};
 use crate::error::{Error, Result};
 use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, StepRunner, Warning};
 use crate::lockfile::{self, LockFile};
@@ -121,7 +121,10 @@ impl<'a> Builder<'a> {
         let pool = self.pool.get_or_insert_with(|| Arc::new(WorkerPool::new(&runtime, options, size))).clone();
         let steps = TfSteps::with_pool(manifest.clone(), runtime.clone(), pool, self.request.verbose);
 
-        let verifier = Verifier::new(&cache_dir);
+        let verifier = Arc::new(Verifier::new(&cache_dir));
+        let remote = RemoteConfig::resolve(&manifest.cache)
+            .map_err(|e| Error::usage(e, "set it to the cache's base URL, e.g. http://cache.internal:8080/exportctl"))?
+            .map(|config| Arc::new(Remote::new(config, verifier.clone())));
         let mut last_keys = LastKeys::load(&cache_dir);
         let mut sources = SourceDigests::load(&cache_dir);
         let starts_before = steps.pool().starts();
@@ -135,6 +138,7 @@ impl<'a> Builder<'a> {
                 store: &store,
                 verifier: &verifier,
                 last_keys: &last_keys.keys,
+                remote: remote.as_ref(),
                 runner: &steps,
                 tool: cache::key::tool_version(),
                 runtime: runtime.fingerprint(),
@@ -170,6 +174,24 @@ impl<'a> Builder<'a> {
                 break (summary, materialized);
             }
         };
+        if let Some(remote) = &remote {
+            remote.finish_uploads();
+            for message in remote.take_messages() {
+                reporter.note(&format!("warning: {message}"));
+            }
+            let stats = remote.stats();
+            if stats.hits + stats.uploaded_entries > 0 && self.request.verbose > 0 {
+                reporter.note(&format!(
+                    "remote cache {}: {} entr{} downloaded ({}), {} uploaded ({})",
+                    remote.config().display_url(),
+                    stats.hits,
+                    if stats.hits == 1 { "y" } else { "ies" },
+                    cache::limit::format_size(stats.downloaded),
+                    stats.uploaded_entries,
+                    cache::limit::format_size(stats.uploaded)
+                ));
+            }
+        }
         summary.python_started = steps.pool().starts() > starts_before;
         summary.worker_pid = steps.pool().pids().first().copied();
         summary.native_loaded = steps.native_loaded();

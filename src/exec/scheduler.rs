@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
@@ -20,7 +20,7 @@ use petgraph::Direction;
 
 use super::report::{Event, Reporter, Source};
 use super::step::{Dependency, StepContext, StepError, StepInputs, StepRunner};
-use crate::cache::{explain, Corruption, Entry, Reason, SourceDigests, StepKey, Store, Verifier};
+use crate::cache::{explain, Corruption, Entry, Reason, Remote, SourceDigests, StepKey, Store, Verifier};
 use crate::plan::{Plan, StepId};
 
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct Engine<'a> {
     pub verifier: &'a Verifier,
     /// Each step's key at the last build (to say why it runs again).
     pub last_keys: &'a BTreeMap<String, String>,
+    /// The shared remote cache, asked after the local one.
+    pub remote: Option<&'a Arc<Remote>>,
     pub runner: &'a dyn StepRunner,
     /// exportctl's part of keys (`cache::key::tool_version`).
     pub tool: String,
@@ -316,6 +318,16 @@ fn run_one(
         engine.reporter.event(Event::Cached { id, key: &key, entry: &entry, source: Source::Local });
         return StepResult { id: id.clone(), status: Status::Cached, entry: Some(entry), seconds: 0.0 };
     }
+    if let Some(entry) = engine.remote.and_then(|remote| remote.fetch(&key, engine.store)) {
+        for warning in &entry.outcome.warnings {
+            engine.reporter.event(Event::Warning { id, warning });
+        }
+        if let Some(error) = denied(&entry) {
+            return fail(error, Some(entry));
+        }
+        engine.reporter.event(Event::Cached { id, key: &key, entry: &entry, source: Source::Remote });
+        return StepResult { id: id.clone(), status: Status::Cached, entry: Some(entry), seconds: started.elapsed().as_secs_f64() };
+    }
     if engine.cancelled.load(Ordering::SeqCst) {
         engine.reporter.event(Event::Skipped { id, reason: "cancelled" });
         return StepResult { id: id.clone(), status: Status::Skipped("cancelled".into()), entry: None, seconds: 0.0 };
@@ -358,6 +370,9 @@ fn run_one(
         return fail(error, Some(entry));
     }
     engine.reporter.event(Event::Finished { id, key: &key, entry: &entry, seconds });
+    if let Some(remote) = engine.remote {
+        remote.upload(entry.clone());
+    }
     StepResult { id: id.clone(), status: Status::Ran, entry: Some(entry), seconds }
 }
 
@@ -449,7 +464,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let verifier = Verifier::new(root.path());
         let last = BTreeMap::new();
-        let engine = Engine { root: root.path(), store, verifier: &verifier, last_keys: &last, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
+        let engine = Engine { root: root.path(), store, verifier: &verifier, last_keys: &last, remote: None, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
         let mut sources = SourceDigests::default();
         execute(&engine, &plan(), &mut sources, options)
     }
@@ -588,6 +603,7 @@ mod tests {
             store: &store,
             verifier: &verifier,
             last_keys: &last,
+            remote: None,
             runner: &Warns,
             tool: "t".into(),
             runtime: "r".into(),
