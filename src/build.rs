@@ -19,7 +19,7 @@ use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
 use crate::runtime::pool::WorkerPool;
 use crate::runtime::worker::WorkerOptions;
-use crate::runtime::{self, Discovery, Runtime};
+use crate::runtime::{Discovery, Provider};
 use crate::steps::TfSteps;
 
 /// What to build and how.
@@ -29,6 +29,8 @@ pub struct BuildRequest {
     pub dir: PathBuf,
     pub manifest: Option<PathBuf>,
     pub targets: Vec<String>,
+    /// `--shard K/N`: only this share of the selected pieces.
+    pub shard: Option<crate::plan::Shard>,
     pub options: BuildOptions,
     pub locked: bool,
     pub wait_for_lock: bool,
@@ -42,7 +44,8 @@ pub struct Builder<'a> {
     pub request: BuildRequest,
     pub reporter: &'a dyn Reporter,
     pub cancelled: &'a AtomicBool,
-    runtime: Option<Runtime>,
+    /// The runtime settings the provider was made for, and the provider.
+    runtime: Option<((Option<PathBuf>, String), Arc<Provider>)>,
     pool: Option<Arc<WorkerPool>>,
     /// The manifest of the last build that got as far as loading one.
     pub manifest: Option<Arc<Manifest>>,
@@ -89,7 +92,12 @@ impl<'a> Builder<'a> {
     pub fn build(&mut self) -> Result<(BuildSummary, Vec<PathBuf>)> {
         let manifest = Arc::new(self.load_manifest()?);
         self.manifest = Some(manifest.clone());
-        let plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help))?;
+        let mut plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help))?;
+        if let Some(shard) = self.request.shard {
+            let whole = plan.len();
+            plan = plan.shard(shard);
+            self.reporter.note(&format!("shard {shard}: {} of the {whole} steps", plan.len()));
+        }
         let cache_dir = cache::ensure(&manifest.root).map_err(|e| Error::failed(format!("cannot use .exportctl/: {e}"), None))?;
         let reporter = self.reporter;
         let _lock = ProjectLock::acquire(&cache_dir, self.request.wait_for_lock, |holder| {
@@ -102,15 +110,18 @@ impl<'a> Builder<'a> {
         let _ = store.clean_tmp();
         let limit = cache::limit::resolve(manifest.cache.max_size).map_err(|e| Error::usage(e, "write a size such as 20GB"))?;
 
-        // The runtime is found once per session: reading one small file, no Python.
+        // The runtime's identity is known once per session without Python (a probe remembered,
+        // or the managed runtime's lock); the runtime itself is found, or installed, only when
+        // a step runs in it.
+        let settings_key = (manifest.runtime.python.clone(), manifest.runtime.tensorflow.clone());
         let runtime = match &self.runtime {
-            Some(r) if self.manifest_runtime_unchanged(&manifest) => r.clone(),
+            Some((key, provider)) if *key == settings_key => provider.clone(),
             _ => {
                 let discovery = Discovery { install: true, progress: self.request.progress };
-                let found = runtime::discover(&manifest.runtime, &manifest.root, &discovery).map_err(Error::from)?;
+                let provider = Arc::new(Provider::new(&manifest.runtime, &manifest.root, discovery).map_err(Error::from)?);
                 self.pool = None;
-                self.runtime = Some(found.clone());
-                found
+                self.runtime = Some((settings_key, provider.clone()));
+                provider
             }
         };
         let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose: self.request.verbose };
@@ -118,7 +129,7 @@ impl<'a> Builder<'a> {
         if self.pool.as_ref().is_some_and(|p| p.size() != size) {
             self.pool = None;
         }
-        let pool = self.pool.get_or_insert_with(|| Arc::new(WorkerPool::new(&runtime, options, size))).clone();
+        let pool = self.pool.get_or_insert_with(|| Arc::new(WorkerPool::lazy(runtime.clone(), options, size))).clone();
         let steps = TfSteps::with_pool(manifest.clone(), runtime.clone(), pool, self.request.verbose);
 
         let verifier = Arc::new(Verifier::new(&cache_dir));
@@ -176,8 +187,8 @@ impl<'a> Builder<'a> {
         };
         if let Some(remote) = &remote {
             remote.finish_uploads();
-            for message in remote.take_messages() {
-                reporter.note(&format!("warning: {message}"));
+            for warning in remote.take_warnings() {
+                reporter.build_warning(&warning);
             }
             let stats = remote.stats();
             if stats.hits + stats.uploaded_entries > 0 && self.request.verbose > 0 {
@@ -226,11 +237,6 @@ impl<'a> Builder<'a> {
         reporter.summary(&summary);
         self.check_outcome(&manifest, &summary)?;
         Ok((summary, watched))
-    }
-
-    fn manifest_runtime_unchanged(&self, manifest: &Manifest) -> bool {
-        let Some(previous) = &self.manifest else { return false };
-        previous.runtime.python == manifest.runtime.python && previous.runtime.tensorflow == manifest.runtime.tensorflow
     }
 
     fn check_outcome(&self, manifest: &Manifest, summary: &BuildSummary) -> Result<()> {

@@ -136,6 +136,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub locked: bool,
 
+    /// Build the K-th of N shares of the pieces (CI: N jobs through a shared remote cache, then one `--locked` job assembles dist/)
+    #[arg(long, value_name = "K/N", conflicts_with = "watch")]
+    pub shard: Option<crate::plan::Shard>,
+
     /// Go on with the steps that do not depend on a failed one
     #[arg(long)]
     pub keep_going: bool,

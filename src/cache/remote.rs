@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 use super::store::{Entry, Store};
 use super::verify::Verifier;
+use crate::exec::Warning;
 use crate::manifest::CacheSettings;
 
 pub const ENV_URL: &str = "EXPORTCTL_REMOTE_CACHE";
@@ -175,9 +176,12 @@ pub struct Remote {
     verifier: Arc<Verifier>,
     unreachable: AtomicBool,
     said: Mutex<HashSet<String>>,
-    /// Messages for the user, said once each.
-    messages: Mutex<Vec<String>>,
+    /// Warnings for the user, not yet reported.
+    warnings: Mutex<Vec<Warning>>,
     uploads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// SHA-256s whose download did not check: uploaded again even though the server has them,
+    /// so that a damaged blob is replaced by the next build that makes it.
+    damaged: Mutex<HashSet<String>>,
     hits: AtomicU64,
     downloaded: AtomicU64,
     uploaded_entries: AtomicU64,
@@ -202,8 +206,9 @@ impl Remote {
             verifier,
             unreachable: AtomicBool::new(false),
             said: Mutex::new(HashSet::new()),
-            messages: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
             uploads: Mutex::new(Vec::new()),
+            damaged: Mutex::new(HashSet::new()),
             hits: AtomicU64::new(0),
             downloaded: AtomicU64::new(0),
             uploaded_entries: AtomicU64::new(0),
@@ -215,9 +220,9 @@ impl Remote {
         &self.config
     }
 
-    /// Takes the messages said since the last call (the build reports them).
-    pub fn take_messages(&self) -> Vec<String> {
-        std::mem::take(&mut *self.messages.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Takes the warnings raised since the last call (the build reports them).
+    pub fn take_warnings(&self) -> Vec<Warning> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn stats(&self) -> RemoteStats {
@@ -229,12 +234,14 @@ impl Remote {
         }
     }
 
-    /// Says `message` once per `kind` (`kind` empty: always).
-    fn say(&self, kind: &str, message: String) {
-        if !kind.is_empty() && !self.said.lock().unwrap_or_else(|p| p.into_inner()).insert(kind.to_string()) {
+    /// Raises a warning; those with `once` set are raised once per build whatever their
+    /// message (a server that is down would otherwise say so for every step).
+    fn say(&self, code: &str, once: bool, message: String, help: &str) {
+        if once && !self.said.lock().unwrap_or_else(|p| p.into_inner()).insert(code.to_string()) {
             return;
         }
-        self.messages.lock().unwrap_or_else(|p| p.into_inner()).push(message);
+        let warning = Warning { code: code.to_string(), message, help: Some(help.to_string()) };
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(warning);
     }
 
     fn fail(&self, failure: Failure) {
@@ -242,11 +249,29 @@ impl Remote {
         match failure {
             Failure::Absent => {}
             Failure::Unreachable(why) => {
-                self.unreachable.store(true, Ordering::SeqCst);
-                self.say("unreachable", format!("the remote cache {url} cannot be reached ({why}): this build goes on with the local cache and runs what it lacks"));
+                // Once said, never asked again during this build: the first refusal or timeout
+                // is the only one the build waits for.
+                if !self.unreachable.swap(true, Ordering::SeqCst) {
+                    self.say(
+                        "remote-cache-unreachable",
+                        true,
+                        format!("the remote cache {url} cannot be reached ({why}): this build uses the local cache only and runs what it lacks"),
+                        &format!("check that the server runs and that {ENV_URL} or `[cache] remote` names it; {ENV_TIMEOUT} sets how long to wait (seconds, default 30)"),
+                    );
+                }
             }
-            Failure::Server(why) => self.say("server", format!("the remote cache {url} answered with an error ({why}): what it could not give is built locally")),
-            Failure::Untrusted(why) => self.say("", format!("the remote cache {url} sent {why}: ignored, the step runs locally")),
+            Failure::Server(why) => self.say(
+                "remote-cache-error",
+                true,
+                format!("the remote cache {url} answered with an error ({why}): what it could not give is built locally"),
+                "the server's own log says why; a 401 or 403 means the token (EXPORTCTL_REMOTE_CACHE_TOKEN) is missing or wrong",
+            ),
+            Failure::Untrusted(why) => self.say(
+                "remote-cache-untrusted",
+                false,
+                format!("the remote cache {url} sent {why}: ignored, the step runs locally"),
+                "nothing from it was kept; if this repeats, the server's storage is damaged or someone writes into it",
+            ),
         }
     }
 
@@ -282,11 +307,12 @@ impl Remote {
 
     /// The entry of `key`, downloaded into `store` with every blob it lacks; `None` when the
     /// remote cache does not have it, cannot be reached, or sent something that does not check.
-    pub fn fetch(&self, key: &str, store: &Store) -> Option<Entry> {
+    /// `progress` hears of the bytes downloaded so far and in all.
+    pub fn fetch(&self, key: &str, store: &Store, progress: &(dyn Fn(u64, u64) + Sync)) -> Option<Entry> {
         if self.unreachable.load(Ordering::SeqCst) {
             return None;
         }
-        match self.try_fetch(key, store, &self.verifier) {
+        match self.try_fetch(key, store, &self.verifier, progress) {
             Ok(entry) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(entry)
@@ -298,8 +324,14 @@ impl Remote {
         }
     }
 
-    fn try_fetch(&self, key: &str, store: &Store, verifier: &Verifier) -> Result<Entry, Failure> {
-        let mut response = self.request("GET", &format!("ac/{key}")).call().map_err(Self::classify)?;
+    fn try_fetch(&self, key: &str, store: &Store, verifier: &Verifier, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Entry, Failure> {
+        let mut response = self
+            .request("GET", &format!("ac/{key}"))
+            .config()
+            .timeout_global(Some(self.config.timeout))
+            .build()
+            .call()
+            .map_err(Self::classify)?;
         match response.status().as_u16() {
             200 => {}
             404 => return Err(Failure::Absent),
@@ -325,12 +357,15 @@ impl Remote {
             .collect();
         let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
         let next = std::sync::atomic::AtomicUsize::new(0);
+        let total: u64 = missing.iter().map(|(_, _, blob)| blob.size).sum();
+        let done = AtomicU64::new(0);
+        let advance = |n: u64| progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
         std::thread::scope(|scope| {
             for _ in 0..missing.len().min(4) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some((file, digest, blob)) = missing.get(i) else { break };
-                    if let Err(failure) = self.download(file, digest, blob, store, verifier) {
+                    if let Err(failure) = self.download(file, digest, blob, store, verifier, &advance) {
                         failures.lock().unwrap_or_else(|p| p.into_inner()).push(failure);
                         break;
                     }
@@ -361,7 +396,7 @@ impl Remote {
 
     /// Streams `cas/<sha256>` to a temporary file, hashing it; adopts it as the blob of
     /// `digest` only if its size and both digests are the entry's.
-    fn download(&self, file: &str, digest: &str, blob: &Blob, store: &Store, verifier: &Verifier) -> Result<(), Failure> {
+    fn download(&self, file: &str, digest: &str, blob: &Blob, store: &Store, verifier: &Verifier, advance: &dyn Fn(u64)) -> Result<(), Failure> {
         let mut response = self
             .request("GET", &format!("cas/{}", blob.sha256))
             .config()
@@ -374,6 +409,9 @@ impl Remote {
             404 => return Err(Failure::Untrusted(format!("an entry whose file {file} (sha256 {}) it does not have", short(&blob.sha256)))),
             status => return Err(Failure::Server(format!("HTTP {status} for a file"))),
         }
+        // What the server says it sends: fewer bytes than that is a broken transfer, not a
+        // damaged file.
+        let announced: Option<u64> = response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let scratch = store.scratch().map_err(|e| Failure::Server(format!("no scratch space: {e}")))?;
         let path = scratch.path().join("blob");
         let mut out = std::fs::File::create(&path).map_err(|e| Failure::Server(format!("no scratch space: {e}")))?;
@@ -384,7 +422,10 @@ impl Remote {
             let n = match reader.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(Failure::Unreachable(format!("a file's body: {e}"))),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut || matches!(e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()), Some(ureq::Error::Timeout(_))) => {
+                    return Err(Failure::Unreachable("timed out".into()))
+                }
+                Err(e) => return Err(Failure::Unreachable(format!("the connection broke during a download: {e}"))),
             };
             size += n as u64;
             if size > blob.size {
@@ -393,9 +434,16 @@ impl Remote {
             sha.update(&buffer[..n]);
             b3.update(&buffer[..n]);
             out.write_all(&buffer[..n]).map_err(|e| Failure::Server(format!("cannot write a download: {e}")))?;
+            advance(n as u64);
         }
         drop(out);
         let (sha, b3) = (hex(&sha.finalize()), b3.finalize().to_hex().to_string());
+        if announced.is_some_and(|announced| size < announced) {
+            return Err(Failure::Unreachable("the connection broke during a download".into()));
+        }
+        if size != blob.size || sha != blob.sha256 || b3 != digest {
+            self.damaged.lock().unwrap_or_else(|p| p.into_inner()).insert(blob.sha256.clone());
+        }
         if size != blob.size {
             return Err(Failure::Untrusted(format!("a truncated file for sha256 {} ({size} of {} bytes)", short(&blob.sha256), blob.size)));
         }
@@ -431,7 +479,8 @@ impl Remote {
             verifier.check(&path, digest).map_err(|problem| Failure::Untrusted(format!("(no: the local file {file} {problem}) nothing")))?;
             let (sha256, size) = sha256_file(&path).map_err(|e| Failure::Server(format!("cannot read {file}: {e}")))?;
             let head = self.request("HEAD", &format!("cas/{sha256}")).call().map_err(Self::classify)?;
-            if head.status().as_u16() != 200 {
+            let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner()).contains(&sha256);
+            if damaged || head.status().as_u16() != 200 {
                 let file = std::fs::File::open(&path).map_err(|e| Failure::Server(format!("cannot read {file:?}: {e}")))?;
                 let response = self.put(&format!("cas/{sha256}")).send(&file).map_err(Self::classify)?;
                 if !response.status().is_success() {

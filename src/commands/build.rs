@@ -34,6 +34,7 @@ pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
         dir: workspace.dir.clone(),
         manifest: workspace.manifest_arg.clone(),
         targets: args.targets.clone(),
+        shard: args.shard,
         options: BuildOptions {
             jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             keep_going: args.keep_going,

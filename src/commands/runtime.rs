@@ -34,7 +34,7 @@ fn print_status(r: &Runtime) {
     let v = &r.versions;
     let or_missing = |s: &Option<String>| s.clone().unwrap_or_else(|| "not installed".into());
     println!("runtime:         {} ({})", r.choice, r.reason);
-    println!("python:          {} ({})", r.python.display(), v.python);
+    println!("python:          {} ({})", r.python.display(), v.python.as_deref().unwrap_or("version unknown"));
     println!(
         "tensorflow:      {}{}",
         or_missing(&v.tensorflow),

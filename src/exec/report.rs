@@ -51,6 +51,13 @@ pub trait Reporter: Sync {
     fn summary(&self, summary: &BuildSummary);
     /// A line of context (e.g. "waiting for the project lock"): stderr for people, an event for tools.
     fn note(&self, message: &str);
+    /// A warning about the build rather than one step's output (the remote cache is down…).
+    fn build_warning(&self, warning: &Warning) {
+        let help = warning.help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default();
+        self.note(&format!("warning[{}]: {}{help}", warning.code, warning.message));
+    }
+    /// A step's outputs are being downloaded from the remote cache: `done` of `total` bytes.
+    fn transfer(&self, _id: &StepId, _done: u64, _total: u64) {}
     /// `--watch`: `state` is `watching` (with the watched paths) or `rebuilding` (with the
     /// changed paths that triggered it).
     fn watch(&self, state: &str, paths: &[std::path::PathBuf]);
@@ -198,6 +205,34 @@ impl Reporter for Human {
         self.line(message);
     }
 
+    /// Downloads of 16 MB or more get a bar with their bytes and speed.
+    fn transfer(&self, id: &StepId, done: u64, total: u64) {
+        const SHOWN_FROM: u64 = 16 << 20;
+        let Some(mp) = &self.progress else { return };
+        if total < SHOWN_FROM {
+            return;
+        }
+        let key = format!("download {id}");
+        let mut bars = self.bars.lock().expect("bars");
+        if done >= total {
+            if let Some(bar) = bars.remove(&key) {
+                bar.finish_and_clear();
+                mp.remove(&bar);
+            }
+            return;
+        }
+        let bar = bars.entry(key).or_insert_with(|| {
+            let bar = mp.add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {bytes}/{total_bytes} ({bytes_per_sec}) {elapsed:.dim}").expect("valid template"),
+            );
+            bar.set_message(format!("{id}: downloading from the remote cache"));
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        bar.set_position(done);
+    }
+
     fn watch(&self, state: &str, paths: &[std::path::PathBuf]) {
         match state {
             "watching" => eprintln!("watching {} files… (Ctrl-C to stop)", paths.len()),
@@ -280,6 +315,13 @@ impl Reporter for Json {
 
     fn note(&self, message: &str) {
         self.emit(json!({ "event": "note", "message": message }));
+    }
+
+    fn build_warning(&self, warning: &Warning) {
+        self.emit(json!({
+            "event": "warning", "step": null,
+            "diagnostics": [{ "severity": "warning", "code": warning.code, "message": warning.message, "help": warning.help }],
+        }));
     }
 
     fn watch(&self, state: &str, paths: &[std::path::PathBuf]) {

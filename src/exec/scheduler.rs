@@ -318,7 +318,14 @@ fn run_one(
         engine.reporter.event(Event::Cached { id, key: &key, entry: &entry, source: Source::Local });
         return StepResult { id: id.clone(), status: Status::Cached, entry: Some(entry), seconds: 0.0 };
     }
-    if let Some(entry) = engine.remote.and_then(|remote| remote.fetch(&key, engine.store)) {
+    let fetched = engine.remote.and_then(|remote| {
+        let entry = remote.fetch(&key, engine.store, &|done, total| engine.reporter.transfer(id, done, total));
+        for warning in remote.take_warnings() {
+            engine.reporter.build_warning(&warning);
+        }
+        entry
+    });
+    if let Some(entry) = fetched {
         for warning in &entry.outcome.warnings {
             engine.reporter.event(Event::Warning { id, warning });
         }

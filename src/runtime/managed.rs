@@ -30,8 +30,15 @@ use super::{home, Choice, Runtime, Versions};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pins {
     pub tensorflow: String,
+    /// The top-level requirements: what names the runtime.
     pub requirements: Vec<String>,
+    /// Every package pinned (`requirements/tensorflow-<version>.txt`), for the versions that
+    /// exportctl ships a lock for: the runtime's identity is then known before it is installed.
+    pub lock: Option<&'static str>,
 }
+
+/// The pin sets shipped with exportctl.
+const LOCKS: &[(&str, &str)] = &[("2.21.0", include_str!("requirements/tensorflow-2.21.0.txt"))];
 
 impl Pins {
     pub fn for_tensorflow(version: &str) -> Pins {
@@ -41,7 +48,44 @@ impl Pins {
         Pins {
             tensorflow: version.to_string(),
             requirements: vec![format!("tensorflow-cpu=={version}"), tf_keras, "tensorflow-hub==0.16.1".to_string()],
+            lock: LOCKS.iter().find(|(v, _)| *v == version).map(|(_, text)| *text),
         }
+    }
+
+    /// `name==version` lines of the lock (comments and blank lines left out).
+    fn locked(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.lock
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once("=="))
+    }
+
+    /// The version the lock pins for `package` (names compared as PyPI does: case, `-` and `_`
+    /// do not matter).
+    fn locked_version(&self, package: &str) -> Option<String> {
+        let norm = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
+        self.locked().find(|(name, _)| norm(name) == norm(package)).map(|(_, v)| v.trim().to_string())
+    }
+
+    /// What the runtime will hold once installed, known from the lock alone: no install, no
+    /// Python. `None` for a TensorFlow version exportctl ships no lock for.
+    pub fn identity(&self) -> Option<Versions> {
+        self.lock?;
+        Some(Versions {
+            python: None,
+            tensorflow: self.locked_version("tensorflow"),
+            keras: self.locked_version("keras"),
+            tf_keras: self.locked_version("tf-keras"),
+            tensorflow_hub: self.locked_version("tensorflow-hub"),
+            numpy: self.locked_version("numpy"),
+        })
+    }
+
+    /// The BLAKE3 digest of the lock, when there is one.
+    pub fn lock_digest(&self) -> Option<String> {
+        self.lock.map(crate::hash::digest_str)
     }
 
     pub fn describe(&self) -> String {
@@ -65,6 +109,27 @@ struct Record {
     /// TensorFlow again (import 8.7 s instead of 3.6 s here).
     #[serde(default)]
     bytecode: bool,
+    /// The digest of the lock installed (none for a runtime installed before locks existed, or
+    /// for a TensorFlow version without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lock: Option<String>,
+}
+
+impl Record {
+    /// Whether this installed runtime is the one `pins` describe: the same lock, or for an
+    /// install older than locks, the same top-level requirements and the locked versions of
+    /// the packages that write the outputs.
+    fn matches(&self, pins: &Pins) -> bool {
+        if self.requirements != pins.requirements {
+            return false;
+        }
+        match (&self.lock, pins.lock_digest(), pins.identity()) {
+            (Some(installed), Some(wanted), _) => *installed == wanted,
+            (None, Some(_), Some(identity)) => self.versions.without_python() == identity,
+            (_, None, _) => true,
+            (None, Some(_), None) => false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +300,7 @@ pub fn find(pins: &Pins) -> Result<Option<Runtime>, InstallError> {
             let record_matches = std::fs::read(folder.join("runtime.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                .is_some_and(|r| r.requirements == pins.requirements);
+                .is_some_and(|r| r.matches(pins));
             if record_matches {
                 return Ok(Some(runtime));
             }
@@ -406,9 +471,16 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
             }
         };
         progress.phase(&format!("installing {}", pins.describe()));
+        // With a lock, exactly its set; otherwise the top-level pins and what they resolve to.
+        let mut packages: Vec<std::ffi::OsString> = pins.requirements.iter().map(Into::into).collect();
+        if let Some(lock) = pins.lock {
+            let lock_path = tmp.path().join("requirements.txt");
+            std::fs::write(&lock_path, lock).map_err(io_error(&lock_path))?;
+            packages = vec!["-r".into(), lock_path.into_os_string()];
+        }
         let mut installed = false;
         if let Some(mut c) = uv {
-            c.args(["pip", "install", "--python"]).arg(&python).args(&pins.requirements);
+            c.args(["pip", "install", "--python"]).arg(&python).args(&packages);
             match run_logged(c, &mut log, &progress, "installing TensorFlow with uv", &log_path) {
                 Ok(()) => {
                     installed = true;
@@ -420,7 +492,7 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         }
         if !installed {
             let mut c = Command::new(&python);
-            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).args(&pins.requirements);
+            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).args(&packages);
             run_logged(c, &mut log, &progress, "installing TensorFlow with pip", &log_path)?;
         }
         progress.phase("compiling the packages' bytecode");
@@ -435,6 +507,16 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
             log_tail: e.to_string(),
             log: log_path.clone(),
         })?;
+        // The identity cache keys were computed with must be what was installed.
+        if let Some(identity) = pins.identity() {
+            if probed.versions.without_python() != identity {
+                return Err(InstallError::Failed {
+                    step: "checking the installed versions against the lock".into(),
+                    log_tail: format!("expected {}, installed {}", identity.fingerprint(), probed.versions.fingerprint()),
+                    log: log_path.clone(),
+                });
+            }
+        }
         let tf_dir = probed.tensorflow_dir.and_then(|d| d.strip_prefix(tmp.path()).ok().map(Path::to_path_buf));
         Ok((installer, probed.versions, tf_dir))
     })();
@@ -457,6 +539,7 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         installer,
         install_seconds: started.elapsed().as_secs_f64(),
         bytecode: true,
+        lock: pins.lock_digest(),
     };
     let record_path = tmp.path().join("runtime.json");
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;

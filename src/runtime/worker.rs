@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{home, Runtime};
+use super::{home, Provider, Runtime};
 
 /// One of the worker's files: its path relative to the worker's folder, and its text, from
 /// the same path under `src/runtime/worker/`.
@@ -72,6 +72,9 @@ pub enum WorkerError {
     /// The worker answered something that is not the protocol.
     #[error("the Python worker broke the protocol while running {step}: {detail}")]
     Protocol { step: String, detail: String },
+    /// There is no runtime to start the worker in (the managed one could not be installed…).
+    #[error("{message}")]
+    Runtime { message: String, help: String },
 }
 
 impl WorkerError {
@@ -97,6 +100,7 @@ impl WorkerError {
                 tail_text(log_tail)
             )),
             WorkerError::Protocol { .. } => None,
+            WorkerError::Runtime { help, .. } => Some(help.clone()),
         }
     }
 }
@@ -143,7 +147,8 @@ impl Drop for Process {
 
 /// A handle on the worker: starts the process on first use and again after it died.
 pub struct Worker {
-    python: PathBuf,
+    /// The runtime it starts in, found (or installed) at the first start.
+    runtime: Arc<Provider>,
     options: WorkerOptions,
     process: Option<Process>,
     next_id: u64,
@@ -178,8 +183,13 @@ struct ErrorBody {
 impl Worker {
     /// A worker for `runtime`. No process is started until the first request.
     pub fn new(runtime: &Runtime, options: WorkerOptions) -> Worker {
+        Worker::lazy(Arc::new(Provider::ready(runtime.clone())), options)
+    }
+
+    /// A worker whose runtime is found when it first starts.
+    pub fn lazy(runtime: Arc<Provider>, options: WorkerOptions) -> Worker {
         Worker {
-            python: runtime.python.clone(),
+            runtime,
             options,
             process: None,
             next_id: 1,
@@ -310,7 +320,13 @@ impl Worker {
             how: format!("could not be written to the cache ({e})"),
             log_tail: Vec::new(),
         })?;
-        let mut command = Command::new(&self.python);
+        let python = self
+            .runtime
+            .get()
+            .map_err(|e| WorkerError::Runtime { message: e.to_string(), help: e.help().unwrap_or_default() })?
+            .python
+            .clone();
+        let mut command = Command::new(&python);
         command
             .arg("-u")
             .arg(&script)
@@ -333,7 +349,7 @@ impl Worker {
         }
         let mut child = super::process::spawn_bound(command).map_err(|e| WorkerError::Died {
             step: step.to_string(),
-            how: format!("could not be started with {} ({e})", self.python.display()),
+            how: format!("could not be started with {} ({e})", python.display()),
             log_tail: Vec::new(),
         })?;
         self.starts += 1;

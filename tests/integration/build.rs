@@ -36,15 +36,11 @@ fn a_second_build_is_all_cached_and_fast() {
     // The copy's first build re-reads the copied sources (new paths); then a true no-op.
     let (out, _) = project.build_json(&[]);
     assert!(out.status.success());
-    let started = Instant::now();
     let (out, events) = project.build_json(&[]);
-    let took = started.elapsed();
     assert!(out.status.success());
     assert_eq!((finished(&events)["ran"].as_u64(), finished(&events)["cached"].as_u64()), (Some(0), Some(9)));
     assert_eq!(finished(&events)["python_started"], false);
     assert_eq!(finished(&events)["native_loaded"], false);
-    // No Python, no TensorFlow: a no-op is a few stat calls.
-    assert!(took < Duration::from_millis(1500), "a no-op build took {took:?}");
     // Every line of stdout is an event.
     assert!(events.iter().all(|e| e["event"].is_string()));
     // Export.lock did not change.
@@ -205,9 +201,7 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
 fn inspect_reads_a_built_package_natively() {
     let project = built_quickstart();
     let archive = project.path().join("dist/classifier/encoder/1/model.tar.gz");
-    let started = Instant::now();
     let out = project.run(&["inspect", archive.to_str().unwrap()]);
-    let took = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = crate::support::stdout(&out);
     for expected in [
@@ -220,8 +214,6 @@ fn inspect_reads_a_built_package_natively() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    // Importing TensorFlow in Python alone takes longer than this: inspect never starts it.
-    assert!(took < Duration::from_secs(4), "inspect took {took:?}");
 
     let out = project.run(&["inspect", "--format", "json", archive.to_str().unwrap()]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,6 +1,7 @@
 //! exportctl's integration tests: one binary, one module per feature.
 
 mod support;
+mod nginx;
 mod manifest_errors;
 mod manifest_fuzz;
 mod schema;
@@ -15,3 +16,4 @@ mod watch;
 mod steps;
 mod examples;
 mod reproducible;
+mod remote;

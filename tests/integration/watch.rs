@@ -91,7 +91,6 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
     let md = std::fs::read_to_string(project.path().join("dist/classifier/encoder/1/model.md")).unwrap();
     assert!(md.contains("Edited while watching."));
     eprintln!("docs save -> rebuilt model.md: {took:?}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
 
     // 2. A new model file (written the way an editor or a training script does: temp + rename):
     //    its export and everything downstream run, in the same warm worker.
