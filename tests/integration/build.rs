@@ -123,6 +123,15 @@ fn locked_passes_on_a_rebuild_and_names_what_differs() {
     let err = stderr(&out);
     assert!(err.contains("--locked: 1 output differ"), "{err}");
     assert!(err.contains("classifier/encoder:package: model.tar.gz differs"), "{err}");
+
+    // build-finished says how the build ended: the lock check failed it.
+    let (out, events) = project.build_json(&["--locked"]);
+    assert_eq!(out.status.code(), Some(1));
+    let end = finished(&events);
+    assert_eq!(end["success"], false, "{end}");
+    assert_eq!(end["error"]["code"], "lock-mismatch", "{end}");
+    assert_eq!(end["error"]["exit_code"], 1, "{end}");
+    assert_eq!(events.last().unwrap()["event"], "error", "the error is the last JSON object on stdout");
     // --locked never rewrites the lock.
     assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), edited);
 

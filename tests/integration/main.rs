@@ -14,4 +14,6 @@ mod cache;
 mod watch;
 mod steps;
 mod examples;
+mod report;
+mod init;
 mod reproducible;
