@@ -60,7 +60,7 @@ pub fn page(report: &BuildReport) -> String {
         }
         out.push_str("</div>");
     }
-    out.push_str(r##"<nav><a href="#timeline">Timeline</a> <a href="#plan">Plan</a> <a href="#steps">Steps</a> <a href="#pieces">Pieces</a></nav></header>
+    out.push_str(r##"<nav><a href="#timeline">Timeline</a> <a href="#plan">Plan</a> <a href="#pieces">Pieces</a> <a href="#steps">Steps</a></nav></header>
 <main>
 "##);
 
@@ -82,6 +82,15 @@ pub fn page(report: &BuildReport) -> String {
     out.push_str(&svg::plan(report));
     out.push_str("</div></section>\n");
 
+    // Pieces.
+    out.push_str(r#"<section id="pieces"><h2>Pieces</h2>"#);
+    if report.pieces.is_empty() {
+        out.push_str("<p>No piece was part of this build.</p>");
+    }
+    for piece in &report.pieces {
+        piece_section(&mut out, piece);
+    }
+    out.push_str("</section>\n");
     // Steps.
     out.push_str(r#"<section id="steps"><h2>Steps</h2><p class="filters" hidden>Show: <button data-filter="all" class="active">all</button> <button data-filter="ran">ran</button> <button data-filter="cached">cached</button> <button data-filter="failed">failed</button> <button data-filter="skipped">skipped</button></p>
 <table class="steps"><thead><tr><th>step</th><th>outcome</th><th class="num">start</th><th class="num">time</th><th>phases</th><th class="num">peak memory</th><th>detail</th></tr></thead><tbody>"#);
@@ -99,20 +108,11 @@ pub fn page(report: &BuildReport) -> String {
             detail = esc(&step.detail),
         );
     }
-    out.push_str("</tbody></table></section>\n");
+    out.push_str("</tbody></table></section>\n</main>\n");
 
-    // Pieces.
-    out.push_str(r#"<section id="pieces"><h2>Pieces</h2>"#);
-    if report.pieces.is_empty() {
-        out.push_str("<p>No piece was part of this build.</p>");
-    }
-    for piece in &report.pieces {
-        piece_section(&mut out, piece);
-    }
-    out.push_str("</section>\n</main>\n");
     let _ = write!(
         out,
-        "<footer>Written by exportctl {} · self-contained: no file or network access needed to view it</footer>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        "<footer>Written by exportctl {} · self-contained: opens offline, nothing else needed</footer>\n<script>{SCRIPT}</script>\n</body></html>\n",
         env!("CARGO_PKG_VERSION")
     );
     out
