@@ -210,6 +210,40 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
     assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v2/tmp")).unwrap().count(), 0);
 }
 
+/// A first Ctrl-C starts no new step (a running one finishes, or stops early where it can)
+/// and ends the build with exit 130, as for any interrupted command; `build-finished` says so.
+#[test]
+fn ctrl_c_stops_the_build_with_exit_130() {
+    use std::io::BufRead as _;
+    runtime();
+    let project = Project::example("quickstart");
+    let mut child = crate::support::exportctl()
+        .arg("-C")
+        .arg(project.path())
+        .args(["build", "--format", "json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut events = Vec::new();
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "step-started" && events.iter().all(|e: &serde_json::Value| e["event"] != "step-started") {
+            // SAFETY: kill(2) on our own child's pid.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        }
+        events.push(event);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let end = finished(&events);
+    assert_eq!((end["success"].as_bool(), end["cancelled"].as_bool()), (Some(false), Some(true)), "{end}");
+    assert_eq!(end["error"]["code"], "interrupted", "{end}");
+    assert_eq!(steps_with(&events, "step-started"), ["classifier:export"], "no step starts after Ctrl-C: {events:#?}");
+    assert_eq!(events.last().unwrap()["code"], "interrupted");
+}
+
 #[test]
 fn inspect_reads_a_built_package_natively() {
     let project = built_quickstart();
