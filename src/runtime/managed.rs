@@ -593,7 +593,7 @@ pub fn installed() -> Vec<Installed> {
                 requirements: record.requirements,
                 current,
                 bytes: tree_size(&folder),
-                last_used: usage.map_or(installed_at, |u| u.last_used.max(installed_at)),
+                last_used: usage.map_or(installed_at, |u| u.last_used),
                 projects: projects.into_iter().map(|(p, _)| p).collect(),
                 path: folder,
             })
