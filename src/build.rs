@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
+use crate::build_report::{self, BuildReport};
 use crate::cache::{self, LastKeys, ProjectLock, Remote, RemoteConfig, SourceDigests, Store, Verifier};
 use crate::error::{Error, Result};
-use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, StepRunner, Warning};
+use crate::exec::{self, BuildOptions, BuildSummary, Ending, Engine, Reporter, Status, StepRunner, Warning};
 use crate::lockfile::{self, LockFile};
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
@@ -92,7 +93,7 @@ impl<'a> Builder<'a> {
     pub fn build(&mut self) -> Result<(BuildSummary, Vec<PathBuf>)> {
         let manifest = Arc::new(self.load_manifest()?);
         self.manifest = Some(manifest.clone());
-        let mut plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help))?;
+        let mut plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help).code("unknown-target"))?;
         if let Some(shard) = self.request.shard {
             let whole = plan.len();
             plan = plan.shard(shard);
@@ -124,6 +125,9 @@ impl<'a> Builder<'a> {
                 provider
             }
         };
+        if let Some(found) = runtime.found() {
+            crate::runtime::managed::record_use(found, &manifest.root);
+        }
         let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose: self.request.verbose };
         let size = workers_for(&manifest, self.request.options.jobs);
         if self.pool.as_ref().is_some_and(|p| p.size() != size) {
@@ -234,21 +238,37 @@ impl<'a> Builder<'a> {
         let _ = verifier.save();
         let _ = materialized;
         let watched = watched_paths(&manifest, &plan, &steps);
-        reporter.summary(&summary);
-        self.check_outcome(&manifest, &summary)?;
+        // The outcome first (the lock check included), so that the report and the
+        // `build-finished` event say how the build really ended.
+        let outcome = self.check_outcome(&manifest, &summary);
+        let report = if summary.ran() + summary.failed() > 0 {
+            let page = BuildReport::collect(&manifest, &plan, &summary, outcome.as_ref().err());
+            match page.write(&build_report::dir(&manifest.root)) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    reporter.note(&format!("warning: the build report could not be written: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        reporter.summary(&summary, &Ending { error: outcome.as_ref().err(), report: report.as_deref() });
+        outcome?;
         Ok((summary, watched))
     }
 
     fn check_outcome(&self, manifest: &Manifest, summary: &BuildSummary) -> Result<()> {
         if summary.cancelled {
-            return Err(Error::failed("the build was cancelled", Some("what finished is cached; run the build again to go on".into())));
+            return Err(Error::Interrupted);
         }
         if !summary.succeeded() {
             let failed: Vec<String> = summary.results.iter().filter(|r| matches!(r.status, Status::Failed(_))).map(|r| r.id.to_string()).collect();
             return Err(Error::failed(
                 format!("{} step{} failed: {}", failed.len(), if failed.len() == 1 { "" } else { "s" }, failed.join(", ")),
                 Some("the errors above say why; dist/ and the cache keep what they had for the failed pieces".into()),
-            ));
+            )
+            .code("step-failed"));
         }
         let lock_path = manifest.root.join(lockfile::FILE_NAME);
         let previous = LockFile::read(&lock_path);
@@ -261,7 +281,8 @@ impl<'a> Builder<'a> {
             return Err(Error::failed(
                 format!("--locked: {} does not exist", lock_path.display()),
                 Some("run `exportctl build` once without --locked and commit Export.lock".into()),
-            ));
+            )
+            .code("lock-missing"));
         };
         // What ships is hashed, not taken from the entries' records.
         let wrong = exec::dist::check_shipped(&manifest.root, &manifest.project.out_dir, manifest.project.version, summary);
@@ -269,7 +290,8 @@ impl<'a> Builder<'a> {
             return Err(Error::failed(
                 format!("--locked: {} shipped file{} differ from what was built:\n  {}", wrong.len(), if wrong.len() == 1 { "" } else { "s" }, wrong.join("\n  ")),
                 Some("something changed dist/ during the build; run the build again".into()),
-            ));
+            )
+            .code("lock-mismatch"));
         }
         let differences = locked.differences(&built);
         if differences.is_empty() {
@@ -279,7 +301,8 @@ impl<'a> Builder<'a> {
         Err(Error::failed(
             format!("--locked: {} output{} differ from Export.lock:\n{}", differences.len(), if differences.len() == 1 { "" } else { "s" }, list.join("\n")),
             Some("if the change is intended, run `exportctl build` without --locked and commit the new Export.lock".into()),
-        ))
+        )
+        .code("lock-mismatch"))
     }
 }
 
@@ -327,9 +350,26 @@ fn source_bytes(root: &std::path::Path, model: &crate::manifest::Model) -> u64 {
 }
 
 /// `MemAvailable` (Linux); `None` where it cannot be read.
+#[cfg(target_os = "linux")]
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// macOS keeps no `MemAvailable`: half the physical memory (`hw.memsize`) stands in for it.
+#[cfg(target_os = "macos")]
+fn available_memory() -> Option<u64> {
+    let mut bytes: u64 = 0;
+    let mut size = std::mem::size_of::<u64>();
+    // SAFETY: the name is NUL-terminated and `bytes` is a u64, as hw.memsize is.
+    let status = unsafe { libc::sysctlbyname(c"hw.memsize".as_ptr(), (&raw mut bytes).cast(), &raw mut size, std::ptr::null_mut(), 0) };
+    (status == 0).then_some(bytes / 2)
+}
+
+/// Elsewhere workers are bounded by `-j` only.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn available_memory() -> Option<u64> {
+    None
 }

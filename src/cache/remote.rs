@@ -193,11 +193,14 @@ type HmacSha256 = Hmac<Sha256>;
 impl Remote {
     /// The remote cache for a build whose local cache checks bytes with `verifier`.
     pub fn new(config: RemoteConfig, verifier: Arc<Verifier>) -> Remote {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(config.timeout.min(Duration::from_secs(10))))
             .timeout_per_read(Some(config.timeout))
-            .timeout_per_write(Some(config.timeout))
+            .timeout_per_write(Some(config.timeout));
+        #[cfg(target_os = "macos")]
+        let agent = agent.tls_config(ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::NativeTls).build());
+        let agent: ureq::Agent = agent
             .build()
             .into();
         Remote {

@@ -26,7 +26,7 @@ fn install_ctrl_c() {
 }
 
 pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
-    let reporter: Box<dyn Reporter> = match args.message_format {
+    let reporter: Box<dyn Reporter> = match args.format {
         MessageFormat::Human => Box::new(report::Human::new(workspace.verbose).explaining(args.explain)),
         MessageFormat::Json => Box::new(report::Json::new()),
     };
@@ -43,12 +43,12 @@ pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
         locked: args.locked,
         wait_for_lock: !args.no_wait,
         verbose: workspace.verbose,
-        progress: args.message_format == MessageFormat::Human,
+        progress: args.format == MessageFormat::Human && !workspace.quiet,
     };
     install_ctrl_c();
     let mut builder = Builder::new(request, reporter.as_ref(), &CANCELLED);
     if args.watch {
-        return crate::watch::run(&mut builder, args.message_format == MessageFormat::Json);
+        return crate::watch::run(&mut builder, args.format == MessageFormat::Json);
     }
     builder.build().map(|_| ())
 }

@@ -94,6 +94,20 @@ pub struct BuildSummary {
     /// Cache entries found changed on disk (and evicted) while this build used them: the
     /// steps that needed them were skipped, and the build runs again.
     pub corrupted: Vec<(StepId, Corruption)>,
+    /// When and on which scheduler thread each result's step was taken up, in plan order
+    /// (`None`: never taken up — skipped behind a failure). The build report's timeline.
+    /// Recorded by the thread loop around `run_one`, so that running a step knows nothing of it.
+    pub slots: Vec<Option<Slot>>,
+    /// How many scheduler threads ran (the timeline's rows).
+    pub threads: usize,
+}
+
+/// Where a step ran in the build: its start, in seconds since the build started, and the
+/// scheduler thread (0-based) that ran it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slot {
+    pub started: f64,
+    pub thread: usize,
 }
 
 impl BuildSummary {
@@ -175,13 +189,15 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
     let remaining: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
     let ready: BinaryHeap<Reverse<NodeIndex>> = order.iter().copied().filter(|&n| remaining[n.index()] == 0).map(Reverse).collect();
     let state = Mutex::new(State { remaining, ready, results: vec![None; graph.node_count()], running: 0, stop: None });
+    let slots = Mutex::new(vec![None; graph.node_count()]);
     let corrupted = Mutex::new(Vec::new());
     let wake = Condvar::new();
 
     let jobs = options.jobs.max(1).min(graph.node_count().max(1));
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
+        for thread in 0..jobs {
+            let (state, slots, wake, prepared, corrupted) = (&state, &slots, &wake, &prepared, &corrupted);
+            scope.spawn(move || loop {
                 let node = {
                     let mut s = state.lock().expect("scheduler state");
                     loop {
@@ -215,7 +231,9 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                         .map(|&a| (graph[a].clone(), s.results[a.index()].as_ref().and_then(|r| r.entry.clone()).expect("dependencies finished")))
                         .collect::<Vec<(StepId, Entry)>>()
                 };
-                let result = run_one(engine, &graph[node], &prepared[node.index()], &deps, options, &corrupted);
+                let slot = Slot { started: started.elapsed().as_secs_f64(), thread };
+                let result = run_one(engine, &graph[node], &prepared[node.index()], &deps, options, corrupted);
+                slots.lock().expect("slots")[node.index()] = Some(slot);
                 let mut s = state.lock().expect("scheduler state");
                 s.running -= 1;
                 let ok = result.succeeded();
@@ -254,6 +272,8 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         native_loaded: false,
         worker_pid: None,
         corrupted: corrupted.into_inner().expect("corruptions"),
+        slots: slots.into_inner().expect("slots"),
+        threads: jobs,
     }
 }
 

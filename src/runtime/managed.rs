@@ -9,7 +9,18 @@
 //!     install.log                    what the installer printed
 //!     runtime.json                   versions and paths; written last
 //! .tmp-XXXX/                         an install in progress (or killed: removed under the lock)
+//! .use-<folder>.lock                 shared by every process using that runtime
+//! <folder>/usage.json                when builds last used it, and from which projects
 //! ```
+//!
+//! **Listing and pruning.** `exportctl runtime list` reads the records and `usage.json` (a build
+//! writes it, at most once an hour per project, so a no-op build stays a few stats); `runtime
+//! prune` removes the runtimes unused for some days or whose pins this exportctl no longer
+//! installs. Pruning is safe while other exportctl processes run: it holds the install lock
+//! (no install or repair meanwhile), and removes a runtime only when it can take that
+//! runtime's use lock exclusively — every process that loads a runtime holds it shared for as
+//! long as it lives. A removed runtime is first renamed to a `.tmp-` folder, so a process
+//! looking for it never sees it half-deleted.
 //!
 //! An install happens in a `.tmp-` folder that is renamed into place only once TensorFlow
 //! imports in it, so a failed, interrupted or killed install never leaves a folder that looks
@@ -266,6 +277,9 @@ fn repair_bytecode(folder: &Path, record: &mut Record) {
 }
 
 fn load(folder: &Path) -> Option<Runtime> {
+    // Held before anything is read, so that a prune either ran before (and the folder is
+    // gone) or waits for this process to end.
+    lease(folder);
     let mut record: Record = serde_json::from_slice(&std::fs::read(folder.join("runtime.json")).ok()?).ok()?;
     repair_relocation(folder);
     repair_bytecode(folder, &mut record);
@@ -554,4 +568,211 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         log_tail: String::new(),
         log: final_dir.join("install.log"),
     })
+}
+
+/// The lock file every process using the runtime in `folder` holds shared.
+fn use_lock_path(folder: &Path) -> PathBuf {
+    let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    folder.with_file_name(format!(".use-{name}.lock"))
+}
+
+/// Takes the use lock of the runtime in `folder`, shared, for the rest of the process.
+fn lease(folder: &Path) {
+    static LEASES: std::sync::Mutex<Vec<(PathBuf, File)>> = std::sync::Mutex::new(Vec::new());
+    let mut leases = LEASES.lock().expect("leases");
+    if leases.iter().any(|(f, _)| f == folder) {
+        return;
+    }
+    let path = use_lock_path(folder);
+    let Ok(file) = File::options().create(true).truncate(false).write(true).open(&path) else { return };
+    // Waits only while a prune decides about this very runtime.
+    if file.lock_shared().is_ok() {
+        leases.push((folder.to_path_buf(), file));
+    }
+}
+
+/// When builds last used a runtime, and from which projects (`usage.json`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Usage {
+    /// Seconds since the Unix epoch.
+    pub last_used: u64,
+    /// Project root → when a build of it last used the runtime.
+    pub projects: std::collections::BTreeMap<String, u64>,
+}
+
+/// How often a project's use is written down: a no-op build must stay a few stats.
+const USAGE_RESOLUTION: u64 = 3600;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Notes that a build of the project at `root` used `runtime`, when it is a managed one.
+/// Best effort: usage only informs `runtime list` and `runtime prune`.
+pub fn record_use(runtime: &Runtime, root: &Path) {
+    let Some(folder) = folder_of(runtime) else { return };
+    let path = folder.join("usage.json");
+    let mut usage: Usage = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let root = root.canonicalize().unwrap_or(root).display().to_string();
+    let now = now();
+    if usage.projects.get(&root).is_some_and(|&t| now.saturating_sub(t) < USAGE_RESOLUTION) {
+        return;
+    }
+    usage.projects.insert(root, now);
+    usage.last_used = now;
+    let _ = crate::atomic::write_file(&path, &serde_json::to_vec_pretty(&usage).expect("usage serialises"));
+}
+
+/// The folder of a managed runtime (`…/runtimes/<folder>/venv/bin/python`).
+pub fn folder_of(runtime: &Runtime) -> Option<PathBuf> {
+    if runtime.choice != Choice::Managed {
+        return None;
+    }
+    Some(runtime.python.parent()?.parent()?.parent()?.to_path_buf())
+}
+
+/// An installed managed runtime, as `runtime list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub name: String,
+    pub path: PathBuf,
+    pub tensorflow: Option<String>,
+    pub python: String,
+    pub requirements: Vec<String>,
+    /// Whether this exportctl still installs exactly these pins for its TensorFlow version
+    /// (if not, no build will pick it again).
+    pub current: bool,
+    pub bytes: u64,
+    /// Seconds since the Unix epoch: the last build that used it, else its install.
+    pub last_used: u64,
+    /// The projects whose builds used it, most recent first.
+    pub projects: Vec<String>,
+}
+
+/// Every managed runtime under `$EXPORTCTL_HOME/runtimes`, by name.
+pub fn installed() -> Vec<Installed> {
+    let Ok(entries) = std::fs::read_dir(runtimes_dir()) else { return Vec::new() };
+    let mut found: Vec<Installed> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter_map(|folder| {
+            let record_path = folder.join("runtime.json");
+            let record: Record = serde_json::from_slice(&std::fs::read(&record_path).ok()?).ok()?;
+            let usage: Option<Usage> = std::fs::read(folder.join("usage.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let installed_at = std::fs::metadata(&record_path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let mut projects: Vec<(String, u64)> = usage.as_ref().map(|u| u.projects.clone().into_iter().collect()).unwrap_or_default();
+            projects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let current = record.versions.tensorflow.as_deref().is_some_and(|tf| record.matches(&Pins::for_tensorflow(tf)));
+            Some(Installed {
+                name: folder.file_name()?.to_string_lossy().into_owned(),
+                tensorflow: record.versions.tensorflow.clone(),
+                python: record.versions.python.clone().unwrap_or_default(),
+                requirements: record.requirements,
+                current,
+                bytes: tree_size(&folder),
+                last_used: usage.map_or(installed_at, |u| u.last_used),
+                projects: projects.into_iter().map(|(p, _)| p).collect(),
+                path: folder,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+/// The bytes of the files under `dir` (symbolic links not followed).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Why `runtime prune` removes (or would remove) a runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneReason {
+    /// Not used for this many days.
+    Unused { days: u64 },
+    /// Its pins are not what this exportctl installs.
+    Stale,
+}
+
+impl std::fmt::Display for PruneReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PruneReason::Unused { days } => write!(f, "unused for {days} days"),
+            PruneReason::Stale => f.write_str("its pins are no longer the ones exportctl installs"),
+        }
+    }
+}
+
+/// What a prune did with one runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    pub runtime: Installed,
+    pub reason: PruneReason,
+    /// `false` when another process was using it (it is kept) or with `dry_run`.
+    pub removed: bool,
+    /// Why it was kept although it qualified.
+    pub kept_because: Option<String>,
+}
+
+/// Which runtimes qualify for pruning: unused for `older_than_days`, or with `stale` every
+/// one whose pins are not current. Pure: `now` is given.
+pub fn prune_candidates(all: &[Installed], older_than_days: u64, stale: bool, now: u64) -> Vec<(Installed, PruneReason)> {
+    all.iter()
+        .filter_map(|r| {
+            let days = now.saturating_sub(r.last_used) / 86_400;
+            if days >= older_than_days {
+                Some((r.clone(), PruneReason::Unused { days }))
+            } else if stale && !r.current {
+                Some((r.clone(), PruneReason::Stale))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Removes the runtimes that qualify (see [`prune_candidates`]), except those another process
+/// is using. Holds the install lock throughout.
+pub fn prune(older_than_days: u64, stale: bool, dry_run: bool) -> Result<Vec<Pruned>, InstallError> {
+    let dir = runtimes_dir();
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let lock_path = dir.join(".lock");
+    let install_lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error(&lock_path))?;
+    install_lock.lock().map_err(io_error(&lock_path))?;
+    let mut done = Vec::new();
+    for (runtime, reason) in prune_candidates(&installed(), older_than_days, stale, now()) {
+        let use_path = use_lock_path(&runtime.path);
+        let use_lock = File::options().create(true).truncate(false).write(true).open(&use_path).map_err(io_error(&use_path))?;
+        if use_lock.try_lock().is_err() {
+            done.push(Pruned { runtime, reason, removed: false, kept_because: Some("another exportctl process is using it".into()) });
+            continue;
+        }
+        if dry_run {
+            done.push(Pruned { runtime, reason, removed: false, kept_because: Some("--dry-run".into()) });
+            continue;
+        }
+        let doomed = dir.join(format!(".tmp-prune-{}", runtime.name));
+        std::fs::rename(&runtime.path, &doomed).map_err(io_error(&runtime.path))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_error(&doomed))?;
+        let _ = std::fs::remove_file(&use_path);
+        done.push(Pruned { runtime, reason, removed: true, kept_because: None });
+    }
+    Ok(done)
 }

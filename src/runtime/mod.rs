@@ -288,7 +288,9 @@ impl Provider {
         self.found
             .get_or_init(|| {
                 let (settings, root, discovery) = self.source.as_ref().expect("a provider without a source is created found");
-                discover(settings, root, discovery).map_err(|e| (e.to_string(), e.help().unwrap_or_default()))
+                let runtime = discover(settings, root, discovery).map_err(|e| (e.to_string(), e.help().unwrap_or_default()))?;
+                managed::record_use(&runtime, root);
+                Ok(runtime)
             })
             .as_ref()
             .map_err(|(message, help)| RuntimeError::Unusable { message: message.clone(), help: help.clone() })

@@ -47,6 +47,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/kerasio.py"),
     source!("exportctl_worker/recipe.py"),
     source!("exportctl_worker/export.py"),
+    source!("exportctl_worker/outline.py"),
     source!("exportctl_worker/slicing.py"),
     source!("exportctl_worker/trace.py"),
     source!("exportctl_worker/validate.py"),
@@ -204,13 +205,9 @@ impl Worker {
         self.process.as_ref().map(|p| p.child.id())
     }
 
-    /// The running worker's resident memory in bytes (Linux; `None` elsewhere or when it does
-    /// not run).
+    /// The running worker's resident memory in bytes (`None` when it does not run).
     pub fn resident_memory(&self) -> Option<u64> {
-        let pid = self.pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        resident_memory(self.pid()?)
     }
 
     /// Ends the process if it holds more than `limit` bytes; the next request starts a fresh
@@ -387,6 +384,22 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A process's resident memory: `VmRSS` in `/proc/<pid>/status` on Linux.
+#[cfg(target_os = "linux")]
+fn resident_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// A process's resident memory, from `ps` where there is no `/proc` (macOS): called once
+/// before a step, so a process start is cheap enough.
+#[cfg(not(target_os = "linux"))]
+fn resident_memory(pid: u32) -> Option<u64> {
+    let out = std::process::Command::new("ps").args(["-o", "rss=", "-p", &pid.to_string()]).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().ok()? * 1024)
 }
 
 fn describe_exit(status: Option<ExitStatus>) -> String {

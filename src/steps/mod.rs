@@ -29,6 +29,8 @@ mod slice;
 mod trace;
 pub mod validate;
 
+pub use export::Spec;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

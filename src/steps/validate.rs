@@ -293,7 +293,7 @@ fn failure(report: &Report) -> StepError {
     } else if optimizer {
         "the package must not carry optimizer state: leave `include-optimizer` false"
     } else {
-        "each check is described in SPEC §4; `exportctl validate <dir>` reruns them on a SavedModel"
+        "the build report (`exportctl report`) lists every check with its details; `exportctl validate <dir>` reruns them on a SavedModel"
     };
     StepError::new(message).with_help(help)
 }

@@ -119,6 +119,15 @@ fn locked_passes_on_a_rebuild_and_names_what_differs() {
     let err = stderr(&out);
     assert!(err.contains("--locked: 1 output differ"), "{err}");
     assert!(err.contains("classifier/encoder:package: model.tar.gz differs"), "{err}");
+
+    // build-finished says how the build ended: the lock check failed it.
+    let (out, events) = project.build_json(&["--locked"]);
+    assert_eq!(out.status.code(), Some(1));
+    let end = finished(&events);
+    assert_eq!(end["success"], false, "{end}");
+    assert_eq!(end["error"]["code"], "lock-mismatch", "{end}");
+    assert_eq!(end["error"]["exit_code"], 1, "{end}");
+    assert_eq!(events.last().unwrap()["event"], "error", "the error is the last JSON object on stdout");
     // --locked never rewrites the lock.
     assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), edited);
 
@@ -195,6 +204,40 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
     assert_eq!(finished(&events)["failed"], 0);
     assert!(steps_with(&events, "step-finished").contains(&"classifier/classifier:trace".to_string()));
     assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v2/tmp")).unwrap().count(), 0);
+}
+
+/// A first Ctrl-C starts no new step (a running one finishes, or stops early where it can)
+/// and ends the build with exit 130, as for any interrupted command; `build-finished` says so.
+#[test]
+fn ctrl_c_stops_the_build_with_exit_130() {
+    use std::io::BufRead as _;
+    runtime();
+    let project = Project::example("quickstart");
+    let mut child = crate::support::exportctl()
+        .arg("-C")
+        .arg(project.path())
+        .args(["build", "--format", "json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut events = Vec::new();
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "step-started" && events.iter().all(|e: &serde_json::Value| e["event"] != "step-started") {
+            // SAFETY: kill(2) on our own child's pid.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        }
+        events.push(event);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let end = finished(&events);
+    assert_eq!((end["success"].as_bool(), end["cancelled"].as_bool()), (Some(false), Some(true)), "{end}");
+    assert_eq!(end["error"]["code"], "interrupted", "{end}");
+    assert_eq!(steps_with(&events, "step-started"), ["classifier:export"], "no step starts after Ctrl-C: {events:#?}");
+    assert_eq!(events.last().unwrap()["code"], "interrupted");
 }
 
 #[test]

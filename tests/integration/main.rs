@@ -15,5 +15,7 @@ mod cache;
 mod watch;
 mod steps;
 mod examples;
+mod report;
+mod init;
 mod reproducible;
 mod remote;
