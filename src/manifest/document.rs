@@ -4,9 +4,9 @@
 //! phase (shape check, resolution, JSON Schema) is written once. Spans are byte ranges into
 //! the manifest's text; they are what lets every diagnostic point at the exact key or value.
 //!
-//! TOML comes from `toml`'s spanned `DeTable` parser. YAML comes from `yaml-rust2`'s marked
-//! event parser: `serde_yaml` only reports locations for syntax errors, never for values, and
-//! a diagnostic about a value needs the value's span.
+//! TOML comes from `toml`'s spanned `DeTable` parser. YAML comes from `saphyr-parser`'s
+//! spanned event parser: `serde_yaml` only reports locations for syntax errors, never for
+//! values, and a diagnostic about a value needs the value's span.
 
 use std::ops::Range;
 
@@ -151,16 +151,15 @@ pub mod toml_format {
 }
 
 pub mod yaml_format {
-    //! YAML through `yaml-rust2`'s event parser. Markers give the start of each event as a
-    //! character index, and not always where a user would look: a block mapping is marked at
-    //! its first key's `:`, an empty value at the next token (often a line below), a tagged
-    //! scalar after its tag. So spans are rebuilt here: a scalar's end by scanning its text, a
-    //! mapping from its first key to its last value, an empty value right after its `:`.
-    //! Anchors and aliases are resolved (an alias copies its node, with the alias's span),
-    //! duplicate keys are reported, and only the YAML core schema's tags are accepted.
+    //! YAML through `saphyr-parser`'s spanned event parser, which gives every event a start and
+    //! an end. Spans are the parser's, with three corrections: a quoted scalar's span runs on to
+    //! the next token (past spaces and a comment), so it is cut at its closing quote; a block
+    //! collection's end is empty, so a mapping spans from its first key to its last value; and
+    //! a multi-line scalar is shown by its first line. Anchors and aliases are resolved (an
+    //! alias copies its node, with the alias's span) up to a bounded expansion, nesting is
+    //! bounded, duplicate keys are reported, and only the YAML core schema's tags are accepted.
     use super::*;
-    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
-    use yaml_rust2::scanner::{Marker, TScalarStyle};
+    use saphyr_parser::{Event, Parser, ScalarStyle, SpannedEventReceiver, Tag};
 
     use crate::manifest::syntax::{explain_yaml, line_around};
 
@@ -170,6 +169,7 @@ pub mod yaml_format {
             text,
             offsets: &offsets,
             stack: Vec::new(),
+            too_deep: 0,
             anchors: Vec::new(),
             root: None,
             errors: Vec::new(),
@@ -218,11 +218,17 @@ pub mod yaml_format {
     const MAX_NODES_BASE: usize = 10_000;
     const MAX_NODES_PER_BYTE: usize = 4;
 
+    /// Collections nest at most this deep (a manifest needs four or five levels); deeper, the
+    /// parser would go on, but the tree it describes is refused.
+    const MAX_DEPTH: usize = 64;
+
     struct Builder<'a> {
         text: &'a str,
         offsets: &'a CharOffsets,
         /// Open collections, each with whether it is a flow (`[...]`, `{...}`) collection.
         stack: Vec<(Open, bool)>,
+        /// Collections open past [`MAX_DEPTH`], whose events are skipped.
+        too_deep: usize,
         /// Anchored nodes with the number of nodes in each.
         anchors: Vec<(usize, Node, usize)>,
         root: Option<Node>,
@@ -259,23 +265,24 @@ pub mod yaml_format {
     }
 
     impl Builder<'_> {
-        fn in_flow(&self) -> bool {
-            self.stack.iter().any(|(_, flow)| *flow)
+        fn span(&self, span: saphyr_parser::Span) -> Span {
+            self.offsets.byte(span.start.index())..self.offsets.byte(span.end.index())
         }
 
-        /// The end of the scalar starting at byte `start`. Multi-line scalars end with their
-        /// first line: a diagnostic needs no more.
-        fn scalar_end(&self, start: usize, style: TScalarStyle) -> usize {
-            let rest = &self.text[start.min(self.text.len())..];
-            let first_line = rest.split('\n').next().unwrap_or("");
+        /// A scalar's span as shown: quoted scalars end at their closing quote, multi-line ones
+        /// with their first line; at least one character, so that a caret shows.
+        fn scalar_span(&self, span: Span, style: ScalarStyle) -> Span {
+            let text = &self.text[span.clone()];
             let len = match style {
-                TScalarStyle::SingleQuoted => quoted_len(rest, '\''),
-                TScalarStyle::DoubleQuoted => quoted_len(rest, '"'),
-                TScalarStyle::Plain => plain_len(first_line, self.in_flow()),
-                _ => first_line.trim_end().len(),
+                ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                    let quote = if style == ScalarStyle::SingleQuoted { '\'' } else { '"' };
+                    // A tag may come first (`!!str "x"`).
+                    text.find(quote).map_or(text.len(), |at| at + quoted_len(&text[at..], quote))
+                }
+                _ => text.split('\n').next().unwrap_or("").trim_end().len(),
             };
-            // At least the first character, so that a caret shows.
-            start + len.max(rest.chars().next().map_or(0, char::len_utf8))
+            let first = self.text[span.start..].chars().next().map_or(0, char::len_utf8);
+            span.start..span.start + len.max(first)
         }
 
         fn push_node(&mut self, node: Node, anchor: usize) {
@@ -322,22 +329,43 @@ pub mod yaml_format {
             }
         }
 
-        fn is_flow(&self, start: usize) -> bool {
-            matches!(self.text.as_bytes().get(start), Some(b'[' | b'{'))
+        /// Opens a collection, unless the document already nests too deeply.
+        fn open(&mut self, open: Open, span: &Span) -> bool {
+            if self.too_deep > 0 || self.stack.len() >= MAX_DEPTH {
+                if self.too_deep == 0 {
+                    self.errors.push(SyntaxError::new(
+                        span.start..span.start + 1,
+                        "the value is nested too deeply",
+                        format!("more than {MAX_DEPTH} levels"),
+                        "check the brackets and indentation: a manifest nests a few levels at most",
+                    ));
+                }
+                self.too_deep += 1;
+                return false;
+            }
+            // The span of a flow collection's start ends with its bracket (after an anchor or a
+            // tag); a block collection's is empty or holds only its anchor and tag.
+            let flow = self.text[span.clone()].trim_end().ends_with(['[', '{']);
+            let start = if flow { span.start + self.text[span.clone()].trim_end().len() - 1 } else { span.start };
+            let open = match open {
+                Open::Sequence { items, anchor, .. } => Open::Sequence { start, items, anchor },
+                Open::Mapping { entries, key, anchor, .. } => Open::Mapping { start, entries, key, anchor },
+            };
+            self.stack.push((open, flow));
+            true
         }
 
         /// The value of a scalar, by its tag or, untagged, by the YAML 1.2 core schema.
-        fn scalar_value(&mut self, text: String, style: TScalarStyle, tag: Option<Tag>, span: Span) -> Value {
+        fn scalar_value(&mut self, text: String, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Value {
             let Some(tag) = tag else {
-                return if style == TScalarStyle::Plain { plain_scalar(text) } else { Value::String(text) };
+                return if style == ScalarStyle::Plain { plain_scalar(text) } else { Value::String(text) };
             };
             let core = tag.handle == CORE_TAGS;
             let value = match tag.suffix.as_str() {
                 "str" if core => return Value::String(text),
                 "int" | "float" | "bool" | "null" if core => plain_scalar(text.clone()),
                 _ => {
-                    let span = self.tag_start(span.start)..span.end;
-                    self.errors.push(unsupported_tag(&tag, span));
+                    self.errors.push(unsupported_tag(tag, span));
                     return Value::Null;
                 }
             };
@@ -347,7 +375,7 @@ pub mod yaml_format {
             );
             if !fits {
                 self.errors.push(SyntaxError::new(
-                    self.tag_start(span.start)..span.end,
+                    span,
                     format!("`{text}` is not a valid `!!{}`", tag.suffix),
                     format!("not a YAML {}", tag.suffix),
                     format!("write a {} after `!!{}`, or drop the tag", tag.suffix, tag.suffix),
@@ -359,23 +387,50 @@ pub mod yaml_format {
             }
         }
 
-        /// Where the tag before the value marked at `at` begins: the token holding the last
-        /// `!` before it (`!include`, `!!python/object:x`).
-        fn tag_start(&self, at: usize) -> usize {
-            let before = &self.text[..at.min(self.text.len())];
-            match before.rfind('!') {
-                Some(bang) => before[..bang].rfind(|c: char| c.is_whitespace() || matches!(c, '[' | '{' | ',')).map_or(0, |i| i + 1),
-                None => at,
-            }
-        }
-
-        fn collection_tag(&mut self, tag: Option<Tag>, at: usize) {
+        fn collection_tag(&mut self, tag: Option<&Tag>, span: &Span) {
             let Some(tag) = tag else { return };
             let core = tag.handle == CORE_TAGS && matches!(tag.suffix.as_str(), "map" | "seq");
             if !core {
-                let start = self.tag_start(at);
+                // The span starts at the anchor or the tag; the tag is the token with a `!`.
+                let text = &self.text[span.clone()];
+                let start = span.start + text.find('!').unwrap_or(0);
                 let end = self.text[start..].find(char::is_whitespace).map_or(self.text.len(), |i| start + i);
-                self.errors.push(unsupported_tag(&tag, start..end));
+                self.errors.push(unsupported_tag(tag, start..end));
+            }
+        }
+
+        fn alias(&mut self, id: usize, span: Span) {
+            let size = self.anchors.iter().rev().find(|(a, _, _)| *a == id).map(|(_, _, size)| *size);
+            if let Some(size) = size {
+                self.nodes = self.nodes.saturating_add(size);
+                if self.nodes > self.max_nodes {
+                    let name = self.text[span.clone()].trim_start_matches('*').to_string();
+                    if self.errors.iter().all(|e| e.message != "YAML aliases expand too far") {
+                        self.errors.push(SyntaxError::new(
+                            span,
+                            "YAML aliases expand too far",
+                            format!("`*{name}` takes the expansion past {} nodes", self.max_nodes),
+                            format!(
+                                "anchor `&{name}` and its aliases repeat each other until the document is vastly larger than its file \
+                                 (a \"billion laughs\"): write the values out, or use fewer nested aliases"
+                            ),
+                        ));
+                    }
+                    return;
+                }
+            }
+            let found = self.anchors.iter().rev().find(|(a, _, _)| *a == id).map(|(_, n, _)| n.clone());
+            match found {
+                Some(mut node) => {
+                    node.span = span;
+                    self.push_node(node, 0);
+                }
+                None => self.errors.push(SyntaxError::new(
+                    span,
+                    "unknown YAML alias",
+                    "no anchor of this name",
+                    "define the anchor (`&name`) before the alias that uses it (`*name`)",
+                )),
             }
         }
     }
@@ -392,16 +447,24 @@ pub mod yaml_format {
         )
     }
 
-    impl MarkedEventReceiver for Builder<'_> {
-        fn on_event(&mut self, event: Event, mark: Marker) {
-            let at = self.offsets.byte(mark.index());
+    impl<'input> SpannedEventReceiver<'input> for Builder<'_> {
+        fn on_event(&mut self, event: Event<'input>, span: saphyr_parser::Span) {
+            let span = self.span(span);
+            if self.too_deep > 0 {
+                match event {
+                    Event::SequenceStart(..) | Event::MappingStart(..) => self.too_deep += 1,
+                    Event::SequenceEnd | Event::MappingEnd => self.too_deep -= 1,
+                    _ => {}
+                }
+                return;
+            }
             match event {
-                Event::DocumentStart => {
+                Event::DocumentStart(_) => {
                     self.documents += 1;
                     if self.documents == 2 {
-                        let line = line_around(self.text, at);
+                        let line = line_around(self.text, span.start);
                         self.errors.push(SyntaxError::new(
-                            at..line.end.max(at),
+                            span.start..line.end.max(span.start),
                             "a manifest holds one YAML document; found several",
                             "a second document starts here",
                             "remove the `---` line and merge the documents into one mapping",
@@ -409,30 +472,29 @@ pub mod yaml_format {
                     }
                 }
                 Event::Scalar(text, style, anchor, tag) => {
-                    let span = if text.is_empty() && style == TScalarStyle::Plain && tag.is_none() {
-                        // No value: marked at the next token, which may be lines below.
-                        let after = empty_value_at(self.text, at);
+                    // An empty value is an empty span right after its `:` or `-` (the parser
+                    // marks it at that indicator).
+                    let span = if text.is_empty() && style == ScalarStyle::Plain && tag.is_none() {
+                        let after = span.start + usize::from(matches!(self.text.as_bytes().get(span.start), Some(b':' | b'-')));
                         after..after
                     } else {
-                        at..self.scalar_end(at, style)
+                        self.scalar_span(span, style)
                     };
-                    let value = self.scalar_value(text, style, tag, span.clone());
+                    let value = self.scalar_value(text.into_owned(), style, tag.as_deref(), span.clone());
                     self.push_node(Node { value, span }, anchor);
                 }
                 Event::SequenceStart(anchor, tag) => {
-                    self.collection_tag(tag, at);
-                    let flow = self.is_flow(at);
-                    self.stack.push((Open::Sequence { start: at, items: Vec::new(), anchor }, flow));
+                    self.collection_tag(tag.as_deref(), &span);
+                    self.open(Open::Sequence { start: 0, items: Vec::new(), anchor }, &span);
                 }
                 Event::MappingStart(anchor, tag) => {
-                    self.collection_tag(tag, at);
-                    let flow = self.is_flow(at);
-                    self.stack.push((Open::Mapping { start: at, entries: Vec::new(), key: None, anchor }, flow));
+                    self.collection_tag(tag.as_deref(), &span);
+                    self.open(Open::Mapping { start: 0, entries: Vec::new(), key: None, anchor }, &span);
                 }
                 Event::SequenceEnd => {
                     if let Some((Open::Sequence { start, items, anchor }, flow)) = self.stack.pop() {
                         let end = match (flow, items.last()) {
-                            (true, _) => (at + 1).min(self.text.len()),
+                            (true, _) => (span.start + 1).min(self.text.len()),
                             (false, Some(last)) => last.span.end,
                             (false, None) => start,
                         };
@@ -442,7 +504,7 @@ pub mod yaml_format {
                 Event::MappingEnd => {
                     if let Some((Open::Mapping { start, entries, anchor, .. }, flow)) = self.stack.pop() {
                         let span = match (flow, entries.first(), entries.last()) {
-                            (true, ..) => start..(at + 1).min(self.text.len()),
+                            (true, ..) => start..(span.start + 1).min(self.text.len()),
                             (false, Some(first), Some(last)) => {
                                 let start = first.key_span.start.min(start);
                                 start..last.node.span.end.max(last.key_span.end)
@@ -452,41 +514,7 @@ pub mod yaml_format {
                         self.push_node(Node { value: Value::Table(entries), span }, anchor);
                     }
                 }
-                Event::Alias(id) => {
-                    let size = self.anchors.iter().rev().find(|(a, _, _)| *a == id).map(|(_, _, size)| *size);
-                    if let Some(size) = size {
-                        self.nodes = self.nodes.saturating_add(size);
-                        if self.nodes > self.max_nodes {
-                            let span = at..self.scalar_end(at, TScalarStyle::Plain);
-                            let name = self.text[span.clone()].trim_start_matches('*').to_string();
-                            if self.errors.iter().all(|e| e.message != "YAML aliases expand too far") {
-                                self.errors.push(SyntaxError::new(
-                                    span,
-                                    "YAML aliases expand too far",
-                                    format!("`*{name}` takes the expansion past {} nodes", self.max_nodes),
-                                    format!(
-                                        "anchor `&{name}` and its aliases repeat each other until the document is vastly larger than its file \
-                                         (a \"billion laughs\"): write the values out, or use fewer nested aliases"
-                                    ),
-                                ));
-                            }
-                            return;
-                        }
-                    }
-                    let found = self.anchors.iter().rev().find(|(a, _, _)| *a == id).map(|(_, n, _)| n.clone());
-                    match found {
-                        Some(mut node) => {
-                            node.span = at..self.scalar_end(at, TScalarStyle::Plain);
-                            self.push_node(node, 0);
-                        }
-                        None => self.errors.push(SyntaxError::new(
-                            at..self.scalar_end(at, TScalarStyle::Plain),
-                            "unknown YAML alias",
-                            "no anchor of this name",
-                            "define the anchor (`&name`) before the alias that uses it (`*name`)",
-                        )),
-                    }
-                }
+                Event::Alias(id) => self.alias(id, span),
                 Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
             }
         }
@@ -508,36 +536,6 @@ pub mod yaml_format {
             }
         }
         rest.len()
-    }
-
-    /// A plain scalar ends at ` #`, at `: `, at a `:` ending the line, and in flow
-    /// collections at `,`, `]` or `}`.
-    fn plain_len(line: &str, in_flow: bool) -> usize {
-        let mut end = line.len();
-        for (i, c) in line.char_indices() {
-            let after = &line[i + c.len_utf8()..];
-            let stops = (c == '#' && line[..i].ends_with([' ', '\t']))
-                || (in_flow && matches!(c, ',' | ']' | '}'))
-                || (c == ':' && (after.is_empty() || after.starts_with([' ', '\t', '\r'])));
-            if stops {
-                end = i;
-                break;
-            }
-        }
-        line[..end].trim_end().len()
-    }
-
-    /// Where an empty value belongs: right after the `:` or `-` before it, which may be lines
-    /// above the next token the parser marked it at.
-    fn empty_value_at(text: &str, at: usize) -> usize {
-        let mut end = text[..at.min(text.len())].trim_end().len();
-        // A comment after the `:` is not the value either.
-        let line = line_around(text, end);
-        let code = &text[line.start..end];
-        if let Some(hash) = code.find(" #").or_else(|| code.find("\t#")) {
-            end = line.start + code[..hash].trim_end().len();
-        }
-        end
     }
 
     fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -234,6 +234,20 @@ pub fn explain_yaml(text: &str, message: &str, at: usize) -> SyntaxError {
     let line = line_around(text, at);
     let one_char = at..text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
     let general = |help: &str| SyntaxError::new(one_char.clone(), message, "here", help);
+    // A `[` or `{` left open is often only noticed lines later, as bad indentation: point at
+    // the bracket that closed the wrong thing, or at the end of the line that opened it.
+    if !message.starts_with("while parsing a flow") {
+        if let Some((open, at)) = unclosed_flow(text, at) {
+            let (kind, close, what) = if open == '[' { ("`[` list", ']', "items") } else { ("`{` mapping", '}', "entries") };
+            let one = at..text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            return SyntaxError::new(
+                one,
+                format!("unclosed {kind}"),
+                format!("expected `,` or `{close}` before this"),
+                format!("close the {kind} with `{close}`, separating its {what} with `,`"),
+            );
+        }
+    }
     match message {
         "mapping values are not allowed in this context" => SyntaxError::new(
             one_char.clone(),
@@ -310,6 +324,42 @@ pub fn explain_yaml(text: &str, message: &str, at: usize) -> SyntaxError {
         }
         _ => general("check this line against YAML's syntax: `key: value`, `- item`, indentation with spaces"),
     }
+}
+
+/// The flow collection left open before `at`, if any: its bracket, and where to point — the
+/// closing bracket that does not match it, else the end of the line that opened it.
+fn unclosed_flow(text: &str, at: usize) -> Option<(char, usize)> {
+    let mut open: Vec<(char, usize)> = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for (i, c) in text[..at.min(text.len())].char_indices() {
+        if comment {
+            comment = c != '\n';
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '"' | '\'' if !previous.is_alphanumeric() => quote = Some(c),
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => open.push((c, i)),
+                ']' | '}' => match open.pop() {
+                    Some((o, _)) if (o == '[') == (c == ']') => {}
+                    Some((o, _)) => return Some((o, i)),
+                    None => return None,
+                },
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    // Still open where the parser stopped: blamed only when that is on a later line (an error
+    // inside the brackets' own line is about something else).
+    let (bracket, start) = open.pop()?;
+    let line_end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+    (at > line_end).then(|| (bracket, text[..line_end].trim_end().len()))
 }
 
 /// `"missing comma, expected `,`"` → (`"missing comma"`, `Some("`,`")`).
