@@ -195,6 +195,7 @@ impl<'a> Builder<'a> {
                 reporter.build_warning(&warning);
             }
             let stats = remote.stats();
+            summary.remote = Some(stats.clone());
             if stats.hits + stats.uploaded_entries > 0 && self.request.verbose > 0 {
                 reporter.note(&format!(
                     "remote cache {}: {} entr{} downloaded ({}), {} uploaded ({})",

@@ -35,6 +35,9 @@ pub struct Problem {
     pub code: &'static str,
     pub message: String,
     pub help: Option<String>,
+    /// Already part of the command's JSON output (a report's `error`): printing it again
+    /// would put a second document on stdout.
+    pub shown: bool,
 }
 
 /// How a command prints: text for people, or JSON for tools (`--format json`).
@@ -47,11 +50,11 @@ pub enum Format {
 
 impl Error {
     pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Error {
-        Error::Usage(Problem { code: "usage", message: message.into(), help: Some(help.into()) })
+        Error::Usage(Problem { code: "usage", message: message.into(), help: Some(help.into()), shown: false })
     }
 
     pub fn failed(message: impl Into<String>, help: Option<String>) -> Error {
-        Error::Failed(Problem { code: "failed", message: message.into(), help })
+        Error::Failed(Problem { code: "failed", message: message.into(), help, shown: false })
     }
 
     /// The same error under a more precise code (`unknown-target`, `lock-mismatch`, …).
@@ -101,8 +104,19 @@ impl Error {
     }
 
     /// Prints the error where its command's output goes: JSON on stdout, else text on stderr.
+    /// The same error, marked as already in the command's JSON output.
+    pub fn shown(self) -> Error {
+        match self {
+            Error::Usage(p) => Error::Usage(Problem { shown: true, ..p }),
+            Error::Failed(p) => Error::Failed(Problem { shown: true, ..p }),
+            other => other,
+        }
+    }
+
     pub fn print(&self, format: Format) {
+        let shown = matches!(self, Error::Usage(p) | Error::Failed(p) if p.shown);
         match format {
+            Format::Json if shown => {}
             Format::Json => println!("{}", self.to_json()),
             Format::Text => eprint!("{}", self.render(terminal::color())),
         }

@@ -92,7 +92,7 @@ fn usage_error(error: &clap::Error, args: &[OsString]) -> ExitCode {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         let message = lines.next().unwrap_or("").trim_start_matches("error: ").to_string();
         let help = lines.map(str::trim).collect::<Vec<_>>().join("\n");
-        Error::Usage(Problem { code: "usage", message, help: Some(help) }).print(Format::Json);
+        Error::Usage(Problem { code: "usage", message, help: Some(help), shown: false }).print(Format::Json);
     } else {
         let _ = error.print();
     }

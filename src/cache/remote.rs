@@ -51,7 +51,9 @@ pub const ENV_TIMEOUT: &str = "EXPORTCTL_REMOTE_CACHE_TIMEOUT";
 pub struct RemoteConfig {
     /// The base URL, without a trailing slash.
     pub url: String,
-    token: Option<String>,
+    /// The `Authorization` header's value: `Bearer <token>`, or `Basic …` from the URL's
+    /// `user:password@` (bazel-remote's htpasswd); never shown.
+    authorization: Option<String>,
     /// Upload what this build runs.
     pub upload: bool,
     key: Option<Vec<u8>>,
@@ -64,7 +66,7 @@ impl std::fmt::Debug for RemoteConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteConfig")
             .field("url", &self.display_url())
-            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("authorization", &self.authorization.as_ref().map(|_| "(set)"))
             .field("signed", &self.key.is_some())
             .field("upload", &self.upload)
             .finish()
@@ -80,6 +82,12 @@ impl RemoteConfig {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!("{ENV_URL}: `{}` is not an http(s) URL", redact(&url)));
         }
+        let basic = user_part(&url).map(|user| {
+            use base64::Engine;
+            let decoded = percent_encoding::percent_decode_str(user).decode_utf8_lossy();
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(decoded.as_bytes()))
+        });
+        let url = redact(&url);
         let upload = match std::env::var(ENV_UPLOAD) {
             Ok(v) if !v.trim().is_empty() => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"),
             _ => settings.remote_upload,
@@ -92,7 +100,7 @@ impl RemoteConfig {
         };
         Ok(Some(RemoteConfig {
             url,
-            token: std::env::var(ENV_TOKEN).ok().filter(|v| !v.is_empty()),
+            authorization: std::env::var(ENV_TOKEN).ok().filter(|v| !v.is_empty()).map(|token| format!("Bearer {token}")).or(basic),
             upload,
             key: std::env::var(ENV_KEY).ok().filter(|v| !v.is_empty()).map(String::into_bytes),
             timeout,
@@ -103,6 +111,13 @@ impl RemoteConfig {
     pub fn display_url(&self) -> String {
         redact(&self.url)
     }
+}
+
+/// `http://user:secret@host/x` → `user:secret`.
+fn user_part(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    authority.rsplit_once('@').map(|(user, _)| user)
 }
 
 /// `http://user:secret@host/x` → `http://host/x`.
@@ -161,11 +176,15 @@ enum Failure {
 }
 
 /// What the remote cache did during a build, for the summary.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RemoteStats {
+    /// Entries downloaded.
     pub hits: u64,
+    /// Bytes of files downloaded.
     pub downloaded: u64,
+    /// Entries uploaded.
     pub uploaded_entries: u64,
+    /// Bytes of files uploaded (those the server already had are not sent).
     pub uploaded: u64,
 }
 
@@ -267,7 +286,7 @@ impl Remote {
                 "remote-cache-error",
                 true,
                 format!("the remote cache {url} answered with an error ({why}): what it could not give is built locally"),
-                "the server's own log says why; a 401 or 403 means the token (EXPORTCTL_REMOTE_CACHE_TOKEN) is missing or wrong",
+                "the server's own log says why; a 401 or 403 means the token (EXPORTCTL_REMOTE_CACHE_TOKEN) is missing or wrong; a 400 storing an entry from bazel-remote means it checks entries as Bazel action results: start it with --disable_http_ac_validation",
             ),
             Failure::Untrusted(why) => self.say(
                 "remote-cache-untrusted",
@@ -285,16 +304,16 @@ impl Remote {
             "HEAD" => self.agent.head(&url),
             _ => unreachable!("GET or HEAD"),
         };
-        if let Some(token) = &self.config.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
+        if let Some(authorization) = &self.config.authorization {
+            request = request.header("Authorization", authorization);
         }
         request
     }
 
     fn put(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
         let mut request = self.agent.put(format!("{}/{path}", self.config.url));
-        if let Some(token) = &self.config.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
+        if let Some(authorization) = &self.config.authorization {
+            request = request.header("Authorization", authorization);
         }
         request
     }
@@ -555,6 +574,21 @@ mod tests {
     fn urls_are_shown_without_their_secrets() {
         assert_eq!(redact("http://user:s3cret@cache:8080/exportctl"), "http://cache:8080/exportctl");
         assert_eq!(redact("https://cache.internal"), "https://cache.internal");
+    }
+
+    #[test]
+    fn a_user_and_password_in_the_url_become_basic_auth_and_leave_the_url() {
+        assert_eq!(user_part("https://ci:p%40ss@cache:8080/exportctl"), Some("ci:p%40ss"));
+        assert_eq!(user_part("https://cache:8080/a@b"), None, "an @ in the path is not a user part");
+        // Built by hand, as `resolve` reads the environment.
+        let settings = CacheSettings { remote: Some("https://ci:p%40ss@cache:8080/exportctl/".into()), ..CacheSettings::default() };
+        if std::env::var_os(ENV_URL).is_none() && std::env::var_os(ENV_TOKEN).is_none() {
+            let config = RemoteConfig::resolve(&settings).unwrap().unwrap();
+            assert_eq!(config.url, "https://cache:8080/exportctl");
+            // base64("ci:p@ss")
+            assert_eq!(config.authorization.as_deref(), Some("Basic Y2k6cEBzcw=="));
+            assert!(!format!("{config:?}").contains("Y2k6"));
+        }
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub fn run(workspace: &Workspace, args: &CleanArgs) -> Result<()> {
     let manifest = workspace.load_manifest()?;
     let cache_dir = cache::dir(&manifest.root);
     cache::refuse_link(&cache_dir).map_err(|e| Error::usage(e.to_string(), "replace the link by a real folder, or remove it"))?;
-    // Never under a running build.
-    let _lock = if cache_dir.is_dir() {
+    // Never under a running build. Whether the cache exists is looked at once: a build that
+    // creates it after this instant holds its own lock, and what it writes is not ours to remove.
+    let existed = cache_dir.is_dir();
+    let _lock = if existed {
         Some(cache::ProjectLock::acquire(&cache_dir, false, |_| {}).map_err(|e| Error::usage(e.to_string(), "wait for the build to finish (or stop it), then clean"))?)
     } else {
         None
@@ -29,7 +31,7 @@ pub fn run(workspace: &Workspace, args: &CleanArgs) -> Result<()> {
     if !removed.is_empty() {
         said.push(format!("{} package folder{} from {}", removed.len(), if removed.len() == 1 { "" } else { "s" }, manifest.project.out_dir.display()));
     }
-    if args.cache && cache_dir.is_dir() {
+    if args.cache && existed {
         for name in cache::CREATED {
             let path = cache_dir.join(name);
             crate::exec::dist::remove_any(&path).map_err(|e| failed(&path, e))?;

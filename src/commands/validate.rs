@@ -64,20 +64,25 @@ pub fn run(workspace: &Workspace, args: &ValidateArgs) -> Result<()> {
     let report: validate::Report =
         serde_json::from_str(&unscratch(serde_json::to_string(&report).expect("reports serialise"))).expect("the same report");
 
+    let error = (!report.ok).then(|| {
+        let failed = report.native.checks.iter().chain(&report.reusable.checks).filter(|c| !c.ok).count();
+        Error::failed(
+            format!("{} is not a valid package: {failed} check{} failed", path.display(), if failed == 1 { "" } else { "s" }),
+            Some("the report above names each failed check and why".into()),
+        )
+    });
     match args.format {
         ReportFormat::Text => {
             println!("{}", path.display());
             print!("{}", validate::render_report(&report));
+            error.map_or(Ok(()), Err)
         }
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise")),
-    }
-    if report.ok {
-        Ok(())
-    } else {
-        let failed = report.native.checks.iter().chain(&report.reusable.checks).filter(|c| !c.ok).count();
-        Err(Error::failed(
-            format!("{} is not a valid package: {failed} check{} failed", path.display(), if failed == 1 { "" } else { "s" }),
-            Some("the report above names each failed check and why".into()),
-        ))
+        // One document on stdout: a failed validation's error is the report's `error`.
+        ReportFormat::Json => {
+            let mut value = serde_json::to_value(&report).expect("reports serialise");
+            value["error"] = error.as_ref().map_or(serde_json::Value::Null, Error::to_json);
+            println!("{}", serde_json::to_string_pretty(&value).expect("reports serialise"));
+            error.map_or(Ok(()), |e| Err(e.shown()))
+        }
     }
 }

@@ -340,6 +340,9 @@ impl Reporter for Json {
             "python_started": summary.python_started,
             "native_loaded": summary.native_loaded,
             "worker_pid": summary.worker_pid,
+            "remote": summary.remote.as_ref().map(|r| json!({
+                "hits": r.hits, "downloaded_bytes": r.downloaded, "uploaded_entries": r.uploaded_entries, "uploaded_bytes": r.uploaded,
+            })),
         }));
     }
 

@@ -100,6 +100,8 @@ pub struct BuildSummary {
     pub slots: Vec<Option<Slot>>,
     /// How many scheduler threads ran (the timeline's rows).
     pub threads: usize,
+    /// What the remote cache gave and took, when one is configured.
+    pub remote: Option<crate::cache::remote::RemoteStats>,
 }
 
 /// Where a step ran in the build: its start, in seconds since the build started, and the
@@ -274,6 +276,7 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         corrupted: corrupted.into_inner().expect("corruptions"),
         slots: slots.into_inner().expect("slots"),
         threads: jobs,
+        remote: None,
     }
 }
 

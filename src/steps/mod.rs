@@ -1,4 +1,4 @@
-//! The five steps of SPEC §2, run for real: [`TfSteps`] implements the engine's
+//! The steps of a build (export, slice, trace, validate, package), run for real: [`TfSteps`] implements the engine's
 //! [`StepRunner`] seam.
 //!
 //! | step | reads (its key: settings + files) | runs in | writes into its cache entry |

@@ -1,4 +1,4 @@
-//! validate (per piece): SPEC §4 — two independent loaders check the traced SavedModel.
+//! validate (per piece): two independent loaders check the traced SavedModel.
 //!
 //! 1. **Native** (here, through `crate::tf`, never Python): load with tag `serve` the way TF
 //!    Serving does; check `serving_default`'s inputs and outputs against the golden files and
@@ -713,7 +713,7 @@ pub struct Standalone<'a> {
     pub allow_ops: &'a [String],
 }
 
-/// SPEC §4 on any SavedModel directory. Returns the report (not written anywhere).
+/// Validate's checks on any SavedModel directory. Returns the report (not written anywhere).
 pub fn validate_saved_model(
     native: &Native,
     worker: &mut Worker,

@@ -29,6 +29,7 @@ use notify::{RecursiveMode, Watcher as _};
 
 use crate::build::Builder;
 use crate::error::{Error, Format, Result};
+use crate::exec::Warning;
 
 pub use debounce::Debounce;
 
@@ -44,11 +45,14 @@ struct WatchSet {
     inputs: BTreeSet<PathBuf>,
     /// Folders registered with the OS watcher, and how.
     registered: BTreeSet<(PathBuf, bool)>,
+    /// Folders the OS refused to watch, already reported (said once, retried at each rebuild).
+    refused: BTreeSet<PathBuf>,
 }
 
 impl WatchSet {
-    /// Watches `inputs` from now on (and stops watching what is no longer an input).
-    fn update(&mut self, watcher: &mut notify::RecommendedWatcher, inputs: Vec<PathBuf>) {
+    /// Watches `inputs` from now on (and stops watching what is no longer an input). Returns a
+    /// warning for each folder the OS newly refused to watch: changes there would go unseen.
+    fn update(&mut self, watcher: &mut notify::RecommendedWatcher, inputs: Vec<PathBuf>) -> Vec<Warning> {
         let inputs: BTreeSet<PathBuf> = inputs.into_iter().map(|p| absolute(&p)).collect();
         let mut wanted = BTreeSet::new();
         for input in &inputs {
@@ -63,12 +67,33 @@ impl WatchSet {
             let _ = watcher.unwatch(path);
             let _ = recursive;
         }
-        for (path, recursive) in wanted.difference(&self.registered) {
+        let mut warnings = Vec::new();
+        let mut registered = BTreeSet::new();
+        for (path, recursive) in &wanted {
+            if self.registered.contains(&(path.clone(), *recursive)) {
+                registered.insert((path.clone(), *recursive));
+                continue;
+            }
             let mode = if *recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-            let _ = watcher.watch(path, mode);
+            match watcher.watch(path, mode) {
+                Ok(()) => {
+                    self.refused.remove(path);
+                    registered.insert((path.clone(), *recursive));
+                }
+                // A folder that does not exist yet (a model not written yet) is not a failure:
+                // the build that needs it says so.
+                Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {}
+                Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {}
+                Err(e) => {
+                    if self.refused.insert(path.clone()) {
+                        warnings.push(watch_warning(path, &e));
+                    }
+                }
+            }
         }
-        self.registered = wanted;
+        self.registered = registered;
         self.inputs = inputs;
+        warnings
     }
 
     /// Whether a change of `path` concerns an input.
@@ -104,12 +129,22 @@ pub fn run(builder: &mut Builder<'_>, json: bool) -> Result<()> {
                 inputs
             }
         };
-        watched.update(&mut watcher, inputs);
+        for warning in watched.update(&mut watcher, inputs) {
+            builder.reporter.build_warning(&warning);
+        }
         if builder.cancelled.load(Ordering::SeqCst) {
             break;
         }
         builder.reporter.watch("watching", &watched.inputs.iter().cloned().collect::<Vec<_>>());
-        match wait_for_change(&rx, &watched, builder.cancelled) {
+        let reporter = builder.reporter;
+        let on_error = |e: notify::Error| {
+            reporter.build_warning(&Warning {
+                code: "watch-failed".into(),
+                message: format!("the file watcher reported an error ({e}): a change may have been missed; save the file again to rebuild"),
+                help: Some(watch_help(&e)),
+            })
+        };
+        match wait_for_change(&rx, &watched, builder.cancelled, &on_error) {
             Some(changed) => builder.reporter.watch("rebuilding", &changed),
             None => break,
         }
@@ -128,7 +163,12 @@ fn report_error(error: &Error, json: bool) {
 }
 
 /// Waits for a settled burst of changes to the inputs; `None` on Ctrl-C.
-fn wait_for_change(rx: &Receiver<notify::Result<notify::Event>>, watched: &WatchSet, cancelled: &std::sync::atomic::AtomicBool) -> Option<Vec<PathBuf>> {
+fn wait_for_change(
+    rx: &Receiver<notify::Result<notify::Event>>,
+    watched: &WatchSet,
+    cancelled: &std::sync::atomic::AtomicBool,
+    on_error: &dyn Fn(notify::Error),
+) -> Option<Vec<PathBuf>> {
     let mut debounce = Debounce::new(QUIET);
     loop {
         if cancelled.load(Ordering::SeqCst) {
@@ -145,7 +185,8 @@ fn wait_for_change(rx: &Receiver<notify::Result<notify::Event>>, watched: &Watch
                     }
                 }
             }
-            Ok(Err(_)) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Err(e)) => on_error(e),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return None,
         }
         if debounce.ready(Instant::now()) {
@@ -167,9 +208,45 @@ fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
     Some((meta.len(), meta.modified().ok()?))
 }
 
+/// What watch mode says when it cannot watch `path`.
+fn watch_warning(path: &Path, error: &notify::Error) -> Warning {
+    Warning {
+        code: "watch-failed".into(),
+        message: format!("cannot watch {}: {error}; changes there will not trigger a rebuild", path.display()),
+        help: Some(watch_help(error)),
+    }
+}
+
 fn watch_help(error: &notify::Error) -> String {
     match &error.kind {
         notify::ErrorKind::MaxFilesWatch => "the system's inotify watch limit is reached: raise it, e.g. `sysctl fs.inotify.max_user_watches=524288`".into(),
         _ => "check that the project's folders are readable".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inotify_limit_is_named_with_its_fix() {
+        let warning = watch_warning(Path::new("/p/models"), &notify::Error::new(notify::ErrorKind::MaxFilesWatch));
+        assert_eq!(warning.code, "watch-failed");
+        assert!(warning.message.starts_with("cannot watch /p/models: "), "{}", warning.message);
+        assert!(warning.message.ends_with("changes there will not trigger a rebuild"), "{}", warning.message);
+        assert!(warning.help.unwrap().contains("fs.inotify.max_user_watches"));
+    }
+
+    #[test]
+    fn a_folder_that_does_not_exist_yet_is_not_a_failure_and_an_existing_one_is_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watcher = notify::recommended_watcher(|_| {}).unwrap();
+        let mut set = WatchSet::default();
+        let missing = dir.path().join("not-yet/net.keras");
+        assert!(set.update(&mut watcher, vec![missing.clone()]).is_empty(), "a folder that does not exist yet is not a failure");
+        let file = dir.path().join("a.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert!(set.update(&mut watcher, vec![file.clone(), missing]).is_empty());
+        assert!(set.registered.contains(&(dir.path().to_path_buf(), false)));
     }
 }

@@ -311,3 +311,28 @@ fn report_says_where_the_last_report_is() {
     let out = project.run(&["report", "--print"]);
     assert!(stdout(&out).trim_end().ends_with(".exportctl/reports/latest.html"));
 }
+
+/// The repository stands on its own: no file points readers to a planning document that is not
+/// in it (module docs, help texts and docs once cited its sections).
+#[test]
+fn no_file_cites_a_document_outside_the_repository() {
+    let needles = [concat!("SPEC", ".md"), concat!("SPEC", " §"), concat!("(SPEC", ")")];
+    let mut offenders = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> =
+        ["src", "docs", "tests", "examples", "schemas", "benches", "README.md", "Export.toml.example"].iter().map(|p| crate::support::repo().join(p)).collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "dist" || n == ".exportctl" || n == "target" || n == "__pycache__") {
+                continue;
+            }
+            stack.extend(std::fs::read_dir(&path).unwrap().flatten().map(|e| e.path()));
+        } else if let Ok(text) = std::fs::read_to_string(&path) {
+            for (n, line) in text.lines().enumerate() {
+                if needles.iter().any(|needle| line.contains(needle)) {
+                    offenders.push(format!("{}:{}: {line}", path.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "cite docs/ or the code instead:\n{}", offenders.join("\n"));
+}

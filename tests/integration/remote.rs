@@ -146,6 +146,9 @@ fn a_clean_clone_builds_everything_from_the_remote_cache_without_python_or_a_run
     assert_eq!(done["python_started"], false);
     assert_eq!(done["native_loaded"], false);
     assert!(events.iter().filter(|e| e["event"] == "step-cached").all(|e| e["source"] == "remote"), "every step came from the remote cache");
+    assert_eq!(done["remote"]["hits"], 9, "{done}");
+    assert!(done["remote"]["downloaded_bytes"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(done["remote"]["uploaded_entries"], 0, "nothing ran, so nothing is uploaded: {done}");
     assert!(std::fs::read_dir(home.path()).unwrap().next().is_none(), "the runtime home was written");
     assert_same_dist(&warm.a, &b);
     assert_eq!(std::fs::read_to_string(b.path().join("Export.lock")).unwrap(), std::fs::read_to_string(warm.a.path().join("Export.lock")).unwrap());
@@ -289,10 +292,12 @@ fn three_shards_fill_the_cache_and_a_locked_job_assembles_dist_without_running_a
             .map(|k| {
                 let url = url.clone();
                 scope.spawn(move || {
+                    // Each shard checks its share against the committed Export.lock, as CI does.
                     let clone = Project::example("quickstart");
+                    std::fs::copy(repo().join("examples/quickstart/Export.lock"), clone.path().join("Export.lock")).unwrap();
                     let shard = format!("{k}/3");
-                    let (out, events) = clone.build_json_with_env(&["--shard", &shard, "-j", "1"], &[(URL, &url)]);
-                    assert!(out.status.success(), "shard {shard}: {}", stderr(&out));
+                    let (out, events) = clone.build_json_with_env(&["--shard", &shard, "--locked", "-j", "1"], &[(URL, &url)]);
+                    assert!(out.status.success(), "shard {shard}: {}\n{}", crate::support::stdout(&out), stderr(&out));
                     let mut built: Vec<String> = steps_with(&events, "step-finished");
                     built.extend(steps_with(&events, "step-cached"));
                     built.sort();

@@ -239,7 +239,10 @@ fn fake_runtime(home: &std::path::Path, name: &str, tensorflow: &str, requiremen
     let folder = home.join("runtimes").join(name);
     std::fs::create_dir_all(folder.join("venv/bin")).unwrap();
     std::fs::write(folder.join("venv/bin/python"), vec![0u8; 4096]).unwrap();
+    // Installed from the lock this exportctl installs from, for its TensorFlow version.
+    let lock = exportctl::runtime::managed::Pins::for_tensorflow(tensorflow).lock_digest();
     let record = serde_json::json!({
+        "lock": lock,
         "requirements": requirements, "base_python": "/usr/bin/python3",
         "versions": { "python": "3.11.7", "tensorflow": tensorflow, "keras": "3.10.0", "tf_keras": null, "tensorflow_hub": null, "numpy": "2.1.0" },
         "tensorflow_dir": null, "installer": "uv", "install_seconds": 30.0, "bytecode": true,

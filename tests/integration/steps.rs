@@ -510,7 +510,11 @@ fn validate_fails_a_saved_model_that_carries_its_optimizer() {
 
     let out = crate::support::exportctl().args(["validate", "--format", "json"]).arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", crate::support::stderr(&out));
-    let report: Report = serde_json::from_str(&crate::support::stdout(&out)).unwrap();
+    // One JSON document: the report, with the command's error in it.
+    let value: serde_json::Value = serde_json::from_str(&crate::support::stdout(&out)).unwrap();
+    assert_eq!(value["error"]["exit_code"], 1, "{}", value["error"]);
+    assert!(value["error"]["message"].as_str().unwrap().contains("is not a valid package"), "{}", value["error"]);
+    let report: Report = serde_json::from_value(value).unwrap();
     let check = report.native.checks.iter().find(|c| c.name == "no_optimizer_state").unwrap();
     assert!(!check.ok);
     assert!(check.message.starts_with("optimizer state in the SavedModel: "), "{}", check.message);
@@ -520,5 +524,4 @@ fn validate_fails_a_saved_model_that_carries_its_optimizer() {
     let outputs = report.native.checks.iter().find(|c| c.name == "outputs").unwrap();
     assert!(!outputs.ok && outputs.message.contains("Could not find variable"), "{}", outputs.message);
     assert!(outputs.details["help"].as_str().unwrap().contains("hold the underlying tf.Variables"), "{}", outputs.details);
-    assert!(crate::support::stderr(&out).contains("is not a valid package"), "{}", crate::support::stderr(&out));
 }
