@@ -19,3 +19,4 @@ mod report;
 mod init;
 mod reproducible;
 mod remote;
+mod hostile;
