@@ -20,3 +20,4 @@ mod init;
 mod reproducible;
 mod remote;
 mod hostile;
+mod faults;
