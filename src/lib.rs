@@ -49,7 +49,10 @@ pub fn main() -> ExitCode {
     };
     terminal::init(cli.global.color, cli.global.quiet);
     let format = cli.format();
-    match commands::run(cli) {
+    let result = commands::run(cli);
+    // Every worker is gone and every unpacked archive dropped by now.
+    scratch::remove_own();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             error.print(format);

@@ -4,14 +4,18 @@
 //! writes its generated files) is here. The folder holds a lock file that the process keeps
 //! locked while it lives; the kernel releases it when the process ends, even by `kill -9`.
 //! Every process first removes the folders whose lock it can take ([`clean_stale`]): the
-//! leftovers of processes that were killed before they could clean up.
+//! leftovers of processes that were killed before they could clean up. A process that ends
+//! normally removes its own folders on the way out ([`remove_own`]), so nothing is left for
+//! the next one to find.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The folders this process made and locked, with their lock files.
+static HELD: Mutex<Vec<(PathBuf, std::fs::File)>> = Mutex::new(Vec::new());
+
 /// This process's folder inside `scratch_dir` (created and locked on first use).
 pub fn process_dir(scratch_dir: &Path) -> Result<PathBuf, String> {
-    static HELD: Mutex<Vec<(PathBuf, std::fs::File)>> = Mutex::new(Vec::new());
     let dir = scratch_dir.join(format!("{}", std::process::id()));
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if held.iter().any(|(d, _)| d == &dir) && dir.join(".lock").is_file() {
@@ -24,6 +28,17 @@ pub fn process_dir(scratch_dir: &Path) -> Result<PathBuf, String> {
     held.retain(|(d, _)| d != &dir);
     held.push((dir.clone(), lock));
     Ok(dir)
+}
+
+/// Removes this process's folders: called on the way out, once nothing (no worker, no
+/// unpacked archive) uses them any more. The lock goes last, so no other process judges a
+/// half-removed folder.
+pub fn remove_own() {
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    for (dir, lock) in held.drain(..) {
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(lock);
+    }
 }
 
 /// Removes the folders of processes that are gone: a folder whose lock can be taken has no
@@ -60,5 +75,8 @@ mod tests {
         clean_stale(dir.path());
         assert!(!stale.exists());
         assert!(mine.is_dir(), "a living process's folder stays");
+        std::fs::write(mine.join("left-by-a-worker"), b"x").unwrap();
+        remove_own();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a process leaves no scratch behind");
     }
 }

@@ -18,6 +18,7 @@ fn install_ctrl_c() {
     INSTALLED.call_once(|| {
         let _ = ctrlc::set_handler(|| {
             if CANCELLED.swap(true, Ordering::SeqCst) {
+                crate::scratch::remove_own();
                 std::process::exit(130);
             }
             eprintln!("\nstopping: letting running steps finish (Ctrl-C again to stop now)…");

@@ -330,7 +330,7 @@ pub(crate) fn refuse_untrusted_ops(dir: &Path, allowed: &[String], what: &str) -
         return Ok(()); // not a SavedModel: the loader says so with its own words
     };
     let scan = crate::tf::scan::scan(&bytes, &[crate::tf::model::SERVE])
-        .map_err(|e| StepError::new(format!("{what}: {} cannot be read: {e}", path.display())))?;
+        .map_err(|e| StepError::new(format!("{what} cannot be scanned: {} is malformed: {e}", path.display())))?;
     let Some(scan) = scan else { return Ok(()) };
     let refused = scan.refused(allowed);
     if refused.is_empty() {

@@ -720,7 +720,7 @@ pub fn validate_saved_model(
     dir: &Path,
     options: &Standalone<'_>,
 ) -> Result<Report, StepError> {
-    super::refuse_untrusted_ops(dir, options.allow_ops, "the SavedModel")?;
+    super::refuse_untrusted_ops(dir, options.allow_ops, &format!("the SavedModel {}", dir.display()))?;
     let trainable = SavedModelPb::read(dir)
         .ok()
         .and_then(|pb| pb.meta_graph(&[tf::model::SERVE]).map(|m| variables::analyse(m).0.trainable))

@@ -19,3 +19,5 @@ mod report;
 mod init;
 mod reproducible;
 mod remote;
+mod hostile;
+mod faults;
