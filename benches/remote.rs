@@ -104,7 +104,10 @@ fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
 fn throughput(server: &Nginx, tmp: &Path, mb: u64) {
     let bytes = mb << 20;
     // SAFETY: this benchmark is single-threaded here; the variable is read by `resolve` below.
-    unsafe { std::env::set_var("EXPORTCTL_REMOTE_CACHE", server.url("cache")) };
+    unsafe {
+        std::env::set_var("EXPORTCTL_REMOTE_CACHE", server.url("cache"));
+        std::env::set_var("EXPORTCTL_REMOTE_UPLOAD", "1");
+    }
     let config = RemoteConfig::resolve(&CacheSettings::default()).unwrap().expect("a remote cache");
 
     // An entry with one large output, as a step would leave it in the local cache.
@@ -117,6 +120,7 @@ fn throughput(server: &Nginx, tmp: &Path, mb: u64) {
     let blob = pending.out().join("model.bin");
     write_random(&blob, bytes);
     let entry = pending.commit(StepOutcome::default(), 0.0, None, &verifier).unwrap();
+    let blob = entry.out().join("model.bin");
 
     let remote = Arc::new(Remote::new(config.clone(), verifier.clone()));
     let started = Instant::now();
@@ -129,7 +133,8 @@ fn throughput(server: &Nginx, tmp: &Path, mb: u64) {
     let store_b = Store::open(&b).unwrap();
     let remote_b = Remote::new(config, Arc::new(Verifier::new(&b)));
     let started = Instant::now();
-    let fetched = remote_b.fetch(&key, &store_b, &|_, _| {}).expect("the entry comes back");
+    let fetched = remote_b.fetch(&key, &store_b, &|_, _| {});
+    let fetched = fetched.unwrap_or_else(|| panic!("the entry did not come back: {:?}", remote_b.take_warnings()));
     let down = started.elapsed().as_secs_f64();
     assert_eq!(std::fs::metadata(fetched.out().join("model.bin")).unwrap().len(), bytes);
 
