@@ -13,7 +13,6 @@
 //! `cargo bench --bench remote`; `EXPORTCTL_BENCH_MB=256` for a smaller blob.
 
 #[path = "../tests/integration/nginx.rs"]
-#[allow(dead_code)]
 mod nginx;
 
 use std::path::{Path, PathBuf};

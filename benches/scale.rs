@@ -185,7 +185,7 @@ fn main() {
         let phases = e["phases"].as_object().cloned().unwrap_or_default();
         let top: Vec<String> = {
             let mut p: Vec<(String, u64)> = phases.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
-            p.sort_by(|a, b| b.1.cmp(&a.1));
+            p.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));
             p.into_iter().take(4).filter(|(_, ms)| *ms >= 500).map(|(k, ms)| format!("{k} {:.1} s", ms as f64 / 1000.0)).collect()
         };
         println!("  {:<40} {:>6.1} s   {}", e["step"].as_str().unwrap_or(""), e["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0, top.join(", "));

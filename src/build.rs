@@ -40,13 +40,16 @@ pub struct BuildRequest {
     pub progress: bool,
 }
 
+/// `runtime.python` and `runtime.tensorflow`: a change of either finds the runtime again.
+type RuntimeSettingsKey = (Option<PathBuf>, String);
+
 /// Builds a project, once or again and again.
 pub struct Builder<'a> {
     pub request: BuildRequest,
     pub reporter: &'a dyn Reporter,
     pub cancelled: &'a AtomicBool,
     /// The runtime settings the provider was made for, and the provider.
-    runtime: Option<((Option<PathBuf>, String), Arc<Provider>)>,
+    runtime: Option<(RuntimeSettingsKey, Arc<Provider>)>,
     pool: Option<Arc<WorkerPool>>,
     /// The manifest of the last build that got as far as loading one.
     pub manifest: Option<Arc<Manifest>>,

@@ -547,7 +547,7 @@ mod tests {
         let fake = Fake { sleep_ms: 40, ..Default::default() };
         build(&fake, &store, &BuildOptions { jobs: 3, ..Default::default() }, &AtomicBool::new(false));
         let max = fake.max_parallel.load(Ordering::SeqCst);
-        assert!(max >= 2 && max <= 3, "max parallel steps: {max}");
+        assert!((2..=3).contains(&max), "max parallel steps: {max}");
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -238,37 +238,33 @@ impl Worker {
         if !sent {
             return Err(self.died(step));
         }
-        let deadline = Instant::now() + self.options.timeout;
-        loop {
-            let process = self.process.as_mut().expect("started above");
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match process.responses.recv_timeout(remaining) {
-                Ok(line) => {
-                    let response: Response = match serde_json::from_str(&line) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            self.stop();
-                            return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("{e}: {line}") });
-                        }
-                    };
-                    if response.id != Some(id) {
-                        // An answer to an earlier request that timed out on our side cannot
-                        // happen (that worker was killed); anything else is a protocol error.
+        let process = self.process.as_mut().expect("started above");
+        match process.responses.recv_timeout(self.options.timeout) {
+            Ok(line) => {
+                let response: Response = match serde_json::from_str(&line) {
+                    Ok(r) => r,
+                    Err(e) => {
                         self.stop();
-                        return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("expected the answer to request {id}, got {line}") });
+                        return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("{e}: {line}") });
                     }
-                    return match (response.ok, response.error) {
-                        (true, _) => Ok(response.result),
-                        (false, Some(e)) => Err(WorkerError::Python { kind: e.kind, message: e.message, traceback: e.traceback, data: e.data }),
-                        (false, None) => Err(WorkerError::Protocol { step: step.to_string(), detail: "an error without details".into() }),
-                    };
-                }
-                Err(RecvTimeoutError::Timeout) => {
+                };
+                if response.id != Some(id) {
+                    // An answer to an earlier request that timed out on our side cannot
+                    // happen (that worker was killed); anything else is a protocol error.
                     self.stop();
-                    return Err(WorkerError::Timeout { step: step.to_string(), timeout: self.options.timeout, log_tail: self.log_tail() });
+                    return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("expected the answer to request {id}, got {line}") });
                 }
-                Err(RecvTimeoutError::Disconnected) => return Err(self.died(step)),
+                match (response.ok, response.error) {
+                    (true, _) => Ok(response.result),
+                    (false, Some(e)) => Err(WorkerError::Python { kind: e.kind, message: e.message, traceback: e.traceback, data: e.data }),
+                    (false, None) => Err(WorkerError::Protocol { step: step.to_string(), detail: "an error without details".into() }),
+                }
             }
+            Err(RecvTimeoutError::Timeout) => {
+                self.stop();
+                Err(WorkerError::Timeout { step: step.to_string(), timeout: self.options.timeout, log_tail: self.log_tail() })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(self.died(step)),
         }
     }
 

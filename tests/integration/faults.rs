@@ -187,7 +187,7 @@ fn builds_killed_at_random_points_ship_the_bytes_of_a_clean_build() {
             state = next;
             (&incremental, Duration::from_millis(rng.millis(incremental_length.as_millis() as u64 + 1)), next)
         };
-        let ending = build_killed_after(&project, delay);
+        let ending = build_killed_after(project, delay);
         let what = format!("round {round} ({}, state {target}, kill after {delay:?})", if cold { "cold" } else { "incremental" });
         match ending {
             Ending::Killed => killed += 1,
