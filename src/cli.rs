@@ -95,11 +95,12 @@ pub enum Command {
     Inspect(InspectArgs),
 
     /// Check a SavedModel with both loaders, as a build validates every package
-    #[command(long_about = "Check a SavedModel with both loaders, as a build validates every package (SPEC §4).\n\n\
+    #[command(long_about = "Check a SavedModel with both loaders, as a build validates every package.\n\n\
         PATH is a SavedModel directory or a packaged .tar.gz. Native: load with tag serve through \
         TensorFlow's C API, check serving_default, run it, look for optimizer state. Python: the \
         Reusable SavedModel API (__call__ with training=True/False, variables, regularization \
-        losses, one fine-tuning step, hub.KerasLayer). Without --golden, the inputs are seeded \
+        losses, one fine-tuning step), then as consumers use it: hub.KerasLayer in a tf_keras model \
+        and keras.layers.TFSMLayer in a Keras 3 model, each fitted one step. Without --golden, the inputs are seeded \
         random tensors for serving_default and the native outputs are the reference Python must \
         match. Exit code 0 when every check passes, 1 when one fails.")]
     Validate(ValidateArgs),

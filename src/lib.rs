@@ -13,6 +13,7 @@ pub mod error;
 pub mod exec;
 pub mod gzip;
 pub mod hash;
+pub mod kaggle;
 pub mod lockfile;
 pub mod manifest;
 pub mod plan;

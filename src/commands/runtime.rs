@@ -40,7 +40,11 @@ fn print_status(r: &Runtime) {
         or_missing(&v.tensorflow),
         r.tensorflow_dir.as_ref().map(|d| format!("  ({})", d.display())).unwrap_or_default()
     );
-    println!("keras:           {}", or_missing(&v.keras));
+    println!(
+        "keras:           {}  (backend {}: the worker sets KERAS_BACKEND whatever your shell or ~/.keras/keras.json say)",
+        or_missing(&v.keras),
+        crate::runtime::worker::KERAS_BACKEND
+    );
     println!("tf_keras:        {}", or_missing(&v.tf_keras));
     println!("tensorflow_hub:  {}", or_missing(&v.tensorflow_hub));
     println!("numpy:           {}", or_missing(&v.numpy));
