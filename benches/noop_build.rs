@@ -64,6 +64,7 @@ fn build(root: &Path) -> exec::BuildSummary {
         store: &store,
         verifier: &verifier,
         last_keys: &last,
+        remote: None,
         runner: &Fake,
         tool: "bench".into(),
         runtime: "bench".into(),

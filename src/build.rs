@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use crate::cache::{self, LastKeys, ProjectLock, SourceDigests, Store, Verifier};
+use crate::build_report::{self, BuildReport};
+use crate::cache::{self, LastKeys, ProjectLock, Remote, RemoteConfig, SourceDigests, Store, Verifier};
 use crate::error::{Error, Result};
-use crate::exec::{self, BuildOptions, BuildSummary, Engine, Reporter, Status, StepRunner, Warning};
+use crate::exec::{self, BuildOptions, BuildSummary, Ending, Engine, Reporter, Status, StepRunner, Warning};
 use crate::lockfile::{self, LockFile};
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
 use crate::runtime::pool::WorkerPool;
 use crate::runtime::worker::WorkerOptions;
-use crate::runtime::{self, Discovery, Runtime};
+use crate::runtime::{Discovery, Provider};
 use crate::steps::TfSteps;
 
 /// What to build and how.
@@ -29,6 +30,8 @@ pub struct BuildRequest {
     pub dir: PathBuf,
     pub manifest: Option<PathBuf>,
     pub targets: Vec<String>,
+    /// `--shard K/N`: only this share of the selected pieces.
+    pub shard: Option<crate::plan::Shard>,
     pub options: BuildOptions,
     pub locked: bool,
     pub wait_for_lock: bool,
@@ -42,7 +45,8 @@ pub struct Builder<'a> {
     pub request: BuildRequest,
     pub reporter: &'a dyn Reporter,
     pub cancelled: &'a AtomicBool,
-    runtime: Option<Runtime>,
+    /// The runtime settings the provider was made for, and the provider.
+    runtime: Option<((Option<PathBuf>, String), Arc<Provider>)>,
     pool: Option<Arc<WorkerPool>>,
     /// The manifest of the last build that got as far as loading one.
     pub manifest: Option<Arc<Manifest>>,
@@ -89,7 +93,12 @@ impl<'a> Builder<'a> {
     pub fn build(&mut self) -> Result<(BuildSummary, Vec<PathBuf>)> {
         let manifest = Arc::new(self.load_manifest()?);
         self.manifest = Some(manifest.clone());
-        let plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help))?;
+        let mut plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help).code("unknown-target"))?;
+        if let Some(shard) = self.request.shard {
+            let whole = plan.len();
+            plan = plan.shard(shard);
+            self.reporter.note(&format!("shard {shard}: {} of the {whole} steps", plan.len()));
+        }
         let cache_dir = cache::ensure(&manifest.root).map_err(|e| Error::failed(format!("cannot use .exportctl/: {e}"), None))?;
         let reporter = self.reporter;
         let _lock = ProjectLock::acquire(&cache_dir, self.request.wait_for_lock, |holder| {
@@ -102,26 +111,35 @@ impl<'a> Builder<'a> {
         let _ = store.clean_tmp();
         let limit = cache::limit::resolve(manifest.cache.max_size).map_err(|e| Error::usage(e, "write a size such as 20GB"))?;
 
-        // The runtime is found once per session: reading one small file, no Python.
+        // The runtime's identity is known once per session without Python (a probe remembered,
+        // or the managed runtime's lock); the runtime itself is found, or installed, only when
+        // a step runs in it.
+        let settings_key = (manifest.runtime.python.clone(), manifest.runtime.tensorflow.clone());
         let runtime = match &self.runtime {
-            Some(r) if self.manifest_runtime_unchanged(&manifest) => r.clone(),
+            Some((key, provider)) if *key == settings_key => provider.clone(),
             _ => {
                 let discovery = Discovery { install: true, progress: self.request.progress };
-                let found = runtime::discover(&manifest.runtime, &manifest.root, &discovery).map_err(Error::from)?;
+                let provider = Arc::new(Provider::new(&manifest.runtime, &manifest.root, discovery).map_err(Error::from)?);
                 self.pool = None;
-                self.runtime = Some(found.clone());
-                found
+                self.runtime = Some((settings_key, provider.clone()));
+                provider
             }
         };
+        if let Some(found) = runtime.found() {
+            crate::runtime::managed::record_use(found, &manifest.root);
+        }
         let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose: self.request.verbose };
         let size = workers_for(&manifest, self.request.options.jobs);
         if self.pool.as_ref().is_some_and(|p| p.size() != size) {
             self.pool = None;
         }
-        let pool = self.pool.get_or_insert_with(|| Arc::new(WorkerPool::new(&runtime, options, size))).clone();
+        let pool = self.pool.get_or_insert_with(|| Arc::new(WorkerPool::lazy(runtime.clone(), options, size))).clone();
         let steps = TfSteps::with_pool(manifest.clone(), runtime.clone(), pool, self.request.verbose);
 
-        let verifier = Verifier::new(&cache_dir);
+        let verifier = Arc::new(Verifier::new(&cache_dir));
+        let remote = RemoteConfig::resolve(&manifest.cache)
+            .map_err(|e| Error::usage(e, "set it to the cache's base URL, e.g. http://cache.internal:8080/exportctl"))?
+            .map(|config| Arc::new(Remote::new(config, verifier.clone())));
         let mut last_keys = LastKeys::load(&cache_dir);
         let mut sources = SourceDigests::load(&cache_dir);
         let starts_before = steps.pool().starts();
@@ -135,6 +153,7 @@ impl<'a> Builder<'a> {
                 store: &store,
                 verifier: &verifier,
                 last_keys: &last_keys.keys,
+                remote: remote.as_ref(),
                 runner: &steps,
                 tool: cache::key::tool_version(),
                 runtime: runtime.fingerprint(),
@@ -170,6 +189,24 @@ impl<'a> Builder<'a> {
                 break (summary, materialized);
             }
         };
+        if let Some(remote) = &remote {
+            remote.finish_uploads();
+            for warning in remote.take_warnings() {
+                reporter.build_warning(&warning);
+            }
+            let stats = remote.stats();
+            if stats.hits + stats.uploaded_entries > 0 && self.request.verbose > 0 {
+                reporter.note(&format!(
+                    "remote cache {}: {} entr{} downloaded ({}), {} uploaded ({})",
+                    remote.config().display_url(),
+                    stats.hits,
+                    if stats.hits == 1 { "y" } else { "ies" },
+                    cache::limit::format_size(stats.downloaded),
+                    stats.uploaded_entries,
+                    cache::limit::format_size(stats.uploaded)
+                ));
+            }
+        }
         summary.python_started = steps.pool().starts() > starts_before;
         summary.worker_pid = steps.pool().pids().first().copied();
         summary.native_loaded = steps.native_loaded();
@@ -201,26 +238,37 @@ impl<'a> Builder<'a> {
         let _ = verifier.save();
         let _ = materialized;
         let watched = watched_paths(&manifest, &plan, &steps);
-        reporter.summary(&summary);
-        self.check_outcome(&manifest, &summary)?;
+        // The outcome first (the lock check included), so that the report and the
+        // `build-finished` event say how the build really ended.
+        let outcome = self.check_outcome(&manifest, &summary);
+        let report = if summary.ran() + summary.failed() > 0 {
+            let page = BuildReport::collect(&manifest, &plan, &summary, outcome.as_ref().err());
+            match page.write(&build_report::dir(&manifest.root)) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    reporter.note(&format!("warning: the build report could not be written: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        reporter.summary(&summary, &Ending { error: outcome.as_ref().err(), report: report.as_deref() });
+        outcome?;
         Ok((summary, watched))
-    }
-
-    fn manifest_runtime_unchanged(&self, manifest: &Manifest) -> bool {
-        let Some(previous) = &self.manifest else { return false };
-        previous.runtime.python == manifest.runtime.python && previous.runtime.tensorflow == manifest.runtime.tensorflow
     }
 
     fn check_outcome(&self, manifest: &Manifest, summary: &BuildSummary) -> Result<()> {
         if summary.cancelled {
-            return Err(Error::failed("the build was cancelled", Some("what finished is cached; run the build again to go on".into())));
+            return Err(Error::Interrupted);
         }
         if !summary.succeeded() {
             let failed: Vec<String> = summary.results.iter().filter(|r| matches!(r.status, Status::Failed(_))).map(|r| r.id.to_string()).collect();
             return Err(Error::failed(
                 format!("{} step{} failed: {}", failed.len(), if failed.len() == 1 { "" } else { "s" }, failed.join(", ")),
                 Some("the errors above say why; dist/ and the cache keep what they had for the failed pieces".into()),
-            ));
+            )
+            .code("step-failed"));
         }
         let lock_path = manifest.root.join(lockfile::FILE_NAME);
         let previous = LockFile::read(&lock_path);
@@ -233,7 +281,8 @@ impl<'a> Builder<'a> {
             return Err(Error::failed(
                 format!("--locked: {} does not exist", lock_path.display()),
                 Some("run `exportctl build` once without --locked and commit Export.lock".into()),
-            ));
+            )
+            .code("lock-missing"));
         };
         // What ships is hashed, not taken from the entries' records.
         let wrong = exec::dist::check_shipped(&manifest.root, &manifest.project.out_dir, manifest.project.version, summary);
@@ -241,7 +290,8 @@ impl<'a> Builder<'a> {
             return Err(Error::failed(
                 format!("--locked: {} shipped file{} differ from what was built:\n  {}", wrong.len(), if wrong.len() == 1 { "" } else { "s" }, wrong.join("\n  ")),
                 Some("something changed dist/ during the build; run the build again".into()),
-            ));
+            )
+            .code("lock-mismatch"));
         }
         let differences = locked.differences(&built);
         if differences.is_empty() {
@@ -251,7 +301,8 @@ impl<'a> Builder<'a> {
         Err(Error::failed(
             format!("--locked: {} output{} differ from Export.lock:\n{}", differences.len(), if differences.len() == 1 { "" } else { "s" }, list.join("\n")),
             Some("if the change is intended, run `exportctl build` without --locked and commit the new Export.lock".into()),
-        ))
+        )
+        .code("lock-mismatch"))
     }
 }
 
@@ -299,9 +350,26 @@ fn source_bytes(root: &std::path::Path, model: &crate::manifest::Model) -> u64 {
 }
 
 /// `MemAvailable` (Linux); `None` where it cannot be read.
+#[cfg(target_os = "linux")]
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// macOS keeps no `MemAvailable`: half the physical memory (`hw.memsize`) stands in for it.
+#[cfg(target_os = "macos")]
+fn available_memory() -> Option<u64> {
+    let mut bytes: u64 = 0;
+    let mut size = std::mem::size_of::<u64>();
+    // SAFETY: the name is NUL-terminated and `bytes` is a u64, as hw.memsize is.
+    let status = unsafe { libc::sysctlbyname(c"hw.memsize".as_ptr(), (&raw mut bytes).cast(), &raw mut size, std::ptr::null_mut(), 0) };
+    (status == 0).then_some(bytes / 2)
+}
+
+/// Elsewhere workers are bounded by `-j` only.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn available_memory() -> Option<u64> {
+    None
 }

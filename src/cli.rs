@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::error::Format;
 use crate::plan::PlanFormat;
+use crate::terminal::ColorChoice;
 
 const ABOUT: &str = "Turn trained TensorFlow/Keras models into validated, documented, reusable SavedModel packages";
 
@@ -20,12 +22,17 @@ changed.";
 
 const AFTER_HELP: &str = "\
 Examples:
-  exportctl init models/classifier.keras   write a starting Export.toml for a model
+  exportctl inspect models/classifier.keras   a model's layers: where a piece can be cut
+  exportctl init models/classifier.keras   propose an Export.toml from the model's structure
   exportctl check                          validate the manifest (no TensorFlow needed)
   exportctl plan --format dot | dot -Tsvg > plan.svg
   exportctl plan mobilenet/feature-vector  what building one piece involves
 
-Exit codes: 0 success, 1 a step failed, 2 bad usage or manifest.";
+Exit codes:
+  0    success
+  1    a step failed, or --locked found an output that differs from Export.lock
+  2    bad usage, or an invalid or missing manifest (nothing was run)
+  130  interrupted (Ctrl-C), also in --watch";
 
 #[derive(Debug, Parser)]
 #[command(name = "exportctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -51,6 +58,14 @@ pub struct GlobalArgs {
     /// Say more (repeat for TensorFlow's own logs)
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Print only errors, warnings and the data asked for (no progress, no summary)
+    #[arg(short = 'q', long = "quiet", global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// When to colour output (NO_COLOR and CLICOLOR_FORCE are honoured with auto)
+    #[arg(long = "color", value_name = "WHEN", value_enum, default_value = "auto", global = true)]
+    pub color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +81,7 @@ pub enum Command {
     #[command(long_about = "Validate the manifest and its plan, without running anything.\n\n\
         Reports every problem of the file at once, each with the line and column it is at and \
         how to fix it. Needs no TensorFlow. Exit code 0 when the manifest is valid, 2 when not.")]
-    Check,
+    Check(CheckArgs),
 
     /// Print the steps a build runs, and what each depends on
     #[command(long_about = "Print the steps a build runs, and what each depends on.\n\n\
@@ -87,11 +102,16 @@ pub enum Command {
     /// Print the manifest's JSON Schema (the same as schemas/export.schema.json)
     Schema,
 
-    /// Show a SavedModel's signatures, variables and size (natively, without Python)
-    #[command(long_about = "Show a SavedModel's tags, signatures (inputs and outputs with dtypes and shapes), \
-        variables (count and size), whether optimizer state is present, and its file sizes.\n\n\
-        PATH is a SavedModel directory or a packaged .tar.gz. Reads it through TensorFlow's C API: \
-        Python is never started.")]
+    /// List a model's layers (where to cut), or show a SavedModel's signatures and variables
+    #[command(long_about = "List a model's layers, or show a SavedModel's signatures and variables.\n\n\
+        For a model (a .keras or .h5 file, a Keras SavedModel directory or `file.py:function`): \
+        every layer in graph order with its type, output shape and parameters, which layers are \
+        dropout or batch-norm, and the final activation: the names `from` and `to` can cut at. \
+        Loaded by the Python worker.\n\n\
+        For a SavedModel package (a directory holding saved_model.pb, or a packaged .tar.gz): \
+        its tags, signatures (inputs and outputs with dtypes and shapes), variables (count and \
+        size), whether optimizer state is present, and its file sizes, read through TensorFlow's \
+        C API: Python is never started.")]
     Inspect(InspectArgs),
 
     /// Check a SavedModel with both loaders, as a build validates every package
@@ -112,11 +132,65 @@ pub enum Command {
         under $EXPORTCTL_HOME (default ~/.cache/exportctl) on first use.")]
     Runtime(RuntimeArgs),
 
-    /// Write a commented starting Export.toml
+    /// Write a starting Export.toml, with pieces proposed from the model's structure
     #[command(long_about = "Write a commented starting Export.toml in the current directory (or -C DIR).\n\n\
-        With MODEL_FILE (a .keras or .h5 file, a SavedModel directory or `file.py:function`), \
-        the manifest gets a model entry for it.")]
+        With MODEL_FILE (a .keras or .h5 file, a Keras SavedModel directory or `file.py:function`), \
+        the model is read by the Python worker, as `exportctl inspect` does, and the manifest \
+        proposes pieces from its structure: the logits before a final softmax, a feature \
+        vector at the last pooling layer. It declares the model's inputs, and the dropout and \
+        batch-norm settings only when the model has such layers.")]
     Init(InitArgs),
+
+    /// Open the last build's HTML report (or print where it is)
+    #[command(long_about = "Open the last build's HTML report, or print where it is.\n\n\
+        Every build that ran a step writes .exportctl/reports/latest.html (and keeps the last 10 \
+        as build-<time>.html): a timeline of the steps, each step's phases, the plan as a graph \
+        coloured by outcome, and per piece validate's checks, sizes, parameters and warnings. \
+        The page is self-contained (no network). The path is always printed on stdout; the page \
+        is also opened in a browser (xdg-open, or open on macOS) when stdout is a terminal, a \
+        display is available and --print is not given.")]
+    Report(ReportArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    #[command(long_about = "Print a completion script for SHELL on stdout.\n\n\
+        bash:  exportctl completions bash > ~/.local/share/bash-completion/completions/exportctl\n\
+        zsh:   exportctl completions zsh > ~/.zfunc/_exportctl   (with fpath+=~/.zfunc)\n\
+        fish:  exportctl completions fish > ~/.config/fish/completions/exportctl.fish")]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), for `man`
+    #[command(long_about = "Print exportctl's manual page in roff on stdout, or COMMAND's.\n\n\
+        exportctl man | man -l -\n\
+        exportctl man > ~/.local/share/man/man1/exportctl.1")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only print the report's path, never open a browser
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command's page instead of exportctl's (e.g. `build`, `runtime`)
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +211,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub locked: bool,
 
+    /// Build the K-th of N shares of the pieces (CI: N jobs through a shared remote cache, then one `--locked` job assembles dist/)
+    #[arg(long, value_name = "K/N", conflicts_with = "watch")]
+    pub shard: Option<crate::plan::Shard>,
+
     /// Go on with the steps that do not depend on a failed one
     #[arg(long)]
     pub keep_going: bool,
@@ -150,8 +228,8 @@ pub struct BuildArgs {
     pub deny: Option<Deny>,
 
     /// How to report progress: for people, or one JSON event per line on stdout
-    #[arg(long, value_enum, default_value = "human")]
-    pub message_format: MessageFormat,
+    #[arg(long = "format", visible_alias = "message-format", value_name = "FORMAT", value_enum, default_value = "human")]
+    pub format: MessageFormat,
 
     /// Fail at once if another build holds the project's lock, instead of waiting
     #[arg(long)]
@@ -165,6 +243,7 @@ pub enum Deny {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MessageFormat {
+    #[value(alias = "text")]
     Human,
     Json,
 }
@@ -243,7 +322,7 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A SavedModel directory or a .tar.gz package
+    /// A model (.keras, .h5, Keras SavedModel directory, file.py:function) or a SavedModel package (directory or .tar.gz)
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
 
@@ -275,6 +354,28 @@ pub enum RuntimeAction {
     },
     /// Install the managed runtime now (a build does it on first use)
     Install,
+    /// The managed runtimes installed: pins, size, last use, the projects that use them
+    List {
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
+    /// Remove managed runtimes unused for DAYS days, or not matching the current pins
+    #[command(long_about = "Remove managed runtimes that were not used for DAYS days, or (with --stale) \
+        that do not match the pins this exportctl installs.\n\n\
+        Safe while other exportctl processes run: a runtime in use by one of them is kept, and \
+        nothing is removed while a runtime is being installed.")]
+    Prune {
+        /// Remove runtimes not used for this many days
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        older_than: u64,
+        /// Also remove every runtime whose pins differ from what this exportctl installs
+        #[arg(long)]
+        stale: bool,
+        /// Say what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// How much a `.tar.gz` may unpack to (a decompression bomb stops early).
@@ -323,11 +424,37 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// The model to fill in: a .keras/.h5 file, a SavedModel directory or file.py:function
+    /// The model to read: a .keras/.h5 file, a Keras SavedModel directory or file.py:function
     #[arg(value_name = "MODEL_FILE")]
     pub model: Option<String>,
 
     /// Overwrite an existing manifest
     #[arg(long)]
     pub force: bool,
+}
+
+impl Cli {
+    /// How the command prints, errors included.
+    pub fn format(&self) -> Format {
+        let json = match &self.command {
+            Command::Build(args) => args.format == MessageFormat::Json,
+            Command::Check(args) => args.format == ReportFormat::Json,
+            Command::Plan(args) => args.format == PlanFormat::Json,
+            Command::Inspect(args) => args.format == ReportFormat::Json,
+            Command::Validate(args) => args.format == ReportFormat::Json,
+            Command::Runtime(RuntimeArgs { action: RuntimeAction::Status { format } | RuntimeAction::List { format } }) => *format == ReportFormat::Json,
+            _ => false,
+        };
+        if json { Format::Json } else { Format::Text }
+    }
+}
+
+/// Whether raw arguments ask for JSON output (`--format json`, `--format=json`,
+/// `--message-format json`): how an error in the arguments themselves is printed.
+pub fn wants_json<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> bool {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+    args.iter().enumerate().any(|(i, a)| match a.as_str() {
+        "--format" | "--message-format" => args.get(i + 1).is_some_and(|v| v == "json"),
+        _ => a == "--format=json" || a == "--message-format=json",
+    })
 }

@@ -1,71 +1,188 @@
-//! What a command can fail with, and the exit code each maps to (SPEC §5):
-//! 0 success, 1 a step failed, 2 bad usage or manifest.
+//! What a command can fail with, and the exit code each maps to:
+//!
+//! | code | when |
+//! |------|------|
+//! | 0    | success |
+//! | 1    | a step failed, or `--locked` found an output that differs from `Export.lock` |
+//! | 2    | bad usage, or an invalid or missing manifest: nothing was run |
+//! | 130  | interrupted (Ctrl-C), also in `--watch` |
+//!
+//! Every error has a stable `code` (`invalid-manifest`, `step-failed`, `lock-mismatch`, …), a
+//! message and a help. It prints three ways from the same data: miette's graphical report when
+//! colour is on, the plain `file:line:col: error[code]: message` form when it is off (logs, CI,
+//! `--color never`), and one JSON object on stdout when the command's output is JSON.
 
-use std::io::IsTerminal as _;
+use serde_json::{json, Value};
 
 use crate::manifest::{LoadError, ManifestErrors};
+use crate::terminal;
 
 #[derive(Debug)]
 pub enum Error {
     /// The manifest is invalid: every error, with spans. Exit 2.
     Manifest(ManifestErrors),
     /// Bad usage or an unusable project (no manifest, unknown target). Exit 2.
-    Usage(miette::Report),
-    /// A step (or the runtime it needs) failed. Exit 1.
-    Failed(miette::Report),
+    Usage(Problem),
+    /// A step, the lock check or the runtime failed. Exit 1.
+    Failed(Problem),
+    /// Ctrl-C. Exit 130, as a shell reports a process ended by SIGINT.
+    Interrupted,
+}
+
+/// An error other than the manifest's: what, what to do, and a stable code for tools.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// How a command prints: text for people, or JSON for tools (`--format json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Error {
     pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Error {
-        Error::Usage(miette::Report::new(miette::MietteDiagnostic::new(message.into()).with_help(help.into())))
+        Error::Usage(Problem { code: "usage", message: message.into(), help: Some(help.into()) })
     }
 
     pub fn failed(message: impl Into<String>, help: Option<String>) -> Error {
-        let mut d = miette::MietteDiagnostic::new(message.into());
-        if let Some(help) = help {
-            d = d.with_help(help);
+        Error::Failed(Problem { code: "failed", message: message.into(), help })
+    }
+
+    /// The same error under a more precise code (`unknown-target`, `lock-mismatch`, …).
+    pub fn code(self, code: &'static str) -> Error {
+        match self {
+            Error::Usage(p) => Error::Usage(Problem { code, ..p }),
+            Error::Failed(p) => Error::Failed(Problem { code, ..p }),
+            other => other,
         }
-        Error::Failed(miette::Report::new(d))
     }
 
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Manifest(_) | Error::Usage(_) => 2,
             Error::Failed(_) => 1,
+            Error::Interrupted => 130,
         }
     }
 
-    /// Prints the error to stderr: miette's graphical report on a terminal, the plain
-    /// `file:line:col` form otherwise (logs, CI, tests).
-    pub fn print(&self) {
-        let fancy = std::io::stderr().is_terminal();
+    /// The stable code tools can match on.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            Error::Manifest(_) => "invalid-manifest",
+            Error::Usage(p) | Error::Failed(p) => p.code,
+            Error::Interrupted => "interrupted",
+        }
+    }
+
+    /// One line saying what went wrong.
+    pub fn message(&self) -> String {
         match self {
             Error::Manifest(errors) => {
-                if fancy {
+                let n = errors.errors.len();
+                format!("{} has {n} error{}; nothing was run", errors.source.name, if n == 1 { "" } else { "s" })
+            }
+            Error::Usage(p) | Error::Failed(p) => p.message.clone(),
+            Error::Interrupted => "interrupted".into(),
+        }
+    }
+
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Manifest(_) => None,
+            Error::Usage(p) | Error::Failed(p) => p.help.clone(),
+            Error::Interrupted => Some("what finished is cached; run the build again to go on".into()),
+        }
+    }
+
+    /// Prints the error where its command's output goes: JSON on stdout, else text on stderr.
+    pub fn print(&self, format: Format) {
+        match format {
+            Format::Json => println!("{}", self.to_json()),
+            Format::Text => eprint!("{}", self.render(terminal::color())),
+        }
+    }
+
+    /// The error for people: miette's graphical report with colour, the plain form without.
+    pub fn render(&self, color: bool) -> String {
+        let graphical = |report: &miette::Report| {
+            let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode());
+            let mut out = String::new();
+            let _ = handler.render_report(&mut out, report.as_ref());
+            out
+        };
+        let mut out = String::new();
+        match self {
+            Error::Manifest(errors) => {
+                if color {
                     for report in errors.reports() {
-                        eprintln!("{report:?}");
+                        out.push_str(&graphical(&report));
                     }
                 } else {
-                    eprint!("{}", errors.render_plain());
+                    out.push_str(&errors.render_plain());
                 }
-                let n = errors.errors.len();
-                eprintln!(
-                    "error: {} has {n} error{}; nothing was run",
-                    errors.source.name,
-                    if n == 1 { "" } else { "s" }
-                );
+                out.push_str(&format!("{}: {}\n", terminal::paint_error("error", color), self.message()));
             }
-            Error::Usage(report) | Error::Failed(report) => {
-                if fancy {
-                    eprintln!("{report:?}");
+            Error::Usage(_) | Error::Failed(_) | Error::Interrupted => {
+                if color {
+                    let mut d = miette::MietteDiagnostic::new(self.message());
+                    if let Some(help) = self.help() {
+                        d = d.with_help(help);
+                    }
+                    out.push_str(&graphical(&miette::Report::new(d)));
                 } else {
-                    eprintln!("error: {report}");
-                    if let Some(help) = report.help() {
-                        eprintln!("  help: {help}");
+                    out.push_str(&format!("error: {}\n", self.message()));
+                    if let Some(help) = self.help() {
+                        out.push_str(&format!("  help: {help}\n"));
                     }
                 }
             }
         }
+        out
+    }
+
+    /// One JSON object: `event` ("error"), `code`, `message`, `help`, `exit_code`, the
+    /// location of the first problem (`file`, `line`, `col`) when there is one, and for a
+    /// manifest every problem in `diagnostics`.
+    pub fn to_json(&self) -> Value {
+        let mut value = json!({
+            "event": "error",
+            "code": self.code_name(),
+            "message": self.message(),
+            "help": self.help(),
+            "exit_code": self.exit_code(),
+        });
+        if let Error::Manifest(errors) = self {
+            let diagnostics: Vec<Value> = errors
+                .errors
+                .iter()
+                .map(|e| {
+                    let (line, col) = errors.source.line_col(e.span.start);
+                    json!({
+                        "severity": "error", "code": e.code, "message": e.message, "help": e.help,
+                        "file": errors.source.name, "line": line, "col": col,
+                    })
+                })
+                .collect();
+            if let Some(first) = diagnostics.first() {
+                for key in ["file", "line", "col"] {
+                    value[key] = first[key].clone();
+                }
+            }
+            value["diagnostics"] = Value::Array(diagnostics);
+        }
+        value
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
     }
 }
 
@@ -76,11 +193,13 @@ impl From<LoadError> for Error {
             LoadError::NotFound { dir } => Error::usage(
                 format!("no Export.toml or export.yaml in {}", dir.display()),
                 "run `exportctl init` to write a starting manifest, or pass -C DIR / -m FILE",
-            ),
+            )
+            .code("no-manifest"),
             LoadError::Unreadable { path, error } => Error::usage(
                 format!("cannot read {}: {error}", path.display()),
                 "check the path given to -m / -C",
-            ),
+            )
+            .code("no-manifest"),
         }
     }
 }
@@ -89,8 +208,36 @@ impl From<LoadError> for Error {
 impl From<crate::runtime::RuntimeError> for Error {
     fn from(e: crate::runtime::RuntimeError) -> Self {
         let help = e.help();
-        Error::failed(e.to_string(), help)
+        Error::failed(e.to_string(), help).code("runtime-unusable")
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        assert_eq!(Error::usage("u", "h").exit_code(), 2);
+        assert_eq!(Error::failed("f", None).exit_code(), 1);
+        assert_eq!(Error::failed("f", None).code("lock-mismatch").exit_code(), 1);
+        assert_eq!(Error::Interrupted.exit_code(), 130);
+    }
+
+    #[test]
+    fn json_errors_carry_code_message_and_help() {
+        let value = Error::usage("unknown target `x`", "run `exportctl plan`").code("unknown-target").to_json();
+        assert_eq!(value["code"], "unknown-target");
+        assert_eq!(value["message"], "unknown target `x`");
+        assert_eq!(value["help"], "run `exportctl plan`");
+        assert_eq!(value["exit_code"], 2);
+    }
+
+    #[test]
+    fn without_colour_errors_are_plain() {
+        let text = Error::failed("it broke", Some("fix it".into())).render(false);
+        assert_eq!(text, "error: it broke\n  help: fix it\n");
+    }
+}

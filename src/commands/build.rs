@@ -26,7 +26,7 @@ fn install_ctrl_c() {
 }
 
 pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
-    let reporter: Box<dyn Reporter> = match args.message_format {
+    let reporter: Box<dyn Reporter> = match args.format {
         MessageFormat::Human => Box::new(report::Human::new(workspace.verbose).explaining(args.explain)),
         MessageFormat::Json => Box::new(report::Json::new()),
     };
@@ -34,6 +34,7 @@ pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
         dir: workspace.dir.clone(),
         manifest: workspace.manifest_arg.clone(),
         targets: args.targets.clone(),
+        shard: args.shard,
         options: BuildOptions {
             jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             keep_going: args.keep_going,
@@ -42,12 +43,12 @@ pub fn run(workspace: &Workspace, args: &BuildArgs) -> Result<()> {
         locked: args.locked,
         wait_for_lock: !args.no_wait,
         verbose: workspace.verbose,
-        progress: args.message_format == MessageFormat::Human,
+        progress: args.format == MessageFormat::Human && !workspace.quiet,
     };
     install_ctrl_c();
     let mut builder = Builder::new(request, reporter.as_ref(), &CANCELLED);
     if args.watch {
-        return crate::watch::run(&mut builder, args.message_format == MessageFormat::Json);
+        return crate::watch::run(&mut builder, args.format == MessageFormat::Json);
     }
     builder.build().map(|_| ())
 }

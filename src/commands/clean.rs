@@ -36,10 +36,12 @@ pub fn run(workspace: &Workspace, args: &CleanArgs) -> Result<()> {
         }
         said.push(cache_dir.display().to_string());
     }
-    if said.is_empty() {
-        println!("nothing to clean");
-    } else {
-        println!("removed {}", said.join(" and "));
+    if !workspace.quiet {
+        if said.is_empty() {
+            println!("nothing to clean");
+        } else {
+            println!("removed {}", said.join(" and "));
+        }
     }
     Ok(())
 }

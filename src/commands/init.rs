@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::cli::InitArgs;
 use crate::error::{Error, Result};
 use crate::manifest::source::FILE_NAMES;
+use crate::outline::{ModelSource, Proposal};
 
 use super::Workspace;
 
@@ -22,11 +23,22 @@ pub fn run(workspace: &Workspace, args: &InitArgs) -> Result<()> {
     let text = match &args.model {
         Some(source) => {
             check_source(&workspace.dir, source)?;
-            template(&project, &model_name(source), source, true)
+            match ModelSource::recognise(&workspace.dir, source) {
+                // The model is read: pieces, inputs and settings come from its structure.
+                Some(model) => {
+                    let outline = super::inspect::read_outline(workspace, &model)?;
+                    Proposal::new(&project, &model_name(source), source, &outline).manifest()
+                }
+                // A SavedModel without Keras metadata has no layers to propose pieces from.
+                None => template(&project, &model_name(source), source, true),
+            }
         }
         None => template(&project, "my-model", "models/my-model.keras", false),
     };
     std::fs::write(&target, text).map_err(|e| Error::failed(format!("cannot write {}: {e}", target.display()), None))?;
+    if workspace.quiet {
+        return Ok(());
+    }
     println!("wrote {}", target.display());
     if args.model.is_none() {
         println!("next: point `source` at your model, then run `exportctl check`");

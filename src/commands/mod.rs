@@ -5,9 +5,11 @@ mod build;
 mod cache;
 mod check;
 mod clean;
+mod completions;
 mod init;
 mod inspect;
 mod plan;
+mod report;
 mod runtime;
 mod schema;
 mod validate;
@@ -23,6 +25,8 @@ pub struct Workspace {
     pub dir: PathBuf,
     pub manifest_arg: Option<PathBuf>,
     pub verbose: u8,
+    /// `-q`: no progress, no summary, no "wrote …" lines.
+    pub quiet: bool,
 }
 
 impl Workspace {
@@ -31,6 +35,7 @@ impl Workspace {
             dir: global.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
             manifest_arg: global.manifest.clone(),
             verbose: global.verbose,
+            quiet: global.quiet,
         }
     }
 
@@ -68,7 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let workspace = Workspace::new(&cli.global);
     match cli.command {
         Command::Build(args) => build::run(&workspace, &args),
-        Command::Check => check::run(&workspace),
+        Command::Check(args) => check::run(&workspace, &args),
         Command::Clean(args) => clean::run(&workspace, &args),
         Command::Cache(args) => cache::run(&workspace, &args),
         Command::Plan(args) => plan::run(&workspace, &args),
@@ -77,5 +82,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Runtime(args) => runtime::run(&workspace, &args),
         Command::Inspect(args) => inspect::run(&workspace, &args),
         Command::Validate(args) => validate::run(&workspace, &args),
+        Command::Report(args) => report::run(&workspace, &args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }

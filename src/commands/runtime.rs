@@ -1,31 +1,83 @@
+use serde_json::json;
+
+use crate::build_report::utc_display;
 use crate::cli::{ReportFormat, RuntimeAction, RuntimeArgs};
 use crate::error::{Error, Result};
-use crate::runtime::{self, Discovery, Runtime, RuntimeError};
+use crate::runtime::{self, managed, Discovery, Runtime};
+use crate::tf::inspect::human_bytes;
 
 use super::Workspace;
 
 pub fn run(workspace: &Workspace, args: &RuntimeArgs) -> Result<()> {
-    let (settings, root) = workspace.runtime_settings()?;
     match args.action {
         RuntimeAction::Install => {
-            let found = runtime::discover(&settings, &root, &Discovery { install: true, progress: true }).map_err(runtime_error)?;
-            print_status(&found);
-            Ok(())
-        }
-        RuntimeAction::Status { format } => {
-            match runtime::discover(&settings, &root, &Discovery { install: false, progress: false }) {
-                Ok(found) => match format {
-                    ReportFormat::Text => print_status(&found),
-                    ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&found).expect("runtime serialises")),
-                },
-                Err(RuntimeError::Unusable { message, help }) if format == ReportFormat::Text => {
-                    println!("runtime:  none usable: {message}");
-                    println!("          {help}");
-                    println!("home:     {}", runtime::home().display());
-                }
-                Err(e) => return Err(runtime_error(e)),
+            let (settings, root) = workspace.runtime_settings()?;
+            let found = runtime::discover(&settings, &root, &Discovery { install: true, progress: !workspace.quiet }).map_err(runtime_error)?;
+            if !workspace.quiet {
+                print_status(&found);
             }
             Ok(())
+        }
+        // No usable runtime is an error (exit 1) whatever the format: a script can test for it.
+        RuntimeAction::Status { format } => {
+            let (settings, root) = workspace.runtime_settings()?;
+            let found = runtime::discover(&settings, &root, &Discovery { install: false, progress: false }).map_err(runtime_error)?;
+            match format {
+                ReportFormat::Text => print_status(&found),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&found).expect("runtime serialises")),
+            }
+            Ok(())
+        }
+        RuntimeAction::List { format } => {
+            let all = managed::installed();
+            match format {
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&json!({ "home": runtime::home(), "runtimes": all })).expect("list serialises")),
+                ReportFormat::Text => print_list(&all),
+            }
+            Ok(())
+        }
+        RuntimeAction::Prune { older_than, stale, dry_run } => {
+            let pruned = managed::prune(older_than, stale, dry_run).map_err(|e| {
+                let help = e.help();
+                Error::failed(e.to_string(), Some(help))
+            })?;
+            let mut freed = 0;
+            for p in &pruned {
+                let size = human_bytes(p.runtime.bytes);
+                match &p.kept_because {
+                    None => {
+                        freed += p.runtime.bytes;
+                        println!("removed {} ({size}): {}", p.runtime.name, p.reason);
+                    }
+                    Some(why) => println!("kept {} ({size}, {}): {why}", p.runtime.name, p.reason),
+                }
+            }
+            if !workspace.quiet {
+                if pruned.is_empty() {
+                    println!("nothing to prune (runtimes unused for {older_than} days{})", if stale { " or stale" } else { "" });
+                } else {
+                    println!("freed {}", human_bytes(freed));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_list(all: &[managed::Installed]) {
+    if all.is_empty() {
+        println!("no managed runtime in {}", runtime::home().join("runtimes").display());
+        return;
+    }
+    for r in all {
+        println!("{}{}", r.name, if r.current { "" } else { "  (stale: not the pins this exportctl installs)" });
+        println!("  pins:      {}", r.requirements.join(", "));
+        println!("  size:      {}", human_bytes(r.bytes));
+        println!("  last used: {}", utc_display(r.last_used));
+        if r.projects.is_empty() {
+            println!("  projects:  none recorded");
+        } else {
+            println!("  projects:  {}", r.projects.join("\n             "));
         }
     }
 }
@@ -34,7 +86,7 @@ fn print_status(r: &Runtime) {
     let v = &r.versions;
     let or_missing = |s: &Option<String>| s.clone().unwrap_or_else(|| "not installed".into());
     println!("runtime:         {} ({})", r.choice, r.reason);
-    println!("python:          {} ({})", r.python.display(), v.python);
+    println!("python:          {} ({})", r.python.display(), v.python.as_deref().unwrap_or("version unknown"));
     println!(
         "tensorflow:      {}{}",
         or_missing(&v.tensorflow),
@@ -52,6 +104,6 @@ fn print_status(r: &Runtime) {
 }
 
 /// A runtime that cannot be had fails the command like a failed step (exit 1).
-pub fn runtime_error(e: RuntimeError) -> Error {
+pub fn runtime_error(e: runtime::RuntimeError) -> Error {
     Error::from(e)
 }

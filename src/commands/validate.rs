@@ -1,4 +1,4 @@
-//! `exportctl validate PATH`: SPEC §4's two loaders on any SavedModel directory or archive.
+//! `exportctl validate PATH`: the two loaders a build validates with, on any SavedModel directory or archive.
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ pub fn run(workspace: &Workspace, args: &ValidateArgs) -> Result<()> {
     }
     let native = native_library(workspace)?;
     let (settings, root) = workspace.runtime_settings()?;
-    let found = runtime::discover(&settings, &root, &Discovery { install: true, progress: true }).map_err(runtime_error)?;
+    let found = runtime::discover(&settings, &root, &Discovery { install: true, progress: !workspace.quiet }).map_err(runtime_error)?;
     let mut worker = Worker::new(&found, WorkerOptions { timeout: Duration::from_secs(settings.timeout_secs), verbose: workspace.verbose });
 
     let scratch = runtime::home().join("scratch");

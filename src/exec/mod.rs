@@ -5,7 +5,7 @@
 //! - `scheduler.rs`: the order, the parallelism (`-j`), failure propagation (a failed step
 //!   stops its dependents only; `--keep-going`), cancellation (Ctrl-C), `--deny warnings`.
 //! - `report.rs`: what the user sees — a progress line per running step and a summary, or one
-//!   JSON event per line (`--message-format json`).
+//!   JSON event per line (`--format json`).
 //! - `dist.rs`: `dist/` materialised from the cache after a build.
 
 pub mod dist;
@@ -13,6 +13,6 @@ pub mod report;
 pub mod scheduler;
 mod step;
 
-pub use report::{Event, Reporter, Source};
-pub use scheduler::{execute, BuildOptions, BuildSummary, Engine, Status, StepResult};
+pub use report::{Ending, Event, Reporter, Source};
+pub use scheduler::{execute, BuildOptions, BuildSummary, Engine, Slot, Status, StepResult};
 pub use step::{Dependency, Phases, StepContext, StepError, StepInputs, StepOutcome, StepRunner, Warning};

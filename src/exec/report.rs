@@ -3,7 +3,8 @@
 //! [`Human`] draws one indicatif line per running step with its elapsed time and prints a
 //! line when a step finishes; when stderr is not a terminal it stays quiet except for
 //! warnings, failures and the final summary. [`Json`] writes one JSON object per event on
-//! stdout and nothing else there (`--message-format json`).
+//! stdout and nothing else there (`--format json`). With `-q`, people see warnings and errors
+//! only.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -48,12 +49,28 @@ pub enum Event<'a> {
 
 pub trait Reporter: Sync {
     fn event(&self, event: Event<'_>);
-    fn summary(&self, summary: &BuildSummary);
+    /// The build's end: its summary, and how it ended past its steps.
+    fn summary(&self, summary: &BuildSummary, ending: &Ending<'_>);
     /// A line of context (e.g. "waiting for the project lock"): stderr for people, an event for tools.
     fn note(&self, message: &str);
+    /// A warning about the build rather than one step's output (the remote cache is down…).
+    fn build_warning(&self, warning: &Warning) {
+        let help = warning.help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default();
+        self.note(&format!("warning[{}]: {}{help}", warning.code, warning.message));
+    }
+    /// A step's outputs are being downloaded from the remote cache: `done` of `total` bytes.
+    fn transfer(&self, _id: &StepId, _done: u64, _total: u64) {}
     /// `--watch`: `state` is `watching` (with the watched paths) or `rebuilding` (with the
     /// changed paths that triggered it).
     fn watch(&self, state: &str, paths: &[std::path::PathBuf]);
+}
+
+/// How a build ended past its steps: the error the command fails with (a failed step, the
+/// `--locked` check, Ctrl-C), if any, and where the build report was written.
+#[derive(Clone, Copy, Default)]
+pub struct Ending<'a> {
+    pub error: Option<&'a crate::error::Error>,
+    pub report: Option<&'a std::path::Path>,
 }
 
 /// The one-line summary: `9 steps: 6 ran, 3 cached, 0 failed in 12.3s`.
@@ -75,6 +92,11 @@ pub fn summary_line(summary: &BuildSummary) -> String {
     line
 }
 
+/// A path as the user would type it from where they stand.
+fn shown(path: &std::path::Path) -> String {
+    path.strip_prefix(".").unwrap_or(path).display().to_string()
+}
+
 fn seconds(s: f64) -> String {
     if s < 1.0 {
         format!("{:.0}ms", s * 1000.0)
@@ -94,7 +116,7 @@ pub struct Human {
 
 impl Human {
     pub fn new(verbose: u8) -> Human {
-        let tty = std::io::stderr().is_terminal();
+        let tty = std::io::stderr().is_terminal() && !crate::terminal::quiet();
         Human {
             progress: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             bars: Mutex::new(HashMap::new()),
@@ -138,7 +160,8 @@ impl Reporter for Human {
                 }
                 if let Some(mp) = &self.progress {
                     let bar = mp.add(ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("valid template"));
+                    let template = if crate::terminal::color() { "{spinner:.cyan} {msg} {elapsed:.dim}" } else { "{spinner} {msg} {elapsed}" };
+                    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
                     bar.set_message(id.to_string());
                     bar.enable_steady_tick(Duration::from_millis(100));
                     self.bars.lock().expect("bars").insert(id.to_string(), bar);
@@ -166,7 +189,7 @@ impl Reporter for Human {
             }
             Event::Failed { id, error, .. } => {
                 self.finish_bar(id);
-                let mut text = format!("error: {id} failed: {}", error.message);
+                let mut text = format!("{}: {id} failed: {}", crate::terminal::paint_error("error", crate::terminal::color()), error.message);
                 if let Some(help) = &error.help {
                     text.push_str(&format!("\n  help: {}", help.replace('\n', "\n        ")));
                 }
@@ -178,7 +201,7 @@ impl Reporter for Human {
                 }
             }
             Event::Warning { id, warning } => {
-                let mut text = format!("warning[{}]: {id}: {}", warning.code, warning.message);
+                let mut text = format!("{}: {id}: {}", crate::terminal::paint_warning(&format!("warning[{}]", warning.code), crate::terminal::color()), warning.message);
                 if let Some(help) = &warning.help {
                     text.push_str(&format!("\n  help: {help}"));
                 }
@@ -187,18 +210,57 @@ impl Reporter for Human {
         }
     }
 
-    fn summary(&self, summary: &BuildSummary) {
+    fn summary(&self, summary: &BuildSummary, ending: &Ending<'_>) {
         if let Some(mp) = &self.progress {
             let _ = mp.clear();
         }
-        eprintln!("{}", summary_line(summary));
+        if crate::terminal::quiet() {
+            return;
+        }
+        match ending.report {
+            Some(report) => eprintln!("{}; report: {}", summary_line(summary), shown(report)),
+            None => eprintln!("{}", summary_line(summary)),
+        }
     }
 
     fn note(&self, message: &str) {
-        self.line(message);
+        if !crate::terminal::quiet() {
+            self.line(message);
+        }
+    }
+
+    /// Downloads of 16 MB or more get a bar with their bytes and speed.
+    fn transfer(&self, id: &StepId, done: u64, total: u64) {
+        const SHOWN_FROM: u64 = 16 << 20;
+        let Some(mp) = &self.progress else { return };
+        if total < SHOWN_FROM {
+            return;
+        }
+        let key = format!("download {id}");
+        let mut bars = self.bars.lock().expect("bars");
+        if done >= total {
+            if let Some(bar) = bars.remove(&key) {
+                bar.finish_and_clear();
+                mp.remove(&bar);
+            }
+            return;
+        }
+        let bar = bars.entry(key).or_insert_with(|| {
+            let bar = mp.add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {bytes}/{total_bytes} ({bytes_per_sec}) {elapsed:.dim}").expect("valid template"),
+            );
+            bar.set_message(format!("{id}: downloading from the remote cache"));
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        bar.set_position(done);
     }
 
     fn watch(&self, state: &str, paths: &[std::path::PathBuf]) {
+        if crate::terminal::quiet() {
+            return;
+        }
         match state {
             "watching" => eprintln!("watching {} files… (Ctrl-C to stop)", paths.len()),
             _ => {
@@ -261,10 +323,13 @@ impl Reporter for Json {
         self.emit(value);
     }
 
-    fn summary(&self, summary: &BuildSummary) {
+    fn summary(&self, summary: &BuildSummary, ending: &Ending<'_>) {
+        let error = ending.error.map(|e| json!({ "code": e.code_name(), "message": e.message(), "help": e.help(), "exit_code": e.exit_code() }));
         self.emit(json!({
             "event": "build-finished",
-            "success": summary.succeeded(),
+            "success": ending.error.is_none(),
+            "error": error,
+            "report": ending.report,
             "steps": summary.results.len(),
             "ran": summary.ran(),
             "cached": summary.cached(),
@@ -282,6 +347,13 @@ impl Reporter for Json {
         self.emit(json!({ "event": "note", "message": message }));
     }
 
+    fn build_warning(&self, warning: &Warning) {
+        self.emit(json!({
+            "event": "warning", "step": null,
+            "diagnostics": [{ "severity": "warning", "code": warning.code, "message": warning.message, "help": warning.help }],
+        }));
+    }
+
     fn watch(&self, state: &str, paths: &[std::path::PathBuf]) {
         self.emit(json!({ "event": "watch", "state": state, "paths": paths }));
     }
@@ -292,7 +364,7 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn event(&self, _: Event<'_>) {}
-    fn summary(&self, _: &BuildSummary) {}
+    fn summary(&self, _: &BuildSummary, _: &Ending<'_>) {}
     fn note(&self, _: &str) {}
     fn watch(&self, _: &str, _: &[std::path::PathBuf]) {}
 }

@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
@@ -20,7 +20,7 @@ use petgraph::Direction;
 
 use super::report::{Event, Reporter, Source};
 use super::step::{Dependency, StepContext, StepError, StepInputs, StepRunner};
-use crate::cache::{explain, Corruption, Entry, Reason, SourceDigests, StepKey, Store, Verifier};
+use crate::cache::{explain, Corruption, Entry, Reason, Remote, SourceDigests, StepKey, Store, Verifier};
 use crate::plan::{Plan, StepId};
 
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct Engine<'a> {
     pub verifier: &'a Verifier,
     /// Each step's key at the last build (to say why it runs again).
     pub last_keys: &'a BTreeMap<String, String>,
+    /// The shared remote cache, asked after the local one.
+    pub remote: Option<&'a Arc<Remote>>,
     pub runner: &'a dyn StepRunner,
     /// exportctl's part of keys (`cache::key::tool_version`).
     pub tool: String,
@@ -92,6 +94,20 @@ pub struct BuildSummary {
     /// Cache entries found changed on disk (and evicted) while this build used them: the
     /// steps that needed them were skipped, and the build runs again.
     pub corrupted: Vec<(StepId, Corruption)>,
+    /// When and on which scheduler thread each result's step was taken up, in plan order
+    /// (`None`: never taken up — skipped behind a failure). The build report's timeline.
+    /// Recorded by the thread loop around `run_one`, so that running a step knows nothing of it.
+    pub slots: Vec<Option<Slot>>,
+    /// How many scheduler threads ran (the timeline's rows).
+    pub threads: usize,
+}
+
+/// Where a step ran in the build: its start, in seconds since the build started, and the
+/// scheduler thread (0-based) that ran it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slot {
+    pub started: f64,
+    pub thread: usize,
 }
 
 impl BuildSummary {
@@ -173,13 +189,15 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
     let remaining: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
     let ready: BinaryHeap<Reverse<NodeIndex>> = order.iter().copied().filter(|&n| remaining[n.index()] == 0).map(Reverse).collect();
     let state = Mutex::new(State { remaining, ready, results: vec![None; graph.node_count()], running: 0, stop: None });
+    let slots = Mutex::new(vec![None; graph.node_count()]);
     let corrupted = Mutex::new(Vec::new());
     let wake = Condvar::new();
 
     let jobs = options.jobs.max(1).min(graph.node_count().max(1));
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
+        for thread in 0..jobs {
+            let (state, slots, wake, prepared, corrupted) = (&state, &slots, &wake, &prepared, &corrupted);
+            scope.spawn(move || loop {
                 let node = {
                     let mut s = state.lock().expect("scheduler state");
                     loop {
@@ -213,7 +231,9 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                         .map(|&a| (graph[a].clone(), s.results[a.index()].as_ref().and_then(|r| r.entry.clone()).expect("dependencies finished")))
                         .collect::<Vec<(StepId, Entry)>>()
                 };
-                let result = run_one(engine, &graph[node], &prepared[node.index()], &deps, options, &corrupted);
+                let slot = Slot { started: started.elapsed().as_secs_f64(), thread };
+                let result = run_one(engine, &graph[node], &prepared[node.index()], &deps, options, corrupted);
+                slots.lock().expect("slots")[node.index()] = Some(slot);
                 let mut s = state.lock().expect("scheduler state");
                 s.running -= 1;
                 let ok = result.succeeded();
@@ -252,6 +272,8 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         native_loaded: false,
         worker_pid: None,
         corrupted: corrupted.into_inner().expect("corruptions"),
+        slots: slots.into_inner().expect("slots"),
+        threads: jobs,
     }
 }
 
@@ -316,6 +338,23 @@ fn run_one(
         engine.reporter.event(Event::Cached { id, key: &key, entry: &entry, source: Source::Local });
         return StepResult { id: id.clone(), status: Status::Cached, entry: Some(entry), seconds: 0.0 };
     }
+    let fetched = engine.remote.and_then(|remote| {
+        let entry = remote.fetch(&key, engine.store, &|done, total| engine.reporter.transfer(id, done, total));
+        for warning in remote.take_warnings() {
+            engine.reporter.build_warning(&warning);
+        }
+        entry
+    });
+    if let Some(entry) = fetched {
+        for warning in &entry.outcome.warnings {
+            engine.reporter.event(Event::Warning { id, warning });
+        }
+        if let Some(error) = denied(&entry) {
+            return fail(error, Some(entry));
+        }
+        engine.reporter.event(Event::Cached { id, key: &key, entry: &entry, source: Source::Remote });
+        return StepResult { id: id.clone(), status: Status::Cached, entry: Some(entry), seconds: started.elapsed().as_secs_f64() };
+    }
     if engine.cancelled.load(Ordering::SeqCst) {
         engine.reporter.event(Event::Skipped { id, reason: "cancelled" });
         return StepResult { id: id.clone(), status: Status::Skipped("cancelled".into()), entry: None, seconds: 0.0 };
@@ -358,6 +397,9 @@ fn run_one(
         return fail(error, Some(entry));
     }
     engine.reporter.event(Event::Finished { id, key: &key, entry: &entry, seconds });
+    if let Some(remote) = engine.remote {
+        remote.upload(entry.clone());
+    }
     StepResult { id: id.clone(), status: Status::Ran, entry: Some(entry), seconds }
 }
 
@@ -449,7 +491,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let verifier = Verifier::new(root.path());
         let last = BTreeMap::new();
-        let engine = Engine { root: root.path(), store, verifier: &verifier, last_keys: &last, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
+        let engine = Engine { root: root.path(), store, verifier: &verifier, last_keys: &last, remote: None, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
         let mut sources = SourceDigests::default();
         execute(&engine, &plan(), &mut sources, options)
     }
@@ -588,6 +630,7 @@ mod tests {
             store: &store,
             verifier: &verifier,
             last_keys: &last,
+            remote: None,
             runner: &Warns,
             tool: "t".into(),
             runtime: "r".into(),

@@ -87,6 +87,33 @@ pub struct UnknownTarget {
     pub help: String,
 }
 
+/// `--shard K/N`: the K-th of N shares of a plan's pieces, for N CI jobs building one manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// From 1.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let parsed = s.split_once('/').and_then(|(k, n)| Some((k.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+        match parsed {
+            Some((index, count)) if index >= 1 && index <= count => Ok(Shard { index, count }),
+            Some((index, count)) => Err(format!("shard {index} of {count} does not exist: K goes from 1 to N, e.g. --shard 1/{count}")),
+            None => Err(format!("`{s}` is not K/N: write the shard and the number of shards, e.g. --shard 2/3")),
+        }
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 impl Plan {
     pub fn new(manifest: &Manifest) -> Plan {
         Plan::from_names(manifest.models.iter().map(|m| (m.name.as_str(), m.pieces.iter().map(|p| p.name.as_str()))))
@@ -171,6 +198,37 @@ impl Plan {
         Ok(Plan { graph })
     }
 
+    /// The share of the pieces `shard` builds, with all of their steps (and their models'
+    /// exports). Pieces are ordered by model and piece name and cut into N contiguous runs
+    /// whose sizes differ by one at most: the same share whatever the manifest's order or the
+    /// machine, the shares together are the whole plan, and a model's pieces tend to stay
+    /// together, so that fewer shards export the same model. A model with no pieces in the
+    /// plan counts as one unit.
+    pub fn shard(&self, shard: Shard) -> Plan {
+        let units: BTreeSet<(&str, Option<&str>)> = self
+            .graph
+            .node_weights()
+            .filter(|id| id.piece.is_some() || !self.graph.node_weights().any(|o| o.model == id.model && o.piece.is_some()))
+            .map(|id| (id.model.as_str(), id.piece.as_deref()))
+            .collect();
+        let units: Vec<(&str, Option<&str>)> = units.into_iter().collect();
+        let (start, end) = ((shard.index - 1) * units.len() / shard.count, shard.index * units.len() / shard.count);
+        let chosen: BTreeSet<(&str, Option<&str>)> = units[start..end].iter().copied().collect();
+        let keep: BTreeSet<NodeIndex> = self
+            .graph
+            .node_indices()
+            .filter(|&i| {
+                let id = &self.graph[i];
+                let unit = (id.model.as_str(), id.piece.as_deref());
+                chosen.contains(&unit)
+                    // A model's export goes with any of its pieces.
+                    || (id.piece.is_none() && chosen.iter().any(|(m, _)| *m == id.model))
+            })
+            .collect();
+        let graph = self.graph.filter_map(|i, id| keep.contains(&i).then(|| id.clone()), |_, _| Some(()));
+        Plan { graph }
+    }
+
     /// The nodes a TARGET (`model`, `model/piece`, `model/piece:step`, `model:export`) names.
     fn resolve_target(&self, target: &str) -> Result<Vec<NodeIndex>, UnknownTarget> {
         let (path, kind) = match target.rsplit_once(':') {
@@ -214,5 +272,62 @@ impl Plan {
             "a target is `model`, `model/piece` or `model/piece:step`; `exportctl plan` lists them".to_string()
         });
         Err(UnknownTarget { target: target.to_string(), help })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan::from_names([("b", vec!["p1", "p2"]), ("a", vec!["x", "y", "z"]), ("c", vec![])])
+    }
+
+    fn pieces(plan: &Plan) -> Vec<String> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for id in plan.graph.node_weights() {
+            names.insert(match &id.piece {
+                Some(p) => format!("{}/{p}", id.model),
+                None if plan.graph.node_weights().any(|o| o.model == id.model && o.piece.is_some()) => continue,
+                None => id.model.clone(),
+            });
+        }
+        names.into_iter().collect()
+    }
+
+    #[test]
+    fn shards_partition_the_pieces_in_balanced_contiguous_runs() {
+        let plan = plan();
+        let shards: Vec<Vec<String>> = (1..=3).map(|k| pieces(&plan.shard(Shard { index: k, count: 3 }))).collect();
+        assert_eq!(shards, vec![vec!["a/x", "a/y"], vec!["a/z", "b/p1"], vec!["b/p2", "c"]]);
+        // Every step of the plan is in some shard, and a piece's steps all go with it.
+        let mut all: BTreeSet<StepId> = BTreeSet::new();
+        for k in 1..=3 {
+            let shard = plan.shard(Shard { index: k, count: 3 });
+            for id in shard.graph.node_weights() {
+                all.insert(id.clone());
+            }
+            for id in shard.graph.node_weights().filter(|id| id.piece.is_some()) {
+                let export = StepId { model: id.model.clone(), piece: None, kind: StepKind::Export };
+                assert!(shard.find(&export).is_some(), "{id} without its export");
+                assert_eq!(shard.graph.node_weights().filter(|o| o.model == id.model && o.piece == id.piece).count(), 4);
+            }
+        }
+        assert_eq!(all.len(), plan.len());
+    }
+
+    #[test]
+    fn more_shards_than_pieces_leaves_some_empty() {
+        let plan = Plan::from_names([("m", vec!["only"])]);
+        assert!(plan.shard(Shard { index: 1, count: 2 }).is_empty());
+        assert_eq!(plan.shard(Shard { index: 2, count: 2 }).len(), 5);
+    }
+
+    #[test]
+    fn shard_arguments_say_what_is_wrong() {
+        assert_eq!("2/3".parse::<Shard>(), Ok(Shard { index: 2, count: 3 }));
+        assert!("0/3".parse::<Shard>().unwrap_err().contains("K goes from 1 to N"));
+        assert!("4/3".parse::<Shard>().unwrap_err().contains("K goes from 1 to N"));
+        assert!("2".parse::<Shard>().unwrap_err().contains("e.g. --shard 2/3"));
     }
 }

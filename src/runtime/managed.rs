@@ -9,7 +9,18 @@
 //!     install.log                    what the installer printed
 //!     runtime.json                   versions and paths; written last
 //! .tmp-XXXX/                         an install in progress (or killed: removed under the lock)
+//! .use-<folder>.lock                 shared by every process using that runtime
+//! <folder>/usage.json                when builds last used it, and from which projects
 //! ```
+//!
+//! **Listing and pruning.** `exportctl runtime list` reads the records and `usage.json` (a build
+//! writes it, at most once an hour per project, so a no-op build stays a few stats); `runtime
+//! prune` removes the runtimes unused for some days or whose pins this exportctl no longer
+//! installs. Pruning is safe while other exportctl processes run: it holds the install lock
+//! (no install or repair meanwhile), and removes a runtime only when it can take that
+//! runtime's use lock exclusively — every process that loads a runtime holds it shared for as
+//! long as it lives. A removed runtime is first renamed to a `.tmp-` folder, so a process
+//! looking for it never sees it half-deleted.
 //!
 //! An install happens in a `.tmp-` folder that is renamed into place only once TensorFlow
 //! imports in it, so a failed, interrupted or killed install never leaves a folder that looks
@@ -30,8 +41,15 @@ use super::{home, Choice, Runtime, Versions};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pins {
     pub tensorflow: String,
+    /// The top-level requirements: what names the runtime.
     pub requirements: Vec<String>,
+    /// Every package pinned (`requirements/tensorflow-<version>.txt`), for the versions that
+    /// exportctl ships a lock for: the runtime's identity is then known before it is installed.
+    pub lock: Option<&'static str>,
 }
+
+/// The pin sets shipped with exportctl.
+const LOCKS: &[(&str, &str)] = &[("2.21.0", include_str!("requirements/tensorflow-2.21.0.txt"))];
 
 impl Pins {
     pub fn for_tensorflow(version: &str) -> Pins {
@@ -41,7 +59,44 @@ impl Pins {
         Pins {
             tensorflow: version.to_string(),
             requirements: vec![format!("tensorflow-cpu=={version}"), tf_keras, "tensorflow-hub==0.16.1".to_string()],
+            lock: LOCKS.iter().find(|(v, _)| *v == version).map(|(_, text)| *text),
         }
+    }
+
+    /// `name==version` lines of the lock (comments and blank lines left out).
+    fn locked(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.lock
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once("=="))
+    }
+
+    /// The version the lock pins for `package` (names compared as PyPI does: case, `-` and `_`
+    /// do not matter).
+    fn locked_version(&self, package: &str) -> Option<String> {
+        let norm = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
+        self.locked().find(|(name, _)| norm(name) == norm(package)).map(|(_, v)| v.trim().to_string())
+    }
+
+    /// What the runtime will hold once installed, known from the lock alone: no install, no
+    /// Python. `None` for a TensorFlow version exportctl ships no lock for.
+    pub fn identity(&self) -> Option<Versions> {
+        self.lock?;
+        Some(Versions {
+            python: None,
+            tensorflow: self.locked_version("tensorflow"),
+            keras: self.locked_version("keras"),
+            tf_keras: self.locked_version("tf-keras"),
+            tensorflow_hub: self.locked_version("tensorflow-hub"),
+            numpy: self.locked_version("numpy"),
+        })
+    }
+
+    /// The BLAKE3 digest of the lock, when there is one.
+    pub fn lock_digest(&self) -> Option<String> {
+        self.lock.map(crate::hash::digest_str)
     }
 
     pub fn describe(&self) -> String {
@@ -65,6 +120,27 @@ struct Record {
     /// TensorFlow again (import 8.7 s instead of 3.6 s here).
     #[serde(default)]
     bytecode: bool,
+    /// The digest of the lock installed (none for a runtime installed before locks existed, or
+    /// for a TensorFlow version without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lock: Option<String>,
+}
+
+impl Record {
+    /// Whether this installed runtime is the one `pins` describe: the same lock, or for an
+    /// install older than locks, the same top-level requirements and the locked versions of
+    /// the packages that write the outputs.
+    fn matches(&self, pins: &Pins) -> bool {
+        if self.requirements != pins.requirements {
+            return false;
+        }
+        match (&self.lock, pins.lock_digest(), pins.identity()) {
+            (Some(installed), Some(wanted), _) => *installed == wanted,
+            (None, Some(_), Some(identity)) => self.versions.without_python() == identity,
+            (_, None, _) => true,
+            (None, Some(_), None) => false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +277,9 @@ fn repair_bytecode(folder: &Path, record: &mut Record) {
 }
 
 fn load(folder: &Path) -> Option<Runtime> {
+    // Held before anything is read, so that a prune either ran before (and the folder is
+    // gone) or waits for this process to end.
+    lease(folder);
     let mut record: Record = serde_json::from_slice(&std::fs::read(folder.join("runtime.json")).ok()?).ok()?;
     repair_relocation(folder);
     repair_bytecode(folder, &mut record);
@@ -235,7 +314,7 @@ pub fn find(pins: &Pins) -> Result<Option<Runtime>, InstallError> {
             let record_matches = std::fs::read(folder.join("runtime.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                .is_some_and(|r| r.requirements == pins.requirements);
+                .is_some_and(|r| r.matches(pins));
             if record_matches {
                 return Ok(Some(runtime));
             }
@@ -406,9 +485,16 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
             }
         };
         progress.phase(&format!("installing {}", pins.describe()));
+        // With a lock, exactly its set; otherwise the top-level pins and what they resolve to.
+        let mut packages: Vec<std::ffi::OsString> = pins.requirements.iter().map(Into::into).collect();
+        if let Some(lock) = pins.lock {
+            let lock_path = tmp.path().join("requirements.txt");
+            std::fs::write(&lock_path, lock).map_err(io_error(&lock_path))?;
+            packages = vec!["-r".into(), lock_path.into_os_string()];
+        }
         let mut installed = false;
         if let Some(mut c) = uv {
-            c.args(["pip", "install", "--python"]).arg(&python).args(&pins.requirements);
+            c.args(["pip", "install", "--python"]).arg(&python).args(&packages);
             match run_logged(c, &mut log, &progress, "installing TensorFlow with uv", &log_path) {
                 Ok(()) => {
                     installed = true;
@@ -420,7 +506,7 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         }
         if !installed {
             let mut c = Command::new(&python);
-            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).args(&pins.requirements);
+            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).args(&packages);
             run_logged(c, &mut log, &progress, "installing TensorFlow with pip", &log_path)?;
         }
         progress.phase("compiling the packages' bytecode");
@@ -438,6 +524,16 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
             log_tail: e.to_string(),
             log: log_path.clone(),
         })?;
+        // The identity cache keys were computed with must be what was installed.
+        if let Some(identity) = pins.identity() {
+            if probed.versions.without_python() != identity {
+                return Err(InstallError::Failed {
+                    step: "checking the installed versions against the lock".into(),
+                    log_tail: format!("expected {}, installed {}", identity.fingerprint(), probed.versions.fingerprint()),
+                    log: log_path.clone(),
+                });
+            }
+        }
         let tf_dir = probed.tensorflow_dir.and_then(|d| d.strip_prefix(tmp.path()).ok().map(Path::to_path_buf));
         Ok((installer, probed.versions, tf_dir))
     })();
@@ -460,6 +556,7 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         installer,
         install_seconds: started.elapsed().as_secs_f64(),
         bytecode: true,
+        lock: pins.lock_digest(),
     };
     let record_path = tmp.path().join("runtime.json");
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;
@@ -474,4 +571,211 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         log_tail: String::new(),
         log: final_dir.join("install.log"),
     })
+}
+
+/// The lock file every process using the runtime in `folder` holds shared.
+fn use_lock_path(folder: &Path) -> PathBuf {
+    let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    folder.with_file_name(format!(".use-{name}.lock"))
+}
+
+/// Takes the use lock of the runtime in `folder`, shared, for the rest of the process.
+fn lease(folder: &Path) {
+    static LEASES: std::sync::Mutex<Vec<(PathBuf, File)>> = std::sync::Mutex::new(Vec::new());
+    let mut leases = LEASES.lock().expect("leases");
+    if leases.iter().any(|(f, _)| f == folder) {
+        return;
+    }
+    let path = use_lock_path(folder);
+    let Ok(file) = File::options().create(true).truncate(false).write(true).open(&path) else { return };
+    // Waits only while a prune decides about this very runtime.
+    if file.lock_shared().is_ok() {
+        leases.push((folder.to_path_buf(), file));
+    }
+}
+
+/// When builds last used a runtime, and from which projects (`usage.json`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Usage {
+    /// Seconds since the Unix epoch.
+    pub last_used: u64,
+    /// Project root → when a build of it last used the runtime.
+    pub projects: std::collections::BTreeMap<String, u64>,
+}
+
+/// How often a project's use is written down: a no-op build must stay a few stats.
+const USAGE_RESOLUTION: u64 = 3600;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Notes that a build of the project at `root` used `runtime`, when it is a managed one.
+/// Best effort: usage only informs `runtime list` and `runtime prune`.
+pub fn record_use(runtime: &Runtime, root: &Path) {
+    let Some(folder) = folder_of(runtime) else { return };
+    let path = folder.join("usage.json");
+    let mut usage: Usage = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let root = root.canonicalize().unwrap_or(root).display().to_string();
+    let now = now();
+    if usage.projects.get(&root).is_some_and(|&t| now.saturating_sub(t) < USAGE_RESOLUTION) {
+        return;
+    }
+    usage.projects.insert(root, now);
+    usage.last_used = now;
+    let _ = crate::atomic::write_file(&path, &serde_json::to_vec_pretty(&usage).expect("usage serialises"));
+}
+
+/// The folder of a managed runtime (`…/runtimes/<folder>/venv/bin/python`).
+pub fn folder_of(runtime: &Runtime) -> Option<PathBuf> {
+    if runtime.choice != Choice::Managed {
+        return None;
+    }
+    Some(runtime.python.parent()?.parent()?.parent()?.to_path_buf())
+}
+
+/// An installed managed runtime, as `runtime list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub name: String,
+    pub path: PathBuf,
+    pub tensorflow: Option<String>,
+    pub python: String,
+    pub requirements: Vec<String>,
+    /// Whether this exportctl still installs exactly these pins for its TensorFlow version
+    /// (if not, no build will pick it again).
+    pub current: bool,
+    pub bytes: u64,
+    /// Seconds since the Unix epoch: the last build that used it, else its install.
+    pub last_used: u64,
+    /// The projects whose builds used it, most recent first.
+    pub projects: Vec<String>,
+}
+
+/// Every managed runtime under `$EXPORTCTL_HOME/runtimes`, by name.
+pub fn installed() -> Vec<Installed> {
+    let Ok(entries) = std::fs::read_dir(runtimes_dir()) else { return Vec::new() };
+    let mut found: Vec<Installed> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter_map(|folder| {
+            let record_path = folder.join("runtime.json");
+            let record: Record = serde_json::from_slice(&std::fs::read(&record_path).ok()?).ok()?;
+            let usage: Option<Usage> = std::fs::read(folder.join("usage.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let installed_at = std::fs::metadata(&record_path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let mut projects: Vec<(String, u64)> = usage.as_ref().map(|u| u.projects.clone().into_iter().collect()).unwrap_or_default();
+            projects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let current = record.versions.tensorflow.as_deref().is_some_and(|tf| record.matches(&Pins::for_tensorflow(tf)));
+            Some(Installed {
+                name: folder.file_name()?.to_string_lossy().into_owned(),
+                tensorflow: record.versions.tensorflow.clone(),
+                python: record.versions.python.clone().unwrap_or_default(),
+                requirements: record.requirements,
+                current,
+                bytes: tree_size(&folder),
+                last_used: usage.map_or(installed_at, |u| u.last_used),
+                projects: projects.into_iter().map(|(p, _)| p).collect(),
+                path: folder,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+/// The bytes of the files under `dir` (symbolic links not followed).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Why `runtime prune` removes (or would remove) a runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneReason {
+    /// Not used for this many days.
+    Unused { days: u64 },
+    /// Its pins are not what this exportctl installs.
+    Stale,
+}
+
+impl std::fmt::Display for PruneReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PruneReason::Unused { days } => write!(f, "unused for {days} days"),
+            PruneReason::Stale => f.write_str("its pins are no longer the ones exportctl installs"),
+        }
+    }
+}
+
+/// What a prune did with one runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    pub runtime: Installed,
+    pub reason: PruneReason,
+    /// `false` when another process was using it (it is kept) or with `dry_run`.
+    pub removed: bool,
+    /// Why it was kept although it qualified.
+    pub kept_because: Option<String>,
+}
+
+/// Which runtimes qualify for pruning: unused for `older_than_days`, or with `stale` every
+/// one whose pins are not current. Pure: `now` is given.
+pub fn prune_candidates(all: &[Installed], older_than_days: u64, stale: bool, now: u64) -> Vec<(Installed, PruneReason)> {
+    all.iter()
+        .filter_map(|r| {
+            let days = now.saturating_sub(r.last_used) / 86_400;
+            if days >= older_than_days {
+                Some((r.clone(), PruneReason::Unused { days }))
+            } else if stale && !r.current {
+                Some((r.clone(), PruneReason::Stale))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Removes the runtimes that qualify (see [`prune_candidates`]), except those another process
+/// is using. Holds the install lock throughout.
+pub fn prune(older_than_days: u64, stale: bool, dry_run: bool) -> Result<Vec<Pruned>, InstallError> {
+    let dir = runtimes_dir();
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let lock_path = dir.join(".lock");
+    let install_lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error(&lock_path))?;
+    install_lock.lock().map_err(io_error(&lock_path))?;
+    let mut done = Vec::new();
+    for (runtime, reason) in prune_candidates(&installed(), older_than_days, stale, now()) {
+        let use_path = use_lock_path(&runtime.path);
+        let use_lock = File::options().create(true).truncate(false).write(true).open(&use_path).map_err(io_error(&use_path))?;
+        if use_lock.try_lock().is_err() {
+            done.push(Pruned { runtime, reason, removed: false, kept_because: Some("another exportctl process is using it".into()) });
+            continue;
+        }
+        if dry_run {
+            done.push(Pruned { runtime, reason, removed: false, kept_because: Some("--dry-run".into()) });
+            continue;
+        }
+        let doomed = dir.join(format!(".tmp-prune-{}", runtime.name));
+        std::fs::rename(&runtime.path, &doomed).map_err(io_error(&runtime.path))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_error(&doomed))?;
+        let _ = std::fs::remove_file(&use_path);
+        done.push(Pruned { runtime, reason, removed: true, kept_because: None });
+    }
+    Ok(done)
 }

@@ -71,10 +71,14 @@ impl std::fmt::Display for Choice {
     }
 }
 
-/// The versions of what a runtime holds: they make the runtime's part of every cache key.
+/// The versions of what a runtime holds: all but Python's make the runtime's part of every
+/// cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
-    pub python: String,
+    /// The interpreter's version, when known (a managed runtime's identity is known from its
+    /// pins before it is installed, and so before its Python is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
     pub tensorflow: Option<String>,
     pub keras: Option<String>,
     pub tf_keras: Option<String>,
@@ -111,20 +115,36 @@ impl RuntimeError {
     }
 }
 
-impl Runtime {
-    /// The runtime's part of a cache key: what changes a step's output if it changes.
+impl Versions {
+    /// The runtime's part of a cache key: the versions of the packages that write the outputs.
+    ///
+    /// Python's own version is left out: the same packages under Python 3.11.2, 3.11.7 and
+    /// 3.12.1 write byte-identical SavedModels, reports and archives (measured on the
+    /// examples, `docs/ci.md`), and leaving it out lets machines with different interpreters
+    /// share a remote cache.
     pub fn fingerprint(&self) -> String {
-        let v = &self.versions;
+        let v = self;
         let or_none = |s: &Option<String>| s.clone().unwrap_or_else(|| "none".into());
         format!(
-            "python={} tensorflow={} keras={} tf_keras={} tensorflow_hub={} numpy={}",
-            v.python,
+            "tensorflow={} keras={} tf_keras={} tensorflow_hub={} numpy={}",
             or_none(&v.tensorflow),
             or_none(&v.keras),
             or_none(&v.tf_keras),
             or_none(&v.tensorflow_hub),
             or_none(&v.numpy)
         )
+    }
+
+    /// The same versions without the interpreter's: what a build records.
+    pub fn without_python(&self) -> Versions {
+        Versions { python: None, ..self.clone() }
+    }
+}
+
+impl Runtime {
+    /// The runtime's part of a cache key (see [`Versions::fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        self.versions.fingerprint()
     }
 
     /// The TensorFlow package directory, or why there is none.
@@ -145,18 +165,24 @@ pub struct Discovery {
     pub progress: bool,
 }
 
-/// Finds the runtime to use (see the module docs for the order). `root` is the project root
-/// that a relative `runtime.python` is relative to.
-pub fn discover(settings: &RuntimeSettings, root: &Path, options: &Discovery) -> Result<Runtime, RuntimeError> {
+/// What the discovery rules chose, before anything is installed.
+enum Chosen {
+    /// A Python that exists (probed, or an installed managed runtime).
+    Found(Runtime),
+    /// The managed runtime, not installed yet.
+    Managed(managed::Pins),
+}
+
+fn choose(settings: &RuntimeSettings, root: &Path) -> Result<Chosen, RuntimeError> {
     if let Some(python) = &settings.python {
         let python = if python.is_absolute() { python.clone() } else { root.join(python) };
         let reason = format!("runtime.python in the manifest names {}", python.display());
-        return probe::probe(&python, Choice::Manifest, reason);
+        return probe::probe(&python, Choice::Manifest, reason).map(Chosen::Found);
     }
     if let Some(python) = std::env::var_os("EXPORTCTL_PYTHON").filter(|v| !v.is_empty()) {
         let python = PathBuf::from(python);
         let reason = "$EXPORTCTL_PYTHON is set".to_string();
-        return probe::probe(&python, Choice::Environment, reason);
+        return probe::probe(&python, Choice::Environment, reason).map(Chosen::Found);
     }
     if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
         let python = PathBuf::from(&venv).join("bin").join("python");
@@ -164,18 +190,109 @@ pub fn discover(settings: &RuntimeSettings, root: &Path, options: &Discovery) ->
             let reason = format!("the active virtualenv {} has TensorFlow", PathBuf::from(&venv).display());
             if let Ok(runtime) = probe::probe(&python, Choice::Virtualenv, reason) {
                 if runtime.versions.tensorflow.is_some() {
-                    return Ok(runtime);
+                    return Ok(Chosen::Found(runtime));
                 }
             }
         }
     }
     let pins = managed::Pins::for_tensorflow(&settings.tensorflow);
-    match managed::find(&pins)? {
-        Some(runtime) => Ok(runtime),
-        None if options.install => Ok(managed::install(&pins, options.progress)?),
-        None => Err(RuntimeError::Unusable {
+    Ok(match managed::find(&pins)? {
+        Some(runtime) => Chosen::Found(runtime),
+        None => Chosen::Managed(pins),
+    })
+}
+
+/// Finds the runtime to use (see the module docs for the order). `root` is the project root
+/// that a relative `runtime.python` is relative to.
+pub fn discover(settings: &RuntimeSettings, root: &Path, options: &Discovery) -> Result<Runtime, RuntimeError> {
+    match choose(settings, root)? {
+        Chosen::Found(runtime) => Ok(runtime),
+        Chosen::Managed(pins) if options.install => Ok(managed::install(&pins, options.progress)?),
+        Chosen::Managed(pins) => Err(RuntimeError::Unusable {
             message: format!("the managed runtime ({}) is not installed", pins.describe()),
             help: "run `exportctl runtime install` (a build installs it on first use)".into(),
         }),
+    }
+}
+
+/// The runtime of a build, found (and if need be installed) only when a step first needs it.
+///
+/// Its **identity** — the versions that go into every cache key — is known before: a Python
+/// exportctl is pointed at is probed (once, then remembered); the managed runtime's comes from
+/// the lock exportctl ships for its TensorFlow version, so that a build whose steps all come
+/// from a cache neither installs the runtime nor starts Python.
+pub struct Provider {
+    identity: Versions,
+    /// How to find it when it is first needed (`None`: found already).
+    source: Option<(RuntimeSettings, PathBuf, Discovery)>,
+    found: std::sync::OnceLock<Result<Runtime, (String, String)>>,
+}
+
+impl Provider {
+    /// The provider for a project's runtime settings. Installs the managed runtime now only
+    /// when its identity cannot be known otherwise (a TensorFlow version without a lock).
+    pub fn new(settings: &RuntimeSettings, root: &Path, discovery: Discovery) -> Result<Provider, RuntimeError> {
+        let provider = |identity: Versions| Provider {
+            identity,
+            source: Some((settings.clone(), root.to_path_buf(), discovery.clone())),
+            found: std::sync::OnceLock::new(),
+        };
+        match choose(settings, root)? {
+            Chosen::Found(runtime) => {
+                let identity = match runtime.choice {
+                    Choice::Managed => managed::Pins::for_tensorflow(&settings.tensorflow).identity(),
+                    _ => None,
+                }
+                .unwrap_or_else(|| runtime.versions.without_python());
+                let p = provider(identity);
+                let _ = p.found.set(Ok(runtime));
+                Ok(p)
+            }
+            Chosen::Managed(pins) => match pins.identity() {
+                Some(identity) => Ok(provider(identity)),
+                None => {
+                    let runtime = discover(settings, root, &discovery)?;
+                    let p = provider(runtime.versions.without_python());
+                    let _ = p.found.set(Ok(runtime));
+                    Ok(p)
+                }
+            },
+        }
+    }
+
+    /// A provider for a runtime already found.
+    pub fn ready(runtime: Runtime) -> Provider {
+        let found = std::sync::OnceLock::new();
+        let identity = runtime.versions.without_python();
+        let _ = found.set(Ok(runtime));
+        Provider { identity, source: None, found }
+    }
+
+    /// The versions cache keys are made of (Python's left out).
+    pub fn identity(&self) -> &Versions {
+        &self.identity
+    }
+
+    /// The runtime's part of a cache key.
+    pub fn fingerprint(&self) -> String {
+        self.identity.fingerprint()
+    }
+
+    /// The runtime if it has been found already (nothing is installed or probed).
+    pub fn found(&self) -> Option<&Runtime> {
+        self.found.get().and_then(|r| r.as_ref().ok())
+    }
+
+    /// The runtime, found or installed on the first call (concurrent callers wait for it).
+    pub fn get(&self) -> Result<&Runtime, RuntimeError> {
+        self.found
+            .get_or_init(|| {
+                let (settings, root, discovery) = self.source.as_ref().expect("a provider without a source is created found");
+                let runtime = discover(settings, root, discovery).map_err(|e| (e.to_string(), e.help().unwrap_or_default()))?;
+                managed::record_use(&runtime, root);
+                Ok(runtime)
+            })
+            .as_ref()
+            .map_err(|(message, help)| RuntimeError::Unusable { message: message.clone(), help: help.clone() })
     }
 }

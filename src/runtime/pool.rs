@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use serde_json::json;
 
 use super::worker::{Worker, WorkerOptions};
-use super::Runtime;
+use super::{Provider, Runtime};
 
 pub struct WorkerPool {
     workers: Vec<Mutex<Worker>>,
@@ -40,9 +40,14 @@ struct State {
 impl WorkerPool {
     /// A pool of `size` workers (at least one) for `runtime`. No process starts until used.
     pub fn new(runtime: &Runtime, options: WorkerOptions, size: usize) -> WorkerPool {
+        WorkerPool::lazy(Arc::new(Provider::ready(runtime.clone())), options, size)
+    }
+
+    /// A pool whose runtime is found (or installed) when its first worker starts.
+    pub fn lazy(runtime: Arc<Provider>, options: WorkerOptions, size: usize) -> WorkerPool {
         let size = size.max(1);
         WorkerPool {
-            workers: (0..size).map(|_| Mutex::new(Worker::new(runtime, options.clone()))).collect(),
+            workers: (0..size).map(|_| Mutex::new(Worker::lazy(runtime.clone(), options.clone()))).collect(),
             state: Mutex::new(State { busy: vec![false; size], affinity: HashMap::new() }),
             freed: Condvar::new(),
             prewarmed: AtomicBool::new(false),

@@ -110,7 +110,7 @@ pub(super) fn probe(python: &Path, choice: Choice, reason: String) -> Result<Run
         help: "check that it is a CPython 3.9+ executable".into(),
     })?;
     let versions = Versions {
-        python: answer.python,
+        python: Some(answer.python),
         tensorflow: answer.tensorflow,
         keras: answer.keras,
         tf_keras: answer.tf_keras,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{home, Runtime};
+use super::{home, Provider, Runtime};
 
 /// One of the worker's files: its path relative to the worker's folder, and its text, from
 /// the same path under `src/runtime/worker/`.
@@ -48,6 +48,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/backends.py"),
     source!("exportctl_worker/recipe.py"),
     source!("exportctl_worker/export.py"),
+    source!("exportctl_worker/outline.py"),
     source!("exportctl_worker/slicing.py"),
     source!("exportctl_worker/trace.py"),
     source!("exportctl_worker/validate.py"),
@@ -78,6 +79,9 @@ pub enum WorkerError {
     /// The worker answered something that is not the protocol.
     #[error("the Python worker broke the protocol while running {step}: {detail}")]
     Protocol { step: String, detail: String },
+    /// There is no runtime to start the worker in (the managed one could not be installed…).
+    #[error("{message}")]
+    Runtime { message: String, help: String },
 }
 
 impl WorkerError {
@@ -103,6 +107,7 @@ impl WorkerError {
                 tail_text(log_tail)
             )),
             WorkerError::Protocol { .. } => None,
+            WorkerError::Runtime { help, .. } => Some(help.clone()),
         }
     }
 }
@@ -149,7 +154,8 @@ impl Drop for Process {
 
 /// A handle on the worker: starts the process on first use and again after it died.
 pub struct Worker {
-    python: PathBuf,
+    /// The runtime it starts in, found (or installed) at the first start.
+    runtime: Arc<Provider>,
     options: WorkerOptions,
     process: Option<Process>,
     next_id: u64,
@@ -184,8 +190,13 @@ struct ErrorBody {
 impl Worker {
     /// A worker for `runtime`. No process is started until the first request.
     pub fn new(runtime: &Runtime, options: WorkerOptions) -> Worker {
+        Worker::lazy(Arc::new(Provider::ready(runtime.clone())), options)
+    }
+
+    /// A worker whose runtime is found when it first starts.
+    pub fn lazy(runtime: Arc<Provider>, options: WorkerOptions) -> Worker {
         Worker {
-            python: runtime.python.clone(),
+            runtime,
             options,
             process: None,
             next_id: 1,
@@ -200,13 +211,9 @@ impl Worker {
         self.process.as_ref().map(|p| p.child.id())
     }
 
-    /// The running worker's resident memory in bytes (Linux; `None` elsewhere or when it does
-    /// not run).
+    /// The running worker's resident memory in bytes (`None` when it does not run).
     pub fn resident_memory(&self) -> Option<u64> {
-        let pid = self.pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        resident_memory(self.pid()?)
     }
 
     /// Ends the process if it holds more than `limit` bytes; the next request starts a fresh
@@ -316,7 +323,13 @@ impl Worker {
             how: format!("could not be written to the cache ({e})"),
             log_tail: Vec::new(),
         })?;
-        let mut command = Command::new(&self.python);
+        let python = self
+            .runtime
+            .get()
+            .map_err(|e| WorkerError::Runtime { message: e.to_string(), help: e.help().unwrap_or_default() })?
+            .python
+            .clone();
+        let mut command = Command::new(&python);
         command
             .arg("-u")
             .arg(&script)
@@ -343,7 +356,7 @@ impl Worker {
         }
         let mut child = super::process::spawn_bound(command).map_err(|e| WorkerError::Died {
             step: step.to_string(),
-            how: format!("could not be started with {} ({e})", self.python.display()),
+            how: format!("could not be started with {} ({e})", python.display()),
             log_tail: Vec::new(),
         })?;
         self.starts += 1;
@@ -381,6 +394,22 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A process's resident memory: `VmRSS` in `/proc/<pid>/status` on Linux.
+#[cfg(target_os = "linux")]
+fn resident_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// A process's resident memory, from `ps` where there is no `/proc` (macOS): called once
+/// before a step, so a process start is cheap enough.
+#[cfg(not(target_os = "linux"))]
+fn resident_memory(pid: u32) -> Option<u64> {
+    let out = std::process::Command::new("ps").args(["-o", "rss=", "-p", &pid.to_string()]).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().ok()? * 1024)
 }
 
 fn describe_exit(status: Option<ExitStatus>) -> String {

@@ -30,6 +30,8 @@ mod slice;
 mod trace;
 pub mod validate;
 
+pub use export::Spec;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -42,7 +44,7 @@ use crate::manifest::{LayerRef, Manifest, ManifestError, ManifestErrors, Model, 
 use crate::plan::{StepId, StepKind};
 use crate::runtime::worker::WorkerOptions;
 use crate::runtime::pool::WorkerPool;
-use crate::runtime::{self, Runtime, Worker, WorkerError};
+use crate::runtime::{self, Provider, Runtime, Worker, WorkerError};
 use crate::tf::{Native, TfLogs};
 
 pub use docs::license_tag;
@@ -75,7 +77,7 @@ pub mod files {
 /// The real steps: Python TensorFlow through the workers, native TensorFlow through `crate::tf`.
 pub struct TfSteps {
     manifest: Arc<Manifest>,
-    runtime: Runtime,
+    runtime: Arc<Provider>,
     pool: Arc<WorkerPool>,
     native: OnceLock<Result<&'static Native, StepError>>,
     logs: TfLogs,
@@ -86,12 +88,14 @@ impl TfSteps {
     /// step runs. `verbose` as `-v`: 1 shows the worker's log, 2 TensorFlow's own logs too.
     pub fn new(manifest: Arc<Manifest>, runtime: Runtime, verbose: u8) -> TfSteps {
         let options = WorkerOptions { timeout: Duration::from_secs(manifest.runtime.timeout_secs), verbose };
-        let pool = Arc::new(WorkerPool::new(&runtime, options, 1));
+        let runtime = Arc::new(Provider::ready(runtime));
+        let pool = Arc::new(WorkerPool::lazy(runtime.clone(), options, 1));
         TfSteps::with_pool(manifest, runtime, pool, verbose)
     }
 
     /// Steps sharing existing workers: `--watch` keeps them warm across manifest reloads.
-    pub fn with_pool(manifest: Arc<Manifest>, runtime: Runtime, pool: Arc<WorkerPool>, verbose: u8) -> TfSteps {
+    /// `runtime` is found when a step first needs it.
+    pub fn with_pool(manifest: Arc<Manifest>, runtime: Arc<Provider>, pool: Arc<WorkerPool>, verbose: u8) -> TfSteps {
         let logs = if verbose >= 2 { TfLogs::Shown } else { TfLogs::Quiet };
         TfSteps { manifest, runtime, pool, native: OnceLock::new(), logs }
     }
@@ -100,7 +104,8 @@ impl TfSteps {
         &self.manifest
     }
 
-    pub fn runtime(&self) -> &Runtime {
+    /// The runtime: its identity is known; the runtime itself is found on first use.
+    pub fn runtime(&self) -> &Provider {
         &self.runtime
     }
 
@@ -143,7 +148,8 @@ impl TfSteps {
     fn native(&self) -> Result<&'static Native, StepError> {
         self.native
             .get_or_init(|| {
-                let dir = self.runtime.require_tensorflow_dir().map_err(|e| {
+                let runtime = self.runtime.get().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
+                let dir = runtime.require_tensorflow_dir().map_err(|e| {
                     StepError::new(e.to_string()).with_help(e.help().unwrap_or_default())
                 })?;
                 Native::load(dir, &runtime::home().join("native"), self.logs)

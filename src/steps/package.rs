@@ -2,8 +2,10 @@
 //!
 //! * `model.tar.gz` — the SavedModel's files at the archive root, the way TF Hub's tooling
 //!   wants them and so that the same SavedModel always gives the same bytes: entries sorted
-//!   by path, directories before their contents; regular files and directories only (a
-//!   symlink or a name starting with a dot is an error, never silently dropped); mtime 0,
+//!   by path, directories before their contents; regular files and the directories that hold
+//!   them only (an empty directory such as TensorFlow's `assets/` is left out: a cache entry,
+//!   local or downloaded, holds files, and the archive must not depend on where the SavedModel
+//!   came from; a symlink or a name starting with a dot is an error, never silently dropped); mtime 0,
 //!   uid/gid 0, no user or group names, modes 0644/0755; gzip with mtime 0, no file name and
 //!   the "unknown" OS byte, at a fixed compression level ([`ARCHIVE_LEVEL`]).
 //! * `model.md` — documentation in TF Hub's markdown format (`docs.rs`): the `# Module`
@@ -205,7 +207,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         piece: &piece.name,
         version: manifest.project.version,
         tool: Tool { name: "exportctl", version: env!("CARGO_PKG_VERSION") },
-        runtime: &steps.runtime().versions,
+        runtime: steps.runtime().identity(),
         inputs,
         settings: step_settings,
         validation: Validation {
@@ -291,6 +293,9 @@ pub fn archive_saved_model_at(dir: &Path, dest: &Path, level: u32) -> std::io::R
     collect_entries(dir, Path::new(""), &mut entries)?;
     // Component-wise order: a directory comes right before its contents.
     entries.sort_by(|a, b| a.0.components().cmp(b.0.components()));
+    // Only directories that hold a file (at any depth).
+    let files: Vec<PathBuf> = entries.iter().filter(|(_, is_dir)| !is_dir).map(|(p, _)| p.clone()).collect();
+    entries.retain(|(path, is_dir)| !is_dir || files.iter().any(|f| f.starts_with(path)));
 
     let file = std::fs::File::create(dest)?;
     let hashing = Hashing { inner: file, hasher: blake3::Hasher::new(), bytes: 0 };
@@ -453,7 +458,9 @@ mod tests {
         std::fs::write(b.join("variables/variables.data-00000-of-00001"), vec![1u8; 100_000]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(b.join("variables/variables.index"), b"index").unwrap();
-        std::fs::create_dir_all(b.join("assets")).unwrap();
+        // An empty directory (TensorFlow's `assets/`) is not part of it: a SavedModel
+        // downloaded from a cache has files only.
+        std::fs::create_dir_all(b.join("assets/extra")).unwrap();
         std::fs::write(b.join("fingerprint.pb"), b"fp").unwrap();
         std::fs::write(b.join("saved_model.pb"), vec![7u8; 5000]).unwrap();
         use std::os::unix::fs::PermissionsExt as _;
@@ -463,7 +470,7 @@ mod tests {
         let summary = archive_saved_model(&a, &out_a).unwrap();
         archive_saved_model(&b, &out_b).unwrap();
         assert_eq!(std::fs::read(&out_a).unwrap(), std::fs::read(&out_b).unwrap());
-        assert_eq!(summary.entries, 6);
+        assert_eq!(summary.entries, 5);
         assert_eq!(summary.bytes, std::fs::metadata(&out_a).unwrap().len());
     }
 
@@ -505,7 +512,6 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                "assets/",
                 "fingerprint.pb",
                 "saved_model.pb",
                 "variables/",

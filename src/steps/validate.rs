@@ -326,7 +326,7 @@ fn failure(report: &Report) -> StepError {
             }
         }
     }
-    helps.push("docs/worker-protocol.md describes every check; `exportctl validate <dir>` reruns them on a SavedModel");
+    helps.push("the build report (`exportctl report`) lists every check with its details (docs/worker-protocol.md describes them); `exportctl validate <dir>` reruns them on a SavedModel");
     StepError::new(message).with_help(helps.join("\n"))
 }
 

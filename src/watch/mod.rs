@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher as _};
 
 use crate::build::Builder;
-use crate::error::{Error, Result};
+use crate::error::{Error, Format, Result};
 
 pub use debounce::Debounce;
 
@@ -82,7 +82,8 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Builds, then watches and rebuilds until Ctrl-C. `json`: events instead of text.
+/// Builds, then watches and rebuilds until Ctrl-C, which ends it with [`Error::Interrupted`]
+/// (exit 130). `json`: events instead of text.
 pub fn run(builder: &mut Builder<'_>, json: bool) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
@@ -94,7 +95,7 @@ pub fn run(builder: &mut Builder<'_>, json: bool) -> Result<()> {
         let inputs = match builder.build() {
             Ok((_, inputs)) => inputs,
             Err(error) => {
-                report_error(&error, json, builder);
+                report_error(&error, json);
                 // Keep watching what we knew, and the manifest whatever happened to it.
                 let mut inputs: Vec<PathBuf> = watched.inputs.iter().cloned().collect();
                 if let Ok(path) = crate::manifest::locate(&builder.request.dir, builder.request.manifest.as_deref()) {
@@ -114,18 +115,15 @@ pub fn run(builder: &mut Builder<'_>, json: bool) -> Result<()> {
         }
     }
     builder.shutdown();
-    Ok(())
+    // Watching ends only by Ctrl-C (or the watcher going away): exit 130 like any interrupted command.
+    Err(Error::Interrupted)
 }
 
-fn report_error(error: &Error, json: bool, builder: &Builder<'_>) {
-    if json {
-        let (message, help) = match error {
-            Error::Manifest(errors) => (errors.render_plain(), None),
-            Error::Usage(r) | Error::Failed(r) => (r.to_string(), r.help().map(|h| h.to_string())),
-        };
-        builder.reporter.note(&format!("{message}{}", help.map(|h| format!("\n  help: {h}")).unwrap_or_default()));
-    } else {
-        error.print();
+/// A failed build is reported and watching goes on; Ctrl-C is not a failure to report here
+/// (the command ends with it).
+fn report_error(error: &Error, json: bool) {
+    if !matches!(error, Error::Interrupted) {
+        error.print(if json { Format::Json } else { Format::Text });
     }
 }
 

@@ -36,15 +36,11 @@ fn a_second_build_is_all_cached_and_fast() {
     // The copy's first build re-reads the copied sources (new paths); then a true no-op.
     let (out, _) = project.build_json(&[]);
     assert!(out.status.success());
-    let started = Instant::now();
     let (out, events) = project.build_json(&[]);
-    let took = started.elapsed();
     assert!(out.status.success());
     assert_eq!((finished(&events)["ran"].as_u64(), finished(&events)["cached"].as_u64()), (Some(0), Some(9)));
     assert_eq!(finished(&events)["python_started"], false);
     assert_eq!(finished(&events)["native_loaded"], false);
-    // No Python, no TensorFlow: a no-op is a few stat calls.
-    assert!(took < Duration::from_millis(1500), "a no-op build took {took:?}");
     // Every line of stdout is an event.
     assert!(events.iter().all(|e| e["event"].is_string()));
     // Export.lock did not change.
@@ -123,6 +119,15 @@ fn locked_passes_on_a_rebuild_and_names_what_differs() {
     let err = stderr(&out);
     assert!(err.contains("--locked: 1 output differ"), "{err}");
     assert!(err.contains("classifier/encoder:package: model.tar.gz differs"), "{err}");
+
+    // build-finished says how the build ended: the lock check failed it.
+    let (out, events) = project.build_json(&["--locked"]);
+    assert_eq!(out.status.code(), Some(1));
+    let end = finished(&events);
+    assert_eq!(end["success"], false, "{end}");
+    assert_eq!(end["error"]["code"], "lock-mismatch", "{end}");
+    assert_eq!(end["error"]["exit_code"], 1, "{end}");
+    assert_eq!(events.last().unwrap()["event"], "error", "the error is the last JSON object on stdout");
     // --locked never rewrites the lock.
     assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), edited);
 
@@ -201,13 +206,45 @@ fn a_build_killed_halfway_leaves_nothing_trusted() {
     assert_eq!(std::fs::read_dir(project.path().join(".exportctl/cache/v2/tmp")).unwrap().count(), 0);
 }
 
+/// A first Ctrl-C starts no new step (a running one finishes, or stops early where it can)
+/// and ends the build with exit 130, as for any interrupted command; `build-finished` says so.
+#[test]
+fn ctrl_c_stops_the_build_with_exit_130() {
+    use std::io::BufRead as _;
+    runtime();
+    let project = Project::example("quickstart");
+    let mut child = crate::support::exportctl()
+        .arg("-C")
+        .arg(project.path())
+        .args(["build", "--format", "json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut events = Vec::new();
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "step-started" && events.iter().all(|e: &serde_json::Value| e["event"] != "step-started") {
+            // SAFETY: kill(2) on our own child's pid.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        }
+        events.push(event);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let end = finished(&events);
+    assert_eq!((end["success"].as_bool(), end["cancelled"].as_bool()), (Some(false), Some(true)), "{end}");
+    assert_eq!(end["error"]["code"], "interrupted", "{end}");
+    assert_eq!(steps_with(&events, "step-started"), ["classifier:export"], "no step starts after Ctrl-C: {events:#?}");
+    assert_eq!(events.last().unwrap()["code"], "interrupted");
+}
+
 #[test]
 fn inspect_reads_a_built_package_natively() {
     let project = built_quickstart();
     let archive = project.path().join("dist/classifier/encoder/1/model.tar.gz");
-    let started = Instant::now();
     let out = project.run(&["inspect", archive.to_str().unwrap()]);
-    let took = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = crate::support::stdout(&out);
     for expected in [
@@ -220,8 +257,6 @@ fn inspect_reads_a_built_package_natively() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    // Importing TensorFlow in Python alone takes longer than this: inspect never starts it.
-    assert!(took < Duration::from_secs(4), "inspect took {took:?}");
 
     let out = project.run(&["inspect", "--format", "json", archive.to_str().unwrap()]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

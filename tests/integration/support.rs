@@ -111,9 +111,14 @@ impl Project {
 
     /// Runs `exportctl build --message-format json ARGS` and returns the events.
     pub fn build_json(&self, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+        self.build_json_with_env(args, &[])
+    }
+
+    /// `build_json` with extra environment variables.
+    pub fn build_json_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (Output, Vec<serde_json::Value>) {
         let mut full = vec!["build", "--message-format", "json"];
         full.extend_from_slice(args);
-        let out = self.run(&full);
+        let out = self.run_with_env(&full, env);
         let events = stdout(&out)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))

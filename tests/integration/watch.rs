@@ -91,7 +91,6 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
     let md = std::fs::read_to_string(project.path().join("dist/classifier/encoder/1/model.md")).unwrap();
     assert!(md.contains("Edited while watching."));
     eprintln!("docs save -> rebuilt model.md: {took:?}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
 
     // 2. A new model file (written the way an editor or a training script does: temp + rename):
     //    its export and everything downstream run, in the same warm worker.
@@ -123,8 +122,10 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
     let good = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, good.replace("to = \"embedding\"", "to = \"embedding\"\ndropuot = 0.2")).unwrap();
     let events = watch.until_watching(Duration::from_secs(30));
-    let note = events.iter().find(|e| e["event"] == "note").expect("a diagnostic");
-    assert!(note["message"].as_str().unwrap().contains("unknown key `dropuot`"), "{note}");
+    let error = events.iter().find(|e| e["event"] == "error").expect("an error event");
+    assert_eq!(error["code"], "invalid-manifest", "{error}");
+    assert!(error["diagnostics"][0]["message"].as_str().unwrap().contains("unknown key `dropuot`"), "{error}");
+    assert!(error["line"].as_u64().is_some(), "{error}");
     assert!(project.path().join("dist/classifier/encoder/1/model.md").is_file(), "the last good outputs stay");
 
     // 4. Fixed: it builds again (the manifest did not change what the steps read).
@@ -132,7 +133,7 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
     let events = watch.until_watching(Duration::from_secs(60));
     assert_eq!(finished(&events)["success"], true);
 
-    // 5. Ctrl-C: exit 0, and no worker left behind.
+    // 5. Ctrl-C: exit 130 (interrupted, as for any command), and no worker left behind.
     let mut watch = watch;
     let pid = watch.child.id() as i32;
     assert_eq!(unsafe { libc_kill(pid, 2) }, 0);
@@ -144,7 +145,7 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
         assert!(Instant::now() < deadline, "--watch did not stop on Ctrl-C");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(130));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!std::path::Path::new(&format!("/proc/{worker_pid}")).exists(), "the worker outlived --watch");
 }

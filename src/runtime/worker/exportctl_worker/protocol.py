@@ -17,6 +17,7 @@ from .debug import m_debug_exit, m_debug_print, m_debug_raise, m_debug_segfault,
 from .errors import WorkerError, _error_payload, log
 from .export import m_export
 from .modules import M, _dist_version, release_memory
+from .outline import m_outline
 from .params import _jsonable, _suggest
 from .slicing import m_slice
 from .trace import m_trace
@@ -43,7 +44,14 @@ def m_hello(params):
     }
 
 
-METHODS = {"hello": m_hello, "export": m_export, "slice": m_slice, "trace": m_trace, "validate": m_validate}
+METHODS = {
+    "hello": m_hello,
+    "export": m_export,
+    "slice": m_slice,
+    "trace": m_trace,
+    "validate": m_validate,
+    "outline": m_outline,
+}
 DEBUG_METHODS = {
     "debug.sleep": m_debug_sleep,
     "debug.raise": m_debug_raise,

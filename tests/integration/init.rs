@@ -1,0 +1,93 @@
+//! From a model file to a manifest that builds clean: `inspect MODEL` lists where a model can
+//! be cut, `init MODEL` proposes a manifest from it, and the build that follows warns about
+//! nothing.
+
+use std::process::Command;
+
+use crate::support::{finished, repo, runtime, stderr, stdout, Project};
+
+/// A project holding only `models/<name>` from the quickstart example.
+fn project_with_the_quickstart_model() -> Project {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("models")).unwrap();
+    std::fs::copy(repo().join("examples/quickstart/models/classifier.keras"), project.path().join("models/classifier.keras")).unwrap();
+    project
+}
+
+/// `init MODEL`, then a JSON build: it succeeds and no step warns.
+fn init_and_build(project: &Project, model: &str) -> Vec<serde_json::Value> {
+    let out = project.run(&["init", model]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), std::fs::read_to_string(project.path().join("Export.toml")).unwrap());
+    let warnings: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "warning").collect();
+    assert!(warnings.is_empty(), "the proposed manifest builds with warnings: {warnings:#?}");
+    assert_eq!(finished(&events)["success"], true);
+    events
+}
+
+#[test]
+fn inspect_lists_a_models_layers_and_where_to_cut() {
+    runtime();
+    let project = project_with_the_quickstart_model();
+    let out = project.run(&["inspect", "models/classifier.keras"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "models/classifier.keras: keras3 Functional `classifier`",
+        "inputs:  features float32 [?, 16]",
+        "outputs: probabilities float32 [?, 10] (softmax)",
+        "final activation: softmax",
+        "dropout (rate 0.3)",
+        "batch-norm (momentum 0.99, epsilon 0.001)",
+        "activation relu",
+        "A piece ends at a layer's output with `to = \"<layer>\"`",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing from:\n{text}");
+    }
+    let logits = text.lines().find(|l| l.starts_with("logits ")).expect("a logits row");
+    assert!(logits.contains("Dense") && logits.contains("[?, 10]") && logits.contains("330"), "{logits}");
+
+    let out = project.run(&["inspect", "--format", "json", "models/classifier.keras"]);
+    let outline: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = outline["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["features", "hidden", "hidden_bn", "dropout", "embedding", "logits", "probabilities"]);
+    assert_eq!(outline["final_activation"], "softmax");
+    assert_eq!(outline["params"]["total"], outline["layers"].as_array().unwrap().iter().map(|l| l["parameters"].as_u64().unwrap()).sum::<u64>());
+}
+
+#[test]
+fn init_then_build_is_clean_on_the_quickstart_model() {
+    runtime();
+    let project = project_with_the_quickstart_model();
+    init_and_build(&project, "models/classifier.keras");
+    let manifest = std::fs::read_to_string(project.path().join("Export.toml")).unwrap();
+    for expected in ["to = \"logits\"", "dropout = 0.3 ", "batch-norm = { momentum = 0.99, epsilon = 0.001 }", "features = { shape = [-1, 16], dtype = \"float32\" }"] {
+        assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
+    }
+    assert!(project.path().join("dist/classifier/classification/1/model.md").is_file());
+}
+
+#[test]
+fn init_then_build_is_clean_on_mobilenet() {
+    let runtime = runtime();
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("models")).unwrap();
+    let made = Command::new(&runtime.python)
+        .args([
+            "-c",
+            "import keras; keras.applications.MobileNetV3Small(input_shape=(96, 96, 3), classes=10, weights=None).save('models/mobilenet.keras')",
+        ])
+        .current_dir(project.path())
+        .env("KERAS_BACKEND", "tensorflow")
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let events = init_and_build(&project, "models/mobilenet.keras");
+    let manifest = std::fs::read_to_string(project.path().join("Export.toml")).unwrap();
+    for expected in ["name = \"classification\"\nto = \"flatten\"", "name = \"feature-vector\"\nto = \"global_average_pooling2d\"", "dropout = 0.2 ", "batch-norm = {", "image-classification", "image-feature-vector"] {
+        assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
+    }
+    assert_eq!(finished(&events)["failed"], 0);
+}
