@@ -27,6 +27,7 @@ Examples:
   exportctl check                          validate the manifest (no TensorFlow needed)
   exportctl plan --format dot | dot -Tsvg > plan.svg
   exportctl plan mobilenet/feature-vector  what building one piece involves
+  exportctl publish --dry-run              the `kaggle` commands that publish to Kaggle Models
 
 Exit codes:
   0    success
@@ -141,6 +142,20 @@ pub enum Command {
         batch-norm settings only when the model has such layers.")]
     Init(InitArgs),
 
+    /// Publish the built packages to Kaggle Models with the `kaggle` tool
+    #[command(long_about = "Publish the built packages to Kaggle Models with the official `kaggle` command-line tool.\n\n\
+        Each model becomes a Kaggle model (`[kaggle] owner`/model name) and each of its pieces a \
+        TensorFlow 2 variation named after the piece. Version 1 (`project.version`) creates the \
+        model and its variations; a later version updates the model card and each variation's \
+        documentation, then uploads the variation's new version with `[kaggle] version-notes`. \
+        Reads what `exportctl build` wrote in dist/ and builds nothing; every file is checked \
+        before the first command runs.\n\n\
+        With --dry-run, prints the commands and runs nothing. Without it, runs them: that needs \
+        the `kaggle` command on PATH (`pip install kaggle`) and credentials ($KAGGLE_USERNAME and \
+        $KAGGLE_KEY, $KAGGLE_API_TOKEN, or ~/.kaggle/kaggle.json), and says which is missing. \
+        docs/publishing.md walks through it.")]
+    Publish(PublishArgs),
+
     /// Open the last build's HTML report (or print where it is)
     #[command(long_about = "Open the last build's HTML report, or print where it is.\n\n\
         Every build that ran a step writes .exportctl/reports/latest.html (and keeps the last 10 \
@@ -170,6 +185,17 @@ pub struct CheckArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// `model` or `model/piece`; default: every piece
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Print the `kaggle` commands, run nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,9 +15,11 @@
 //! | `dist/<model>/<piece>/<version>/kaggle/` | [`INSTANCE_METADATA`] and the SavedModel's files | `kaggle models instances create -p DIR -r zip`, `… versions create HANDLE -p DIR -r zip -n NOTES` |
 //!
 //! The tool uploads every file at the top of the folder except the two metadata files, and a
-//! sub-folder (the SavedModel's `variables/`) only with `-r zip` or `-r tar`: it packs the
-//! folder into one archive that Kaggle unpacks into the same folder again. So each variation's
-//! folder is its SavedModel, ready to upload, and the commands always pass `-r zip`.
+//! sub-folder (the SavedModel's `variables/`) only with `-r zip` or `-r tar` (it packs each
+//! sub-folder into one archive, `variables.zip`; without either the tool skips it, and the
+//! variation would have no weights). So each variation's folder is its SavedModel, ready to
+//! upload, and the commands always pass `-r zip`. (Checked against the `kaggle` package's own
+//! code, 2.2.5: `tests/integration/kaggle.rs` runs its metadata checks on every example.)
 //!
 //! **The rules the tool checks before uploading** (checked here too, so that `publish` fails
 //! before anything is sent): the model's owner and slug are lowercase letters and digits joined

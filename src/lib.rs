@@ -19,6 +19,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod outline;
 pub mod plan;
+pub mod publish;
 pub mod runtime;
 pub mod scratch;
 pub mod steps;

@@ -128,8 +128,9 @@ pub(super) enum Location<'a> {
     Local,
     /// The archive at a URL (`asset-base-url`); `name` is a cache name unique to this package.
     Url { url: &'a str, name: &'a str },
-    /// A Kaggle Models variation (`owner/model/tensorFlow2/variation`); Kaggle writes the
-    /// version number into the page where it shows the usage.
+    /// A Kaggle Models variation (`owner/model/tensorFlow2/variation`), downloaded by
+    /// `kagglehub` (its latest version: Kaggle numbers versions in upload order, which need
+    /// not be `project.version`).
     Kaggle { handle: &'a str },
 }
 
@@ -341,7 +342,7 @@ impl Docs<'_> {
                 }
                 Location::Url { url, .. } => (vec![], format!("path = \"{url}\"")),
                 Location::Kaggle { handle } => {
-                    (vec!["import kagglehub".into()], format!("path = kagglehub.model_download(\"{handle}/${{VERSION_NUMBER}}\")"))
+                    (vec!["import kagglehub".into()], format!("path = kagglehub.model_download(\"{handle}\")  # its latest version; add /<number> to pin one"))
                 }
             }
         };
@@ -979,7 +980,7 @@ mod tests {
         assert!(tensorflow.contains("print(obj.signatures[\"serving_default\"](**x))"), "{tensorflow}");
         let [kaggle, _, _] = docs.snippets(Location::Kaggle { handle: "acme/bert/tensorFlow2/encoder" });
         assert!(kaggle.starts_with("import kagglehub\nimport keras\n"), "{kaggle}");
-        assert!(kaggle.contains("path = kagglehub.model_download(\"acme/bert/tensorFlow2/encoder/${VERSION_NUMBER}\")"), "{kaggle}");
+        assert!(kaggle.contains("path = kagglehub.model_download(\"acme/bert/tensorFlow2/encoder\")  # its latest version"), "{kaggle}");
     }
 
     #[test]

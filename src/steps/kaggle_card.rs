@@ -3,8 +3,8 @@
 //! in `model-instance-metadata.json` (the rules of the files are in `crate::kaggle`).
 //!
 //! The usage follows the sections of Kaggle's own template (format, inputs, outputs, usage,
-//! fine-tuning), its snippets loading the variation with `kagglehub.model_download`; Kaggle
-//! writes the version number into `${VERSION_NUMBER}` where it shows them. The model card
+//! fine-tuning), its snippets loading the variation's latest version with
+//! `kagglehub.model_download`. The model card
 //! lists the model's variations and the model card fields of the model's `docs`.
 
 use std::fmt::Write as _;
