@@ -14,6 +14,7 @@ mod build;
 mod cache;
 mod watch;
 mod steps;
+mod consumers;
 mod examples;
 mod report;
 mod init;
