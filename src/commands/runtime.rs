@@ -24,7 +24,11 @@ pub fn run(workspace: &Workspace, args: &RuntimeArgs) -> Result<()> {
             let found = runtime::discover(&settings, &root, &Discovery { install: false, progress: false }).map_err(runtime_error)?;
             match format {
                 ReportFormat::Text => print_status(&found),
-                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&found).expect("runtime serialises")),
+                ReportFormat::Json => {
+                    let mut status = serde_json::to_value(&found).expect("runtime serialises");
+                    status["keras_backend"] = json!(crate::runtime::worker::KERAS_BACKEND);
+                    println!("{}", serde_json::to_string_pretty(&status).expect("status serialises"));
+                }
             }
             Ok(())
         }

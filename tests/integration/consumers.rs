@@ -38,7 +38,10 @@ pub fn python_blocks(markdown: &str) -> Vec<String> {
 /// Keras 3 first, then tf_keras, then TensorFlow alone. Returns what they printed.
 pub fn run_model_md_snippets(dir: &Path) -> String {
     let md = std::fs::read_to_string(dir.join("model.md")).unwrap();
-    let blocks = python_blocks(&md);
+    // The generated `## Usage` section's, not those of the user's body.
+    let usage = md.split_once("\n## Usage\n").unwrap_or_else(|| panic!("no ## Usage in {}:\n{md}", dir.display())).1;
+    let usage = usage.split_once("\n## ").map_or(usage, |(section, _)| section);
+    let blocks = python_blocks(usage);
     assert_eq!(blocks.len(), 3, "three usage snippets in {}:\n{md}", dir.display());
     assert!(blocks[0].contains("keras.layers.TFSMLayer(") || blocks[0].contains("class ServingLayer(keras.layers.TFSMLayer)"), "Keras 3 first:\n{}", blocks[0]);
     assert!(blocks[1].contains("hub.KerasLayer(path"), "tf_keras second:\n{}", blocks[1]);

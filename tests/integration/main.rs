@@ -15,6 +15,7 @@ mod cache;
 mod watch;
 mod steps;
 mod consumers;
+mod backends;
 mod examples;
 mod report;
 mod init;
