@@ -109,7 +109,7 @@ pub fn kaggle_python() -> &'static Path {
         );
         // Its Python finds the packages relative to itself: the folder can be moved in place.
         // Another test process may have moved its own there first; either serves.
-        let staged = staging.into_path();
+        let staged = staging.keep();
         if std::fs::rename(&staged, &venv).is_err() {
             let _ = std::fs::remove_dir_all(&staged);
         }

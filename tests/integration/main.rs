@@ -17,6 +17,7 @@ mod steps;
 mod consumers;
 mod backends;
 mod examples;
+mod publish;
 mod report;
 mod init;
 mod reproducible;
