@@ -1,4 +1,4 @@
-//! The plan: the manifest as a DAG of steps (SPEC §2).
+//! The plan: the manifest as a DAG of steps.
 //!
 //! One `export` node per model; per piece a chain `slice → trace → validate → package`, the
 //! slice depending on its model's export and `package` also reading `trace`'s output. Node

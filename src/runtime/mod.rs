@@ -1,4 +1,4 @@
-//! The Python + TensorFlow that export, slice and trace run in (SPEC §6).
+//! The Python + TensorFlow that export, slice and trace run in.
 //!
 //! **Which Python.** In order: the manifest's `runtime.python`, `$EXPORTCTL_PYTHON`, an active
 //! virtualenv (`$VIRTUAL_ENV`) that has TensorFlow, else the *managed runtime*: a virtualenv

@@ -11,7 +11,7 @@
 //! | [`parts`] | digests of `saved_model.pb`'s parts (functions, graph, object graph…), for `Export.lock` |
 //! | [`variables`] | stored variables and optimizer-state detection (the design notes are there) |
 //! | [`inspect`] | `exportctl inspect`: [`Inspection`], human and JSON reports |
-//! | [`model`] | [`LoadedModel`], [`run_signature`]: SPEC §4's native check |
+//! | [`model`] | [`LoadedModel`], [`run_signature`]: validate's native check |
 //! | [`array`], [`npy`], [`compare`] | golden arrays: the `.npy` files the worker writes, and the tolerance rule |
 //! | [`archive`] | unpacking a packaged `.tar.gz` safely (TF Hub's rules) |
 //! | [`scan`] | ops that touch files, hosts or Python, found before anything runs |

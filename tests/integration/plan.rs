@@ -1,4 +1,4 @@
-//! `exportctl plan`: the DAG of SPEC §2, target selection, and its three formats.
+//! `exportctl plan`: the DAG of steps, target selection, and its three formats.
 
 use std::collections::{BTreeMap, BTreeSet};
 

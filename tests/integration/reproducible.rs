@@ -1,4 +1,4 @@
-//! Reproducible packages (SPEC §3, issue 7): two clean builds of every example write
+//! Reproducible packages (issue 7): two clean builds of every example write
 //! bit-identical archives, docs, build.json and SavedModels, whatever order the steps ran in
 //! and whatever the Python worker traced before; `--locked` passes on a clean rebuild, fails
 //! naming the file and the part of `saved_model.pb` that changed, and CI runs it against the
