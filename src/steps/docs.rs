@@ -771,7 +771,7 @@ mod tests {
                 checks: vec![],
                 regularization_loss_values: vec![Some(0.004)],
                 hub: Some(HubSummary { trainable_weights: 8, losses: 1, moved: 8 }),
-                keras3: Some(Keras3Summary { trainable_weights: 8, moved: 8 }),
+                keras3: Some(Keras3Summary { trainable_weights: 8, reached: 8, moved: 8 }),
             },
             lints: vec![],
         };
@@ -875,7 +875,7 @@ mod tests {
         let mut f = fixture();
         f.traced.trainable_variables = 0;
         f.report.reusable.hub = Some(HubSummary { trainable_weights: 0, losses: 1, moved: 0 });
-        f.report.reusable.keras3 = Some(Keras3Summary { trainable_weights: 0, moved: 0 });
+        f.report.reusable.keras3 = Some(Keras3Summary { trainable_weights: 0, reached: 0, moved: 0 });
         let (md, _) = render_piece(&f, None, None, false);
         assert!(md.contains("<!-- fine-tunable: false -->"), "{md}");
         assert!(md.contains("hub.KerasLayer(path, trainable=False)"), "{md}");

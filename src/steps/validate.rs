@@ -129,6 +129,10 @@ pub struct HubSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Keras3Summary {
     pub trainable_weights: u64,
+    /// How many got a non-zero gradient through TFSMLayer in a Keras 3 model.
+    #[serde(default)]
+    pub reached: u64,
+    /// How many one `fit` step changed (a gradient can be too small to change a float32).
     pub moved: u64,
 }
 
