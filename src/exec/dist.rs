@@ -168,9 +168,9 @@ fn model_metadata_path(model: &str) -> String {
     format!("{model}/{}", crate::kaggle::MODEL_METADATA)
 }
 
-/// Removes the piece folders exportctl wrote into `out_dir` (those `dist.json` records), then
-/// the folders left empty up to and including `out_dir`. Anything else in `out_dir` stays.
-/// Returns the folders removed.
+/// Removes the piece folders exportctl wrote into `out_dir` (those `dist.json` records, with
+/// the models' `model-metadata.json`), then the folders left empty up to and including
+/// `out_dir`. Anything else in `out_dir` stays. Returns the piece folders removed.
 pub fn clean(cache_dir: &Path, root: &Path, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let state_file = cache_dir.join("dist.json");
     let state: BTreeMap<String, Made> = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
@@ -184,8 +184,12 @@ pub fn clean(cache_dir: &Path, root: &Path, out_dir: &Path) -> io::Result<Vec<Pa
             if has_link_between(&full, &folder) || std::fs::symlink_metadata(&folder).is_err() {
                 continue;
             }
+            // The models' `model-metadata.json` files go too, but are not package folders.
+            let is_folder = std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir());
             remove_any(&folder)?;
-            removed.push(folder.clone());
+            if is_folder {
+                removed.push(folder.clone());
+            }
             let mut parent = folder.parent().map(Path::to_path_buf);
             while let Some(dir) = parent {
                 if !dir.starts_with(&full) || std::fs::remove_dir(&dir).is_err() {
