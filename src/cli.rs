@@ -27,6 +27,7 @@ Examples:
   exportctl check                          validate the manifest (no TensorFlow needed)
   exportctl plan --format dot | dot -Tsvg > plan.svg
   exportctl plan mobilenet/feature-vector  what building one piece involves
+  exportctl publish --dry-run              the `kaggle` commands that publish to Kaggle Models
 
 Exit codes:
   0    success
@@ -119,7 +120,8 @@ pub enum Command {
         PATH is a SavedModel directory or a packaged .tar.gz. Native: load with tag serve through \
         TensorFlow's C API, check serving_default, run it, look for optimizer state. Python: the \
         Reusable SavedModel API (__call__ with training=True/False, variables, regularization \
-        losses, one fine-tuning step, hub.KerasLayer). Without --golden, the inputs are seeded \
+        losses, one fine-tuning step), then as consumers use it: hub.KerasLayer in a tf_keras model \
+        and keras.layers.TFSMLayer in a Keras 3 model, each fitted one step. Without --golden, the inputs are seeded \
         random tensors for serving_default and the native outputs are the reference Python must \
         match. Exit code 0 when every check passes, 1 when one fails.")]
     Validate(ValidateArgs),
@@ -139,6 +141,20 @@ pub enum Command {
         vector at the last pooling layer. It declares the model's inputs, and the dropout and \
         batch-norm settings only when the model has such layers.")]
     Init(InitArgs),
+
+    /// Publish the built packages to Kaggle Models with the `kaggle` tool
+    #[command(long_about = "Publish the built packages to Kaggle Models with the official `kaggle` command-line tool.\n\n\
+        Each model becomes a Kaggle model (`[kaggle] owner`/model name) and each of its pieces a \
+        TensorFlow 2 variation named after the piece. Version 1 (`project.version`) creates the \
+        model and its variations; a later version updates the model card and each variation's \
+        documentation, then uploads the variation's new version with `[kaggle] version-notes`. \
+        Reads what `exportctl build` wrote in dist/ and builds nothing; every file is checked \
+        before the first command runs.\n\n\
+        With --dry-run, prints the commands and runs nothing. Without it, runs them: that needs \
+        the `kaggle` command on PATH (`pip install kaggle`) and credentials ($KAGGLE_USERNAME and \
+        $KAGGLE_KEY, $KAGGLE_API_TOKEN, or ~/.kaggle/kaggle.json), and says which is missing. \
+        docs/publishing.md walks through it.")]
+    Publish(PublishArgs),
 
     /// Open the last build's HTML report (or print where it is)
     #[command(long_about = "Open the last build's HTML report, or print where it is.\n\n\
@@ -169,6 +185,17 @@ pub struct CheckArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// `model` or `model/piece`; default: every piece
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Print the `kaggle` commands, run nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

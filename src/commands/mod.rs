@@ -9,6 +9,7 @@ mod completions;
 mod init;
 mod inspect;
 mod plan;
+mod publish;
 mod report;
 mod runtime;
 mod schema;
@@ -82,6 +83,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Runtime(args) => runtime::run(&workspace, &args),
         Command::Inspect(args) => inspect::run(&workspace, &args),
         Command::Validate(args) => validate::run(&workspace, &args),
+        Command::Publish(args) => publish::run(&workspace, &args),
         Command::Report(args) => report::run(&workspace, &args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),

@@ -24,7 +24,11 @@ pub fn run(workspace: &Workspace, args: &RuntimeArgs) -> Result<()> {
             let found = runtime::discover(&settings, &root, &Discovery { install: false, progress: false }).map_err(runtime_error)?;
             match format {
                 ReportFormat::Text => print_status(&found),
-                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&found).expect("runtime serialises")),
+                ReportFormat::Json => {
+                    let mut status = serde_json::to_value(&found).expect("runtime serialises");
+                    status["keras_backend"] = json!(crate::runtime::worker::KERAS_BACKEND);
+                    println!("{}", serde_json::to_string_pretty(&status).expect("status serialises"));
+                }
             }
             Ok(())
         }
@@ -92,7 +96,11 @@ fn print_status(r: &Runtime) {
         or_missing(&v.tensorflow),
         r.tensorflow_dir.as_ref().map(|d| format!("  ({})", d.display())).unwrap_or_default()
     );
-    println!("keras:           {}", or_missing(&v.keras));
+    println!(
+        "keras:           {}  (backend {}: the worker sets KERAS_BACKEND whatever your shell or ~/.keras/keras.json say)",
+        or_missing(&v.keras),
+        crate::runtime::worker::KERAS_BACKEND
+    );
     println!("tf_keras:        {}", or_missing(&v.tf_keras));
     println!("tensorflow_hub:  {}", or_missing(&v.tensorflow_hub));
     println!("numpy:           {}", or_missing(&v.numpy));

@@ -2,9 +2,14 @@
 //!
 //! For every piece whose `package` step succeeded, `dist/<model>/<piece>/<version>/` gets the
 //! package step's outputs (`model.tar.gz`, `model.md`, `build.json`) and the trace step's
-//! `saved_model/`. Files are **hard links** to the cache's read-only blobs, not copies: a
-//! BERT-sized package costs its bytes once on disk, and linking takes no time. (A `dist/` on
-//! another filesystem than `.exportctl/` gets copies, checked while copying.)
+//! `saved_model/`; its `kaggle/` folder is what `kaggle models instances create -p` uploads: the
+//! SavedModel's files again beside `model-instance-metadata.json`. The model's
+//! `model-metadata.json` (the same in every package of the model) goes to
+//! `dist/<model>/model-metadata.json`, where `kaggle models create -p dist/<model>` reads it: a
+//! file, so that no piece name can clash with it. Files are **hard links** to the cache's
+//! read-only blobs, not copies: a BERT-sized package costs its bytes once on disk, however
+//! many times it is linked, and linking takes no time. (A `dist/` on another filesystem than
+//! `.exportctl/` gets copies, checked while copying.)
 //!
 //! **Checked before shipping.** Each file's bytes are checked against the digest its cache
 //! entry records before it is linked (`cache::verify`: a `stat` when nothing changed); an
@@ -110,15 +115,62 @@ pub fn materialize(
         changed = true;
         done.written.push(dest);
     }
+    // The models' metadata: from the first package of each model that has it.
+    let mut models = std::collections::BTreeSet::new();
+    for result in summary.results.iter().filter(|r| r.id.kind == StepKind::Package && r.succeeded()) {
+        let Some(package) = &result.entry else { continue };
+        let Some(digest) = package.files.get(crate::steps::files::KAGGLE_MODEL) else { continue };
+        if !models.insert(result.id.model.clone()) {
+            continue;
+        }
+        let rel = model_metadata_path(&result.id.model);
+        let dest = root.join(out_dir).join(&rel);
+        if let Some(made) = state.get(&rel) {
+            let stamp = std::fs::symlink_metadata(&dest).ok().map(|m| Stamp::of_metadata(&m));
+            if made.package == *digest && stamp.as_ref() == made.files.get("") {
+                continue;
+            }
+        }
+        let source = package.out().join(crate::steps::files::KAGGLE_MODEL);
+        if let Err(problem) = verifier.check(&source, digest) {
+            let corruption = Corruption { key: package.key.clone(), file: crate::steps::files::KAGGLE_MODEL.to_string(), problem };
+            store.evict_corrupt(package, &corruption.file, verifier)?;
+            state.remove(&rel);
+            changed = true;
+            done.corrupted.push((result.id.clone(), corruption));
+            continue;
+        }
+        if !out_ready {
+            real_dirs(root, out_dir, None)?;
+            out_ready = true;
+        }
+        let folder = real_dirs(root, &out_dir.join(&result.id.model), Some(out_dir))?;
+        // Linked beside its destination, then renamed over it: never seen half-written.
+        let tmp = crate::atomic::TempDir::new_in(&folder)?;
+        let staged = tmp.path().join(crate::kaggle::MODEL_METADATA);
+        link_or_copy(&source, &staged, digest)?;
+        verifier.record(&source, digest)?;
+        remove_any(&dest)?;
+        std::fs::rename(&staged, &dest)?;
+        let stamp = Stamp::of_metadata(&std::fs::symlink_metadata(&dest)?);
+        state.insert(rel, Made { package: digest.clone(), trace: String::new(), files: BTreeMap::from([(String::new(), stamp)]) });
+        changed = true;
+        done.written.push(dest);
+    }
     if changed {
         crate::atomic::write_file(&state_file, &serde_json::to_vec_pretty(&state).expect("state serialises"))?;
     }
     Ok(done)
 }
 
-/// Removes the piece folders exportctl wrote into `out_dir` (those `dist.json` records), then
-/// the folders left empty up to and including `out_dir`. Anything else in `out_dir` stays.
-/// Returns the folders removed.
+/// `<model>/model-metadata.json`, relative to the output directory.
+fn model_metadata_path(model: &str) -> String {
+    format!("{model}/{}", crate::kaggle::MODEL_METADATA)
+}
+
+/// Removes the piece folders exportctl wrote into `out_dir` (those `dist.json` records, with
+/// the models' `model-metadata.json`), then the folders left empty up to and including
+/// `out_dir`. Anything else in `out_dir` stays. Returns the piece folders removed.
 pub fn clean(cache_dir: &Path, root: &Path, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let state_file = cache_dir.join("dist.json");
     let state: BTreeMap<String, Made> = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
@@ -132,8 +184,12 @@ pub fn clean(cache_dir: &Path, root: &Path, out_dir: &Path) -> io::Result<Vec<Pa
             if has_link_between(&full, &folder) || std::fs::symlink_metadata(&folder).is_err() {
                 continue;
             }
+            // The models' `model-metadata.json` files go too, but are not package folders.
+            let is_folder = std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir());
             remove_any(&folder)?;
-            removed.push(folder.clone());
+            if is_folder {
+                removed.push(folder.clone());
+            }
             let mut parent = folder.parent().map(Path::to_path_buf);
             while let Some(dir) = parent {
                 if !dir.starts_with(&full) || std::fs::remove_dir(&dir).is_err() {
@@ -180,16 +236,24 @@ fn real_dirs_exist(root: &Path, relative: &Path) -> io::Result<()> {
 }
 
 /// (path inside the piece folder, source file in the cache, digest, entry) of what ships.
+/// The model's metadata is not in the piece's folder (see [`materialize`]); the SavedModel is
+/// in it twice, as `saved_model/` and in `kaggle/`, the folder the `kaggle` tool uploads.
 fn shipped_files<'e>(package: &'e Entry, trace: &'e Entry) -> Vec<(String, PathBuf, &'e String, &'e Entry)> {
     let saved_model = format!("{}/", crate::steps::files::SAVED_MODEL);
-    let mut files: Vec<_> = package.files.iter().map(|(rel, digest)| (rel.clone(), package.out().join(rel), digest, package)).collect();
-    files.extend(
-        trace
-            .files
-            .iter()
-            .filter(|(rel, _)| rel.starts_with(&saved_model))
-            .map(|(rel, digest)| (rel.clone(), trace.out().join(rel), digest, trace)),
-    );
+    let mut files: Vec<_> = package
+        .files
+        .iter()
+        .filter(|(rel, _)| rel.as_str() != crate::steps::files::KAGGLE_MODEL)
+        .map(|(rel, digest)| (rel.clone(), package.out().join(rel), digest, package))
+        .collect();
+    let has_kaggle = package.files.contains_key(crate::steps::files::KAGGLE_VARIATION);
+    for (rel, digest) in trace.files.iter().filter(|(rel, _)| rel.starts_with(&saved_model)) {
+        files.push((rel.clone(), trace.out().join(rel), digest, trace));
+        if has_kaggle {
+            let inside = &rel[saved_model.len()..];
+            files.push((format!("{}/{inside}", crate::kaggle::FOLDER), trace.out().join(rel), digest, trace));
+        }
+    }
     files
 }
 
@@ -203,8 +267,12 @@ pub fn check_shipped(root: &Path, out_dir: &Path, version: u32, summary: &BuildS
         let trace_id = StepId { kind: StepKind::Trace, ..result.id.clone() };
         let Some(trace) = by_id.get(&trace_id).and_then(|r| r.entry.as_ref()) else { continue };
         let dest = root.join(out_dir).join(format!("{}/{piece}/{version}", result.id.model));
-        for (relative, _, digest, _) in shipped_files(package, trace) {
-            let path = dest.join(&relative);
+        let mut shipped: Vec<(PathBuf, &String)> =
+            shipped_files(package, trace).into_iter().map(|(relative, _, digest, _)| (dest.join(relative), digest)).collect();
+        if let Some(digest) = package.files.get(crate::steps::files::KAGGLE_MODEL) {
+            shipped.push((root.join(out_dir).join(model_metadata_path(&result.id.model)), digest));
+        }
+        for (path, digest) in shipped {
             match crate::hash::digest_file(&path) {
                 Ok(actual) if &actual == digest => {}
                 Ok(_) => problems.push(format!("{}: its bytes are not the ones built", path.display())),

@@ -21,7 +21,18 @@ pub struct Manifest {
     pub project: Project,
     pub runtime: RuntimeSettings,
     pub cache: CacheSettings,
+    pub kaggle: KaggleSettings,
     pub models: Vec<Model>,
+}
+
+/// `[kaggle]`: publishing to Kaggle Models.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KaggleSettings {
+    /// The owner's slug: `owner`, or the project's publisher.
+    pub owner: String,
+    pub private: bool,
+    /// `version-notes`; `None`: `Version <version>`.
+    pub version_notes: Option<String>,
 }
 
 /// `[cache]`.
@@ -77,6 +88,8 @@ impl KerasFlavour {
 pub struct Model {
     pub name: String,
     pub name_span: Span,
+    /// `title` (Kaggle Models); `None`: the name.
+    pub title: Option<String>,
     pub source: Source,
     pub custom_objects: Vec<PathBuf>,
     pub keras: KerasFlavour,
@@ -85,6 +98,9 @@ pub struct Model {
     pub inputs: Vec<InputSpec>,
     /// Ops the op scan refuses that this model may run anyway (`allow-ops`).
     pub allow_ops: Vec<String>,
+    /// The documentation at the model's level (`[defaults]` then the model's `docs`), without a
+    /// body: what the model as a whole is described with (the Kaggle model card).
+    pub docs: DocsSettings,
     pub pieces: Vec<Piece>,
 }
 
@@ -202,6 +218,11 @@ pub struct DocsSettings {
     pub network_architecture: Option<String>,
     pub language: Option<String>,
     pub fine_tunable: Option<bool>,
+    /// `training-data`: one sentence, or a list of datasets.
+    pub training_data: Vec<String>,
+    pub evaluation: Option<String>,
+    pub limitations: Option<String>,
+    pub citation: Option<String>,
 }
 
 impl Manifest {

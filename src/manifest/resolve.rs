@@ -24,6 +24,7 @@ pub fn resolve(source: Arc<ManifestSource>, root: &Path, tree: &Node, errors: &m
     let project = cx.project(project_node.unwrap_or(&empty));
     let runtime = cx.runtime(tree.get("runtime").unwrap_or(&empty));
     let cache = cx.cache(tree.get("cache").unwrap_or(&empty));
+    let kaggle = project.as_ref().map(|p| cx.kaggle(tree.get("kaggle").unwrap_or(&empty), &p.publisher));
     let defaults = tree.get("defaults").filter(|n| n.as_table().is_some());
     let mut models = Vec::new();
     if let Some(entries) = tree.get("models").and_then(Node::as_table) {
@@ -36,12 +37,12 @@ pub fn resolve(source: Arc<ManifestSource>, root: &Path, tree: &Node, errors: &m
             }
         }
     }
-    let project = project?;
+    let (project, kaggle) = (project?, kaggle?);
     if !cx.errors.is_empty() {
         return None;
     }
     let root = root.to_path_buf();
-    Some(Manifest { source, root, project, runtime, cache, models })
+    Some(Manifest { source, root, project, runtime, cache, kaggle, models })
 }
 
 struct Resolver<'a> {
@@ -224,6 +225,30 @@ impl Resolver<'_> {
         CacheSettings { max_size, remote, remote_upload }
     }
 
+    fn kaggle(&mut self, node: &Node, publisher: &str) -> KaggleSettings {
+        let owner = match node.get("owner") {
+            Some(n) => {
+                let owner = n.as_str().unwrap_or_default();
+                if !crate::kaggle::is_owner_slug(owner) {
+                    let example = crate::kaggle::to_slug(owner);
+                    let example = if example.is_empty() { "my-team".to_string() } else { example };
+                    self.error(
+                        ManifestError::new("bad-slug", n.span.clone(), format!("`{owner}` is not a Kaggle owner slug"))
+                            .label("lowercase letters and digits, joined by single `-` or `_`")
+                            .help(format!("write the owner as it appears in its Kaggle URL: {}", self.assign("owner", &format!("\"{example}\"")))),
+                    );
+                }
+                owner.to_string()
+            }
+            None => publisher.to_string(),
+        };
+        KaggleSettings {
+            owner,
+            private: node.get("private").and_then(Node::as_bool).unwrap_or(true),
+            version_notes: node.get("version-notes").and_then(Node::as_str).map(str::to_string),
+        }
+    }
+
     fn runtime(&mut self, node: &Node) -> RuntimeSettings {
         let python = match node.get("python") {
             Some(n) => match n.as_str() {
@@ -349,7 +374,10 @@ impl Resolver<'_> {
             .iter()
             .filter_map(|n| n.as_str().map(str::to_string))
             .collect();
-        Some(Model { name: name.to_string(), name_span, source: source?, custom_objects, keras, export, inputs, allow_ops, pieces })
+        let title = node.get("title").and_then(Node::as_str).map(str::to_string);
+        // Without the body: each piece checks it (and reports a missing file once per piece).
+        let docs = self.docs(&layers.sub("docs"), false);
+        Some(Model { name: name.to_string(), name_span, title, source: source?, custom_objects, keras, export, inputs, allow_ops, docs, pieces })
     }
 
     fn line_of(&self, offset: usize) -> (usize, usize) {
@@ -399,7 +427,7 @@ impl Resolver<'_> {
         }
         let trainable = node.get("trainable").and_then(Node::as_bool).unwrap_or(model_trainable);
         let validate = self.validate(&layers.sub("validate"));
-        let docs = self.docs(&layers.sub("docs"));
+        let docs = self.docs(&layers.sub("docs"), true);
         Some(Piece {
             name,
             name_span: name_node.span.clone(),
@@ -454,9 +482,14 @@ impl Resolver<'_> {
         }
     }
 
-    fn docs(&mut self, layers: &Layers<'_>) -> DocsSettings {
+    fn docs(&mut self, layers: &Layers<'_>, with_body: bool) -> DocsSettings {
         let string = |key: &str| layers.str(key).map(str::to_string);
-        let body = layers.get("body").and_then(|n| self.project_path(n, Expect::File));
+        let body = if with_body { layers.get("body").and_then(|n| self.project_path(n, Expect::File)) } else { None };
+        let training_data = match layers.get("training-data").map(|n| &n.value) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
         DocsSettings {
             description: string("description"),
             body,
@@ -466,6 +499,10 @@ impl Resolver<'_> {
             network_architecture: string("network-architecture"),
             language: string("language"),
             fine_tunable: layers.bool("fine-tunable"),
+            training_data,
+            evaluation: string("evaluation"),
+            limitations: string("limitations"),
+            citation: string("citation"),
         }
     }
 

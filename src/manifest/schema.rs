@@ -125,6 +125,17 @@ pub const DOCS: &[Field] = &[
     field("network-architecture", Ty::String, "TF Hub network-architecture tag, e.g. `mobilenet-v3`."),
     field("language", Ty::String, "TF Hub language tag, e.g. `en`."),
     field("fine-tunable", Ty::Bool, "Whether consumers may fine-tune; defaults to the piece's `trainable`."),
+    field("training-data", Ty::OneOrMany(&Ty::String), "What the model was trained on: a sentence, or a list of datasets (names or URLs). Shown in the documentation; Kaggle's `trainingData`."),
+    field("evaluation", Ty::String, "How the model was evaluated, and the results (markdown). Shown in the documentation and the Kaggle model card."),
+    field("limitations", Ty::String, "Known limitations, biases and uses the model is not fit for (markdown). Shown in the documentation and the Kaggle model card."),
+    field("citation", Ty::String, "How to cite the model, e.g. a BibTeX entry. Shown in the documentation and the Kaggle model card."),
+];
+
+/// `[kaggle]`: what `exportctl publish` needs beyond the documentation.
+pub const KAGGLE: &[Field] = &[
+    field("owner", Ty::String, "The Kaggle user or organisation that owns the models (its slug: lowercase letters, digits, `-` and `_`); default: the project's `publisher`."),
+    defaulted("private", Ty::Bool, "true", "Whether the models are private on Kaggle (only their owner sees them). Applied when a model is created and on every later version."),
+    field("version-notes", Ty::String, "The notes of this version on Kaggle (`kaggle models instances versions create -n`); default: `Version <version>`."),
 ];
 
 const INPUT: &[Field] = &[
@@ -145,6 +156,7 @@ pub const PIECE: &[Field] = &[
 
 pub const MODEL: &[Field] = &[
     required("source", Ty::String, "The trained model: a `.keras` or `.h5` file, a SavedModel directory, or `path/to/file.py:function` (a builder)."),
+    field("title", Ty::String, "The model's title on Kaggle Models; default: its name."),
     field("checkpoint", Ty::Path, "With a builder source: the checkpoint (prefix) restored after building."),
     field("restore", Ty::String, "With `checkpoint`: the checkpoint attribute holding the model's weights (e.g. `encoder`, Model Garden style)."),
     field("custom-objects", Ty::List(&Ty::Path), "Python files imported before loading (custom layers, losses)."),
@@ -195,6 +207,7 @@ pub const MANIFEST: &[Field] = &[
     field("runtime", Ty::Table(RUNTIME), "The Python + TensorFlow that runs export, slice and trace."),
     field("cache", Ty::Table(CACHE), "The build cache: its size limit and a shared remote cache."),
     field("defaults", Ty::Table(DEFAULTS), "Settings every model and piece inherits unless it overrides them."),
+    field("kaggle", Ty::Table(KAGGLE), "Publishing to Kaggle Models (`exportctl publish`): the owner, visibility and version notes."),
     required("models", Ty::Map { keys: Keys::Name, value: &Ty::Table(MODEL) }, "The models to export, by name: `[models.<name>]`."),
 ];
 

@@ -514,7 +514,10 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         let _ = run_logged(compile_bytecode(&python), &mut log, &progress, "compiling bytecode", &log_path);
         progress.phase("checking that TensorFlow imports");
         let mut check = Command::new(&python);
-        check.args(["-c", "import tensorflow, keras, tf_keras, tensorflow_hub"]).env("TF_CPP_MIN_LOG_LEVEL", "3");
+        check
+            .args(["-c", "import tensorflow, keras, tf_keras, tensorflow_hub"])
+            .env("TF_CPP_MIN_LOG_LEVEL", "3")
+            .env("KERAS_BACKEND", super::worker::KERAS_BACKEND);
         run_logged(check, &mut log, &progress, "importing TensorFlow in the new runtime", &log_path)?;
         let probed = super::probe::probe(&python, Choice::Managed, String::new()).map_err(|e| InstallError::Failed {
             step: "reading the installed versions".into(),

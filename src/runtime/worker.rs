@@ -45,15 +45,21 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/usercode.py"),
     source!("exportctl_worker/introspect.py"),
     source!("exportctl_worker/kerasio.py"),
+    source!("exportctl_worker/backends.py"),
     source!("exportctl_worker/recipe.py"),
     source!("exportctl_worker/export.py"),
     source!("exportctl_worker/outline.py"),
     source!("exportctl_worker/slicing.py"),
     source!("exportctl_worker/trace.py"),
     source!("exportctl_worker/validate.py"),
+    source!("exportctl_worker/checks.py"),
+    source!("exportctl_worker/consumers.py"),
     source!("exportctl_worker/debug.py"),
     source!("exportctl_worker/canonical.py"),
 ];
+
+/// The Keras 3 backend the worker always runs (`KERAS_BACKEND`).
+pub const KERAS_BACKEND: &str = "tensorflow";
 
 /// How many lines of the worker's stderr are kept to explain a failure.
 const LOG_LINES: usize = 200;
@@ -327,6 +333,10 @@ impl Worker {
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env_remove("TF_USE_LEGACY_KERAS")
+            // Keras 3 runs on TensorFlow in the worker, whatever the user's shell or
+            // ~/.keras/keras.json select: a model trained on JAX or PyTorch is exported by
+            // TensorFlow. (The entry script sets it again, for a worker started by hand.)
+            .env("KERAS_BACKEND", KERAS_BACKEND)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -7,7 +7,7 @@
 //! | slice | the piece's `from`/`to`, its dropout/batch-norm | worker `slice` | `piece.json` (the cut), `slice.json` (its inputs, outputs, facts) |
 //! | trace | `trainable`, declared inputs, golden inputs (`batch`+`seed`, or the samples file) | worker `trace` (the piece built from the recipe and the cut) | `saved_model/`, `golden/`, `trace.json`, `sources.json` |
 //! | validate | tolerances, `fine-tune-step`, `trainable`, `include-optimizer`, declared inputs, dropout/batch-norm (for lints) | native (Rust, C API) + worker `validate` | `report.json` |
-//! | package | project handle fields, the piece's docs settings, dropout/batch-norm/trainable (for the docs); the docs body | Rust | `model.tar.gz`, `model.md`, `build.json` |
+//! | package | project handle fields, the piece's docs settings, dropout/batch-norm/trainable (for the docs), `[kaggle]`, the model's title, docs and pieces (for the Kaggle model card); the docs body | Rust | `model.tar.gz`, `model.md`, `build.json`, `kaggle/model-instance-metadata.json`, `kaggle-model/model-metadata.json` |
 //!
 //! **Only what a step reads goes into its key.** Each `inputs()` returns the canonical JSON of
 //! exactly the settings that step uses, so editing a piece's docs re-runs its package and
@@ -23,7 +23,9 @@
 //! **Paths.** The worker gets absolute paths (it runs with its own working directory); what the
 //! steps write (JSON, docs, provenance) holds only paths relative to the project root.
 
+mod docs;
 mod export;
+mod kaggle_card;
 mod package;
 mod slice;
 mod trace;
@@ -46,7 +48,8 @@ use crate::runtime::pool::WorkerPool;
 use crate::runtime::{self, Provider, Runtime, Worker, WorkerError};
 use crate::tf::{Native, TfLogs};
 
-pub use package::{archive_saved_model, archive_saved_model_at, license_tag, ArchiveSummary, ARCHIVE_LEVEL};
+pub use docs::license_tag;
+pub use package::{archive_saved_model, archive_saved_model_at, ArchiveSummary, ARCHIVE_LEVEL};
 pub use validate::{Check, Report};
 
 /// What each step writes, by name: the next steps read these.
@@ -65,6 +68,10 @@ pub mod files {
     pub const REPORT: &str = "report.json";
     pub const ARCHIVE: &str = "model.tar.gz";
     pub const DOCS: &str = "model.md";
+    /// package: the piece as a variation on Kaggle Models (`dist/<model>/<piece>/<version>/kaggle/`).
+    pub const KAGGLE_VARIATION: &str = "kaggle/model-instance-metadata.json";
+    /// package: the model on Kaggle Models (`dist/<model>/kaggle/`), the same for every piece.
+    pub const KAGGLE_MODEL: &str = "kaggle-model/model-metadata.json";
     pub const BUILD: &str = "build.json";
 }
 
@@ -435,7 +442,7 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
         let ours = matches!(
             kind.as_str(),
             "BadParams" | "BadSource" | "CheckpointMismatch" | "UnsupportedModel" | "MissingPackage" | "InputMismatch"
-                | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut"
+                | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut" | "BackendSpecific"
         );
         let mut help: Vec<String> = Vec::new();
         if let Some(suggestions) = data.get("suggestions").and_then(Value::as_array) {

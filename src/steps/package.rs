@@ -1,4 +1,4 @@
-//! package (per piece): the three files a published model version is made of.
+//! package (per piece): the files consumers get, and what publishing them needs.
 //!
 //! * `model.tar.gz` — the SavedModel's files at the archive root, the way TF Hub's tooling
 //!   wants them and so that the same SavedModel always gives the same bytes: entries sorted
@@ -8,29 +8,35 @@
 //!   came from; a symlink or a name starting with a dot is an error, never silently dropped); mtime 0,
 //!   uid/gid 0, no user or group names, modes 0644/0755; gzip with mtime 0, no file name and
 //!   the "unknown" OS byte, at a fixed compression level ([`ARCHIVE_LEVEL`]).
-//! * `model.md` — documentation in TF Hub's markdown format: the `# Module` handle line, the
-//!   description, `<!-- key: value -->` metadata with TF Hub tag ids, then generated sections
-//!   (inputs and outputs, usage, fine-tuning, size) and the user's body.
+//! * `model.md` — documentation in TF Hub's markdown format (`docs.rs`): the `# Module`
+//!   handle line, the description, `<!-- key: value -->` metadata with TF Hub tag ids, then
+//!   generated sections (inputs and outputs, usage for Keras 3, tf_keras and TensorFlow,
+//!   fine-tuning, size), the model card fields and the user's body.
+//! * `kaggle/model-instance-metadata.json` and `kaggle-model/model-metadata.json` — what the
+//!   `kaggle` tool reads to publish the piece as a variation of the model on Kaggle Models
+//!   (`kaggle_card.rs`); `dist/` puts the first beside the SavedModel's files in the piece's
+//!   `kaggle/` folder, the second in the model's (`exec::dist`).
 //! * `build.json` — provenance: every project file the piece was built from with its digest,
 //!   every step's settings, tool and runtime versions, the validation's numbers and the
 //!   digests of the outputs. Nothing in it depends on when, where or on which host it was
 //!   built (no timestamps, absolute paths or host names): two builds of the same inputs
 //!   with the same runtime write the same bytes.
 
-use std::fmt::Write as _;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::export::{self, Inventory, Spec};
-use super::slice::{self, SliceFacts};
-use super::trace::{self, TraceFacts};
-use super::validate::{self, Report};
-use super::{dep_dir, files, Clock, settings, short_float, write_json, Dirs, FileDigest, Target, TfSteps};
-use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
-use crate::manifest::{BatchNorm, DocsSettings, Manifest};
+use super::docs::{asset_path, Docs, Handle};
+use super::export;
+use super::kaggle_card::ModelCard;
+use super::slice;
+use super::trace;
+use super::validate;
+use super::{dep_dir, files, Clock, settings, write_json, Dirs, FileDigest, Target, TfSteps};
+use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
+use crate::manifest::{BatchNorm, DocsSettings, KaggleSettings, Manifest, Model};
 use crate::plan::StepKind;
 use crate::tf::inspect::human_bytes;
 
@@ -46,6 +52,11 @@ struct Settings<'a> {
     trainable: bool,
     dropout: Option<f64>,
     batch_norm: &'a BatchNorm,
+    /// The model card on Kaggle: the model's title and documentation, its pieces.
+    kaggle: &'a KaggleSettings,
+    title: &'a str,
+    model_docs: &'a DocsSettings,
+    variations: Vec<(&'a str, Option<&'a str>)>,
 }
 
 pub(super) fn inputs(manifest: &Manifest, target: &Target<'_>) -> StepInputs {
@@ -60,8 +71,21 @@ pub(super) fn inputs(manifest: &Manifest, target: &Target<'_>) -> StepInputs {
         trainable: piece.trainable,
         dropout: piece.dropout,
         batch_norm: &piece.batch_norm,
+        kaggle: &manifest.kaggle,
+        title: &model_title(target.model),
+        model_docs: &target.model.docs,
+        variations: variations(target.model),
     });
     StepInputs { settings, files: piece.docs.body.iter().cloned().collect() }
+}
+
+fn model_title(model: &Model) -> String {
+    model.title.clone().unwrap_or_else(|| crate::kaggle::default_title(&model.name))
+}
+
+/// Every piece of `model`, with its description.
+fn variations(model: &Model) -> Vec<(&str, Option<&str>)> {
+    model.pieces.iter().map(|p| (p.name.as_str(), p.docs.description.as_deref())).collect()
 }
 
 pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
@@ -103,6 +127,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         dropout: piece.dropout,
         batch_norm: &piece.batch_norm,
         single_input: golden.input_structure == "single",
+        output_structure: &golden.output_structure,
         inventory: &inventory,
         facts: &facts,
         traced: &traced,
@@ -110,9 +135,29 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         archive_bytes: archive.bytes,
         body: body.as_deref(),
     };
-    let (markdown, warnings) = docs.render();
+    let (markdown, mut warnings) = docs.render();
     let docs_path = dirs.out.join(files::DOCS);
     std::fs::write(&docs_path, &markdown).map_err(|e| StepError::new(format!("cannot write {}: {e}", docs_path.display())))?;
+
+    // Kaggle Models: the variation's metadata, and the model's (the same for every piece).
+    let card = ModelCard {
+        owner: &manifest.kaggle.owner,
+        slug: &target.model.name,
+        title: model_title(target.model),
+        private: manifest.kaggle.private,
+        docs: &target.model.docs,
+        variations: variations(target.model),
+    };
+    warnings.extend(card.lints(&docs));
+    for (name, value) in [
+        (files::KAGGLE_VARIATION, serde_json::to_value(card.variation(&docs))),
+        (files::KAGGLE_MODEL, serde_json::to_value(card.metadata())),
+    ] {
+        let path = dirs.out.join(name);
+        std::fs::create_dir_all(path.parent().expect("in a folder"))
+            .map_err(|e| StepError::new(format!("cannot create {}: {e}", path.display())))?;
+        write_json(&path, &value.expect("metadata serialises"))?;
+    }
 
     // Provenance.
     let mut inputs: Vec<Provenanced> = Vec::new();
@@ -171,17 +216,26 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
             max_abs_diff: validate::max_differences(&report),
             regularization_loss_values: report.reusable.regularization_loss_values.clone(),
             hub: report.reusable.hub.clone(),
+            keras3: report.reusable.keras3.clone(),
             warnings: report.lints.iter().map(|w| w.code.clone()).collect(),
         },
         outputs: Outputs {
             archive: Output { bytes: archive.bytes, digest: archive.digest.clone() },
             docs: output(files::DOCS)?,
+            kaggle_variation: output(files::KAGGLE_VARIATION)?,
+            kaggle_model: output(files::KAGGLE_MODEL)?,
             saved_model: saved_model_files,
         },
     };
     write_json(&dirs.out.join(files::BUILD), &provenance)?;
 
-    let summary = format!("{} ({}, {} entries), {}", files::ARCHIVE, human_bytes(archive.bytes), archive.entries, files::DOCS);
+    let summary = format!(
+        "{} ({}, {} entries), {}, Kaggle metadata",
+        files::ARCHIVE,
+        human_bytes(archive.bytes),
+        archive.entries,
+        files::DOCS
+    );
     clock.lap("docs");
     Ok(clock.outcome(warnings, summary))
 }
@@ -306,429 +360,6 @@ fn collect_entries(root: &Path, relative: &Path, out: &mut Vec<(PathBuf, bool)>)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The documentation.
-// ---------------------------------------------------------------------------------------------
-
-/// `publisher/model-piece/version`.
-struct Handle<'a> {
-    publisher: &'a str,
-    model: &'a str,
-    piece: &'a str,
-    version: u32,
-}
-
-impl std::fmt::Display for Handle<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}-{}/{}", self.publisher, self.model, self.piece, self.version)
-    }
-}
-
-/// `asset-path`: the base URL joined with the archive's path inside `dist/`, or just the
-/// archive's file name.
-fn asset_path(base: Option<&str>, handle: &Handle<'_>) -> String {
-    match base {
-        Some(base) => format!(
-            "{}/{}/{}/{}/{}",
-            base.trim_end_matches('/'),
-            handle.model,
-            handle.piece,
-            handle.version,
-            files::ARCHIVE
-        ),
-        None => files::ARCHIVE.to_string(),
-    }
-}
-
-/// SPDX license ids (and TF Hub's own ids) → TF Hub's license tag ids.
-const LICENSES: &[(&str, &str)] = &[
-    ("apache-2.0", "apache-2.0"),
-    ("mit", "mit"),
-    ("bsd-2-clause", "bsd-2-clause"),
-    ("bsd-3-clause", "bsd-3-clause"),
-    ("cc0-1.0", "cc0-1.0"),
-    ("cc-by-3.0", "cc-by-3.0"),
-    ("cc-by-4.0", "cc-by-4.0"),
-    ("cc-by-sa-4.0", "cc-by-sa-4.0"),
-    ("cc-by-nc-4.0", "cc-by-nc-4.0"),
-    ("cc-by-nc-sa-4.0", "cc-by-nc-sa-4.0"),
-    ("gpl-2.0", "gpl-2.0"),
-    ("gpl-3.0", "gpl-3.0"),
-    ("lgpl-2.1", "lgpl-2.1"),
-    ("lgpl-3.0", "lgpl-3.0"),
-    ("agpl-3.0", "agpl-3.0"),
-    ("mpl-2.0", "mpl-2.0"),
-    ("unlicense", "unlicense"),
-    ("custom", "custom"),
-];
-
-/// The TF Hub tag id of a license given as an SPDX id (`Apache-2.0` → `apache-2.0`;
-/// `GPL-3.0-only` → `gpl-3.0`), or `None` when exportctl does not know it.
-pub fn license_tag(license: &str) -> Option<&'static str> {
-    let lower = license.trim().to_ascii_lowercase();
-    let lower = lower.strip_suffix("-only").unwrap_or(&lower);
-    LICENSES.iter().find(|(spdx, _)| *spdx == lower).map(|(_, tag)| *tag)
-}
-
-/// TF Hub's task tag ids exportctl knows (its `tags/task.yaml`).
-const TASKS: &[&str] = &[
-    "audio-command-detection",
-    "audio-embedding",
-    "audio-event-classification",
-    "audio-pitch-extraction",
-    "audio-speech-synthesis",
-    "audio-speech-to-text",
-    "image-augmentation",
-    "image-classification",
-    "image-depth-estimation",
-    "image-extrapolation",
-    "image-feature-vector",
-    "image-frame-interpolation",
-    "image-generator",
-    "image-object-detection",
-    "image-others",
-    "image-pose-detection",
-    "image-segmentation",
-    "image-style-transfer",
-    "image-super-resolution",
-    "image-text-recognition",
-    "text-classification",
-    "text-embedding",
-    "text-generation",
-    "text-language-model",
-    "text-question-answering",
-    "text-retrieval-question-answering",
-    "text-segmentation",
-    "text-to-mel",
-    "video-audio-text",
-    "video-classification",
-    "video-generation",
-    "video-text",
-];
-
-/// Everything the documentation is written from.
-struct Docs<'a> {
-    handle: &'a Handle<'a>,
-    asset_path: String,
-    settings: &'a DocsSettings,
-    trainable: bool,
-    dropout: Option<f64>,
-    batch_norm: &'a BatchNorm,
-    single_input: bool,
-    inventory: &'a Inventory,
-    facts: &'a SliceFacts,
-    traced: &'a TraceFacts,
-    report: &'a Report,
-    archive_bytes: u64,
-    body: Option<&'a str>,
-}
-
-impl Docs<'_> {
-    /// The markdown, and the lints about the documentation's fields.
-    fn render(&self) -> (String, Vec<Warning>) {
-        let mut warnings = Vec::new();
-        let mut out = String::new();
-        let _ = writeln!(out, "# Module {}", self.handle);
-        match self.settings.description.as_deref() {
-            Some(description) => {
-                let _ = writeln!(out, "{}", description.trim());
-            }
-            None => {
-                let _ = writeln!(out, "A reusable SavedModel: the `{}` piece of model `{}`.", self.handle.piece, self.handle.model);
-                warnings.push(missing("description", "description = \"One line on what the model does.\"", ""));
-            }
-        }
-        out.push('\n');
-        let meta = |out: &mut String, key: &str, value: &str| {
-            let _ = writeln!(out, "<!-- {key}: {value} -->");
-        };
-        meta(&mut out, "format", "saved_model_2");
-        meta(&mut out, "asset-path", &self.asset_path);
-        match self.settings.task.as_deref() {
-            Some(task) => {
-                if !TASKS.contains(&task) {
-                    warnings.push(unknown_tag("task", task, TASKS.iter().copied()));
-                }
-                meta(&mut out, "task", task);
-            }
-            None => warnings.push(missing("task", "task = \"image-classification\"", " (a TF Hub task id)")),
-        }
-        let fine_tunable = self.settings.fine_tunable.unwrap_or(self.trainable);
-        meta(&mut out, "fine-tunable", if fine_tunable { "true" } else { "false" });
-        match self.settings.license.as_deref() {
-            Some(license) => match license_tag(license) {
-                Some(tag) => meta(&mut out, "license", tag),
-                None => {
-                    warnings.push(unknown_tag("license", license, LICENSES.iter().map(|(_, tag)| *tag)));
-                    meta(&mut out, "license", license);
-                }
-            },
-            None => warnings.push(missing("license", "license = \"Apache-2.0\"", " (an SPDX id)")),
-        }
-        for (key, value) in [
-            ("dataset", &self.settings.dataset),
-            ("network-architecture", &self.settings.network_architecture),
-            ("language", &self.settings.language),
-        ] {
-            if let Some(value) = value {
-                if !is_tag_id(value) {
-                    warnings.push(Warning {
-                        code: "unknown-tag".into(),
-                        message: format!("docs.{key} = `{value}` is not a TF Hub tag id (lowercase letters, digits and dashes)"),
-                        help: Some(format!("write it as `{}`", to_tag_id(value))),
-                    });
-                }
-                meta(&mut out, key, value);
-            }
-        }
-        out.push('\n');
-        self.inputs_and_outputs(&mut out);
-        self.usage(&mut out);
-        self.fine_tuning(&mut out);
-        self.size(&mut out);
-        if let Some(body) = self.body {
-            out.push_str(body.trim_end());
-            out.push('\n');
-        }
-        (out, warnings)
-    }
-
-    fn inputs_and_outputs(&self, out: &mut String) {
-        let signature = &self.traced.signature;
-        let _ = writeln!(out, "## Inputs and outputs\n");
-        let _ = writeln!(out, "| | name | dtype | shape |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (role, specs) in [("input", &signature.inputs), ("output", &signature.outputs)] {
-            for spec in specs.iter() {
-                let _ = writeln!(out, "| {role} | `{}` | {} | `{}` |", spec.name, spec.dtype, shape(spec));
-            }
-        }
-        out.push('\n');
-        let names: Vec<String> = signature.inputs.iter().map(|s| format!("`{}`", s.name)).collect();
-        let call_input = if self.single_input {
-            format!("the {} tensor itself", names.join(""))
-        } else {
-            format!("a dict of tensors keyed by {}", names.join(", "))
-        };
-        let _ = writeln!(
-            out,
-            "`__call__(inputs, training=False)` takes {call_input}; the first dimension is the batch (any size). \
-             TF Serving calls the `serving_default` signature, whose inputs and outputs have the names above.\n"
-        );
-    }
-
-    fn usage(&self, out: &mut String) {
-        let handle = if self.asset_path.contains("://") { self.asset_path.clone() } else { "path/to/saved_model".to_string() };
-        let example_input = if self.single_input {
-            "inputs".to_string()
-        } else {
-            let keys: Vec<String> = self.traced.signature.inputs.iter().map(|s| format!("\"{}\": ...", s.name)).collect();
-            format!("{{{}}}", keys.join(", "))
-        };
-        let _ = writeln!(out, "## Usage\n");
-        let _ = writeln!(out, "```python");
-        let _ = writeln!(out, "import tensorflow as tf");
-        let _ = writeln!(out, "import tensorflow_hub as hub\n");
-        let _ = writeln!(out, "# In a (tf_keras) model, fine-tunable:");
-        let _ = writeln!(out, "layer = hub.KerasLayer(\"{handle}\", trainable={})", if self.trainable { "True" } else { "False" });
-        let _ = writeln!(out, "outputs = layer({example_input})\n");
-        let _ = writeln!(out, "# As a plain TensorFlow object:");
-        let _ = writeln!(out, "obj = tf.saved_model.load(\"{handle}\")");
-        let _ = writeln!(out, "outputs = obj({example_input}, training=False)");
-        let _ = writeln!(out, "```\n");
-        if !self.asset_path.contains("://") {
-            let _ = writeln!(
-                out,
-                "`path/to/saved_model` is the unpacked `{}` (exportctl also writes it unpacked as `saved_model/` next to this file).\n",
-                files::ARCHIVE
-            );
-        }
-    }
-
-    fn fine_tuning(&self, out: &mut String) {
-        let traced = self.traced;
-        let _ = writeln!(out, "## Fine-tuning\n");
-        let _ = writeln!(
-            out,
-            "This SavedModel implements the Reusable SavedModel API (`__call__`, `variables`, `trainable_variables`, `regularization_losses`).\n"
-        );
-        let changes: Vec<&str> = [
-            (traced.has_dropout == Some(true), "dropout is active"),
-            (traced.has_batch_norm == Some(true), "batch normalization uses and updates batch statistics"),
-        ]
-        .into_iter()
-        .filter_map(|(present, what)| present.then_some(what))
-        .collect();
-        let effect = match (traced.has_dropout, changes.is_empty()) {
-            (None, _) => "what it changes is up to the source SavedModel's own `__call__`".to_string(),
-            (Some(_), true) => "this model has no dropout or batch normalization, so both compute the same".to_string(),
-            (Some(_), false) => format!("with `training=True`, {}", changes.join(" and ")),
-        };
-        let _ = writeln!(
-            out,
-            "- **Training flag**: `__call__` was traced with `training=True` and `training=False`; pass `training=True` \
-             only while fine-tuning (`hub.KerasLayer` does so inside `fit`): {effect}."
-        );
-        if self.trainable {
-            let params = self.facts.params;
-            let counted = if params.total > 0 {
-                format!(" ({} of {} parameters)", crate::tf::inspect::group_digits(params.trainable), crate::tf::inspect::group_digits(params.total))
-            } else {
-                String::new()
-            };
-            let _ = writeln!(out, "- **Trainable variables**: {} of {} variables{counted}.", traced.trainable_variables, traced.variables);
-        } else {
-            let _ = writeln!(
-                out,
-                "- **Trainable variables**: none: this piece is exported frozen (`trainable = false`); its {} variables are constants for consumers.",
-                traced.variables
-            );
-        }
-        let values = &self.report.reusable.regularization_loss_values;
-        match traced.regularization_losses {
-            0 => {
-                let _ = writeln!(out, "- **Regularization losses**: none.");
-            }
-            n => {
-                let shown: Vec<String> = values.iter().map(|v| v.map_or("?".to_string(), short_float)).collect();
-                let _ = writeln!(
-                    out,
-                    "- **Regularization losses**: {n} (`regularization_losses`, one per weight regularizer; value{} at export: {}). \
-                     `hub.KerasLayer` adds them to the model's losses; when calling the object directly, add them to your loss.",
-                    if n == 1 { "" } else { "s" },
-                    shown.join(", ")
-                );
-            }
-        }
-        match (self.facts.dropout_layers.unwrap_or(0), self.dropout) {
-            (0, _) => {}
-            (n, Some(rate)) => {
-                let _ = writeln!(out, "- **Dropout**: {n} layer(s), rate set to {} for consumers.", short_float(rate));
-            }
-            (n, None) => {
-                let _ = writeln!(out, "- **Dropout**: {n} layer(s), rates kept from training.");
-            }
-        }
-        match (self.facts.batch_norm_layers.unwrap_or(0), self.batch_norm.is_set()) {
-            (0, _) => {}
-            (n, true) => {
-                let mut set = Vec::new();
-                if let Some(m) = self.batch_norm.momentum {
-                    set.push(format!("momentum {}", short_float(m)));
-                }
-                if let Some(e) = self.batch_norm.epsilon {
-                    set.push(format!("epsilon {}", short_float(e)));
-                }
-                let _ = writeln!(out, "- **Batch normalization**: {n} layer(s), {} set for consumers.", set.join(", "));
-            }
-            (n, false) => {
-                let _ = writeln!(out, "- **Batch normalization**: {n} layer(s), momentum and epsilon kept from training.");
-            }
-        }
-        if let Some(optimizer) = &self.inventory.optimizer {
-            let size = optimizer.bytes_in_source.map(|b| format!(" ({})", human_bytes(b))).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "- **Optimizer**: the source model was trained with {}; its state{size} is not part of this package. Fine-tune with your own optimizer.",
-                optimizer.class
-            );
-            if !optimizer.lost_regularization.is_empty() && self.trainable {
-                let lost: Vec<String> =
-                    optimizer.lost_regularization.iter().map(|r| format!("`{} = {}`", r.name, short_float(r.value))).collect();
-                let _ = writeln!(
-                    out,
-                    "- **Warning — regularization lost**: training used optimizer-level regularization ({}) of {}, which a SavedModel cannot carry. \
-                     Configure it on your own optimizer to fine-tune the way this model was trained.",
-                    lost.join(", "),
-                    optimizer.class
-                );
-            }
-        }
-        match &self.report.reusable.hub {
-            Some(hub) if hub.trainable_weights > 0 => {
-                let _ = writeln!(
-                    out,
-                    "- **Checked**: `hub.KerasLayer(trainable=True)` loaded it and one fine-tuning step moved {} of {} trainable weights.",
-                    hub.moved, hub.trainable_weights
-                );
-            }
-            Some(_) => {
-                let _ = writeln!(out, "- **Checked**: `hub.KerasLayer` loaded it; it exposes no trainable weights.");
-            }
-            None => {}
-        }
-        out.push('\n');
-    }
-
-    fn size(&self, out: &mut String) {
-        let _ = writeln!(out, "## Size\n");
-        let params = self.facts.params;
-        if params.total > 0 {
-            let _ = writeln!(
-                out,
-                "- Parameters: {} ({} trainable, {} non-trainable)",
-                crate::tf::inspect::group_digits(params.total),
-                crate::tf::inspect::group_digits(params.trainable),
-                crate::tf::inspect::group_digits(params.non_trainable)
-            );
-        } else if let Some(variables) = &self.report.native.variables {
-            let _ = writeln!(out, "- Parameters: {} in {} variables", crate::tf::inspect::group_digits(variables.parameters), variables.count);
-        }
-        if let Some(size) = &self.report.native.size {
-            let _ = writeln!(
-                out,
-                "- SavedModel: {} (`saved_model.pb` {}, `variables/` {})",
-                human_bytes(size.total),
-                human_bytes(size.saved_model_pb),
-                human_bytes(size.variables)
-            );
-        }
-        let _ = writeln!(out, "- Archive `{}`: {}", files::ARCHIVE, human_bytes(self.archive_bytes));
-        out.push('\n');
-    }
-}
-
-fn shape(spec: &Spec) -> String {
-    match &spec.shape {
-        None => "?".to_string(),
-        Some(dims) => format!("[{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
-    }
-}
-
-fn is_tag_id(value: &str) -> bool {
-    !value.is_empty() && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-fn to_tag_id(value: &str) -> String {
-    let mut out = String::new();
-    for c in value.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
-}
-
-/// `example` (`key = "value"`) is shown as code, `note` after it.
-fn missing(key: &str, example: &str, note: &str) -> Warning {
-    Warning {
-        code: "missing-docs".into(),
-        message: format!("no docs.{key}: model.md is incomplete without it"),
-        help: Some(format!("add `{example}`{note} to the model's or the piece's `docs`")),
-    }
-}
-
-fn unknown_tag<'a>(key: &str, value: &str, known: impl Iterator<Item = &'a str> + Clone) -> Warning {
-    let suggestion = crate::suggestion::did_you_mean(value, known.clone());
-    Warning {
-        code: format!("unknown-{key}"),
-        message: format!("docs.{key} = `{value}` is not a TF Hub {key} id exportctl knows"),
-        help: Some(suggestion.unwrap_or_else(|| format!("known values: {}", known.collect::<Vec<_>>().join(", ")))),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Provenance.
 // ---------------------------------------------------------------------------------------------
 
@@ -778,6 +409,7 @@ struct Validation {
     max_abs_diff: std::collections::BTreeMap<String, f64>,
     regularization_loss_values: Vec<Option<f64>>,
     hub: Option<validate::HubSummary>,
+    keras3: Option<validate::Keras3Summary>,
     warnings: Vec<String>,
 }
 
@@ -787,6 +419,10 @@ struct Outputs {
     archive: Output,
     #[serde(rename = "model.md")]
     docs: Output,
+    #[serde(rename = "kaggle/model-instance-metadata.json")]
+    kaggle_variation: Output,
+    #[serde(rename = "kaggle-model/model-metadata.json")]
+    kaggle_model: Output,
     /// Every file of the SavedModel (`saved_model/` in `dist/`), relative to it.
     saved_model: Vec<FileDigest>,
 }
@@ -801,10 +437,7 @@ struct Output {
 mod tests {
     use std::io::Read as _;
 
-    use serde_json::json;
-
     use super::*;
-    use crate::steps::validate::{HubSummary, NativeReport, ReusableReport, SizeSummary};
 
     fn saved_model_dir(dir: &Path) {
         std::fs::create_dir_all(dir.join("variables")).unwrap();
@@ -905,203 +538,4 @@ mod tests {
         assert!(err.to_string().contains(".DS_Store starts with a dot"), "{err}");
     }
 
-    #[test]
-    fn licenses_map_to_tf_hub_tag_ids() {
-        assert_eq!(license_tag("Apache-2.0"), Some("apache-2.0"));
-        assert_eq!(license_tag("apache-2.0"), Some("apache-2.0"));
-        assert_eq!(license_tag("MIT"), Some("mit"));
-        assert_eq!(license_tag("CC-BY-4.0"), Some("cc-by-4.0"));
-        assert_eq!(license_tag("GPL-3.0-only"), Some("gpl-3.0"));
-        assert_eq!(license_tag("BSD-3-Clause"), Some("bsd-3-clause"));
-        assert_eq!(license_tag("Apache 2"), None);
-        assert_eq!(license_tag("proprietary"), None);
-    }
-
-    struct Fixture {
-        inventory: Inventory,
-        facts: SliceFacts,
-        traced: TraceFacts,
-        report: Report,
-        docs: DocsSettings,
-    }
-
-    fn fixture() -> Fixture {
-        let inventory: Inventory = serde_json::from_value(json!({
-            "flavour": "keras3", "model_file": "model.keras",
-            "optimizer": {"class": "Ftrl", "lost_regularization": [{"name": "l1_regularization_strength", "value": 0.01}], "bytes_in_source": 29020}
-        }))
-        .unwrap();
-        let facts: SliceFacts = serde_json::from_value(json!({
-            "model_file": "model.keras",
-            "params": {"total": 3754, "trainable": 3626, "non_trainable": 128},
-            "dropout_layers": 1, "batch_norm_layers": 1
-        }))
-        .unwrap();
-        let traced: TraceFacts = serde_json::from_value(json!({
-            "signature": {
-                "inputs": [{"name": "features", "shape": [-1, 16], "dtype": "float32"}],
-                "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}]
-            },
-            "variables": 11, "trainable_variables": 8, "regularization_losses": 1,
-            "has_dropout": true, "has_batch_norm": true
-        }))
-        .unwrap();
-        let report = Report {
-            format: 1,
-            ok: true,
-            native: NativeReport {
-                ok: true,
-                checks: vec![],
-                signature: None,
-                variables: None,
-                size: Some(SizeSummary { saved_model_pb: 40_000, variables: 16_000, assets: 0, total: 56_100 }),
-            },
-            reusable: ReusableReport {
-                ok: true,
-                checks: vec![],
-                regularization_loss_values: vec![Some(0.004)],
-                hub: Some(HubSummary { trainable_weights: 8, losses: 1, moved: 8 }),
-            },
-            lints: vec![],
-        };
-        let docs = DocsSettings {
-            description: Some("A small classifier (logits).".into()),
-            body: None,
-            task: Some("text-classification".into()),
-            license: Some("Apache-2.0".into()),
-            dataset: None,
-            network_architecture: None,
-            language: Some("en".into()),
-            fine_tunable: None,
-        };
-        Fixture { inventory, facts, traced, report, docs }
-    }
-
-    fn render(f: &Fixture, base: Option<&str>, body: Option<&str>) -> (String, Vec<Warning>) {
-        render_piece(f, base, body, true)
-    }
-
-    fn render_piece(f: &Fixture, base: Option<&str>, body: Option<&str>, trainable: bool) -> (String, Vec<Warning>) {
-        let handle = Handle { publisher: "acme", model: "vision", piece: "classifier", version: 3 };
-        let batch_norm = BatchNorm { momentum: Some(0.99), epsilon: Some(0.001) };
-        let docs = Docs {
-            handle: &handle,
-            asset_path: asset_path(base, &handle),
-            settings: &f.docs,
-            trainable,
-            dropout: Some(0.1),
-            batch_norm: &batch_norm,
-            single_input: true,
-            inventory: &f.inventory,
-            facts: &f.facts,
-            traced: &f.traced,
-            report: &f.report,
-            archive_bytes: 20_480,
-            body,
-        };
-        docs.render()
-    }
-
-    #[test]
-    fn model_md_starts_with_the_handle_description_and_metadata() {
-        let f = fixture();
-        let (md, warnings) = render(&f, None, Some("## Overview\n\nTrained on nothing.\n"));
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let head: Vec<&str> = md.lines().take(9).collect();
-        assert_eq!(
-            head,
-            vec![
-                "# Module acme/vision-classifier/3",
-                "A small classifier (logits).",
-                "",
-                "<!-- format: saved_model_2 -->",
-                "<!-- asset-path: model.tar.gz -->",
-                "<!-- task: text-classification -->",
-                "<!-- fine-tunable: true -->",
-                "<!-- license: apache-2.0 -->",
-                "<!-- language: en -->",
-            ]
-        );
-        for section in ["## Inputs and outputs", "## Usage", "## Fine-tuning", "## Size"] {
-            assert!(md.contains(section), "{section} missing:\n{md}");
-        }
-        assert!(md.contains("| input | `features` | float32 | `[-1, 16]` |"), "{md}");
-        assert!(md.contains("| output | `logits` | float32 | `[-1, 10]` |"), "{md}");
-        assert!(md.contains("hub.KerasLayer(\"path/to/saved_model\", trainable=True)"), "{md}");
-        assert!(md.contains("tf.saved_model.load(\"path/to/saved_model\")"), "{md}");
-        assert!(md.contains("- **Trainable variables**: 8 of 11 variables (3,626 of 3,754 parameters)."), "{md}");
-        assert!(md.contains("value at export: 0.004"), "{md}");
-        assert!(
-            md.contains("with `training=True`, dropout is active and batch normalization uses and updates batch statistics."),
-            "{md}"
-        );
-        assert!(md.contains("- **Dropout**: 1 layer(s), rate set to 0.1 for consumers."), "{md}");
-        assert!(md.contains("- **Batch normalization**: 1 layer(s), momentum 0.99, epsilon 0.001 set for consumers."), "{md}");
-        assert!(md.contains("trained with Ftrl; its state (28.3 KiB) is not part of this package"), "{md}");
-        assert!(md.contains("**Warning — regularization lost**"), "{md}");
-        assert!(md.contains("`l1_regularization_strength = 0.01`"), "{md}");
-        assert!(md.contains("moved 8 of 8 trainable weights"), "{md}");
-        assert!(md.contains("- Parameters: 3,754 (3,626 trainable, 128 non-trainable)"), "{md}");
-        assert!(md.contains("- Archive `model.tar.gz`: 20.0 KiB"), "{md}");
-        assert!(md.ends_with("## Overview\n\nTrained on nothing.\n"), "{md}");
-    }
-
-    #[test]
-    fn a_frozen_piece_says_so_and_does_not_warn_about_fine_tuning() {
-        let mut f = fixture();
-        f.traced.trainable_variables = 0;
-        f.report.reusable.hub = Some(HubSummary { trainable_weights: 0, losses: 1, moved: 0 });
-        let (md, _) = render_piece(&f, None, None, false);
-        assert!(md.contains("<!-- fine-tunable: false -->"), "{md}");
-        assert!(md.contains("hub.KerasLayer(\"path/to/saved_model\", trainable=False)"), "{md}");
-        assert!(md.contains("- **Trainable variables**: none: this piece is exported frozen"), "{md}");
-        assert!(md.contains("- **Checked**: `hub.KerasLayer` loaded it; it exposes no trainable weights."), "{md}");
-        assert!(!md.contains("regularization lost"), "{md}");
-    }
-
-    #[test]
-    fn the_training_flag_section_follows_what_the_model_has() {
-        let mut f = fixture();
-        f.traced.has_dropout = Some(false);
-        f.traced.has_batch_norm = Some(false);
-        let (md, _) = render(&f, None, None);
-        assert!(md.contains("this model has no dropout or batch normalization, so both compute the same."), "{md}");
-        f.traced.has_dropout = None;
-        f.traced.has_batch_norm = None;
-        let (md, _) = render(&f, None, None);
-        assert!(md.contains("what it changes is up to the source SavedModel's own `__call__`."), "{md}");
-    }
-
-    #[test]
-    fn asset_path_joins_the_base_url_with_the_archive_path() {
-        let f = fixture();
-        let (md, _) = render(&f, Some("https://storage.example.com/models/"), None);
-        assert!(md.contains("<!-- asset-path: https://storage.example.com/models/vision/classifier/3/model.tar.gz -->"), "{md}");
-        assert!(md.contains("hub.KerasLayer(\"https://storage.example.com/models/vision/classifier/3/model.tar.gz\""), "{md}");
-    }
-
-    #[test]
-    fn unknown_or_missing_documentation_fields_are_linted() {
-        let mut f = fixture();
-        f.docs.license = Some("Apache 2".into());
-        f.docs.task = Some("image-clasification".into());
-        f.docs.description = None;
-        f.docs.dataset = Some("ImageNet 2012".into());
-        let (md, warnings) = render(&f, None, None);
-        let codes: Vec<&str> = warnings.iter().map(|w| w.code.as_str()).collect();
-        assert_eq!(codes, vec!["missing-docs", "unknown-task", "unknown-license", "unknown-tag"]);
-        assert_eq!(warnings[1].help.as_deref(), Some("did you mean `image-classification`?"));
-        assert_eq!(warnings[3].help.as_deref(), Some("write it as `imagenet-2012`"));
-        assert!(md.contains("<!-- license: Apache 2 -->"), "{md}");
-        f.docs.license = None;
-        let (_, warnings) = render(&f, None, None);
-        let missing = warnings.iter().find(|w| w.code == "missing-docs" && w.message.contains("docs.license")).unwrap();
-        assert_eq!(missing.help.as_deref(), Some("add `license = \"Apache-2.0\"` (an SPDX id) to the model's or the piece's `docs`"));
-    }
-
-    #[test]
-    fn the_same_facts_give_the_same_documentation() {
-        let f = fixture();
-        assert_eq!(render(&f, None, Some("body")).0, render(&f, None, Some("body")).0);
-    }
 }

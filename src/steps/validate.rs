@@ -7,7 +7,9 @@
 //!    where); list the variables and fail on optimizer state; record the sizes.
 //! 2. **Reusable API** (the worker's `validate`): `tf.saved_model.load`, `__call__` with both
 //!    `training` values, `variables` ⊇ `trainable_variables`, `regularization_losses`, one
-//!    fine-tuning step, and `hub.KerasLayer(trainable=True)` fitted one step in a tf_keras model.
+//!    fine-tuning step; then the package as consumers use it: `hub.KerasLayer(trainable=True)`
+//!    fitted one step in a tf_keras model, and `keras.layers.TFSMLayer` (`serving_default`) in
+//!    a Keras 3 model, compared with the golden outputs and fitted one step.
 //!
 //! Both halves always run, so the report is complete even when the first one fails. The report
 //! (`report.json`) holds every check with `ok`, `message` and `details`, minus the timings the
@@ -76,6 +78,9 @@ pub struct ReusableReport {
     pub regularization_loss_values: Vec<Option<f64>>,
     #[serde(default)]
     pub hub: Option<HubSummary>,
+    /// The Keras 3 consumer check (`keras.layers.TFSMLayer`).
+    #[serde(default)]
+    pub keras3: Option<Keras3Summary>,
 }
 
 /// One check: what was checked, whether it held, a sentence, and the numbers.
@@ -118,6 +123,37 @@ pub struct HubSummary {
     pub losses: u64,
     pub moved: u64,
 }
+
+/// What `keras.layers.TFSMLayer` exposed in a Keras 3 model, and how many of its trainable
+/// weights one `fit` step moved (0 when the piece is frozen or the step is not wanted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keras3Summary {
+    pub trainable_weights: u64,
+    /// How many got a non-zero gradient through TFSMLayer in a Keras 3 model.
+    #[serde(default)]
+    pub reached: u64,
+    /// How many one `fit` step changed (a gradient can be too small to change a float32).
+    pub moved: u64,
+}
+
+/// The worker's checks that `exportctl` itself refers to by name (the worker owns the names:
+/// `consumers.py`, `validate.py`), and what to do when one fails.
+const CHECK_HELP: &[(&str, &str)] = &[
+    ("outputs", TOLERANCE_HELP),
+    ("call_training_false", TOLERANCE_HELP),
+    ("serving_default", TOLERANCE_HELP),
+    ("no_optimizer_state", "the package must not carry optimizer state: leave `include-optimizer` false"),
+    (
+        "hub_keras_layer",
+        "tf_keras users load packages with hub.KerasLayer(path, trainable=True): every trainable weight must move in one fit step, and its losses must be the regularization losses",
+    ),
+    (
+        "keras3_tfsm_layer",
+        "Keras 3 users load packages with keras.layers.TFSMLayer(path, call_endpoint=\"serving_default\") (model.md shows how): serving_default must return the golden outputs, and a fine-tunable piece's trainable variables must be the layer's trainable weights and move in one fit step",
+    ),
+];
+
+const TOLERANCE_HELP: &str = "outputs are compared with |got - ref| <= atol + rtol*|ref|; if the difference is numerical noise, raise `validate.atol` / `validate.rtol` for this piece";
 
 /// `golden/golden.json`, written by the worker's trace (or by [`validate_saved_model`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,16 +322,16 @@ fn failure(report: &Report) -> StepError {
     for (half, check) in &failed {
         message.push_str(&format!("\n  {half} check `{}`: {}", check.name, check.message));
     }
-    let tolerance = failed.iter().any(|(_, c)| matches!(c.name.as_str(), "outputs" | "call_training_false" | "serving_default"));
-    let optimizer = failed.iter().any(|(_, c)| c.name == "no_optimizer_state");
-    let help = if tolerance {
-        "outputs are compared with |got - ref| <= atol + rtol*|ref|; if the difference is numerical noise, raise `validate.atol` / `validate.rtol` for this piece"
-    } else if optimizer {
-        "the package must not carry optimizer state: leave `include-optimizer` false"
-    } else {
-        "the build report (`exportctl report`) lists every check with its details; `exportctl validate <dir>` reruns them on a SavedModel"
-    };
-    StepError::new(message).with_help(help)
+    let mut helps: Vec<&str> = Vec::new();
+    for (_, check) in &failed {
+        if let Some((_, help)) = CHECK_HELP.iter().find(|(name, _)| *name == check.name) {
+            if !helps.contains(help) {
+                helps.push(help);
+            }
+        }
+    }
+    helps.push("the build report (`exportctl report`) lists every check with its details (docs/worker-protocol.md describes them); `exportctl validate <dir>` reruns them on a SavedModel");
+    StepError::new(message).with_help(helps.join("\n"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -925,6 +961,12 @@ pub fn render_report(report: &Report) -> String {
     }
     if let Some(hub) = &report.reusable.hub {
         out.push_str(&format!("hub.KerasLayer: {} trainable weights, {} moved by one fit step\n", hub.trainable_weights, hub.moved));
+    }
+    if let Some(keras3) = &report.reusable.keras3 {
+        out.push_str(&format!(
+            "keras.layers.TFSMLayer: {} trainable weights, {} moved by one fit step\n",
+            keras3.trainable_weights, keras3.moved
+        ));
     }
     for lint in &report.lints {
         out.push_str(&format!("warning[{}]: {}\n", lint.code, lint.message));

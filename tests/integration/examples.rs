@@ -7,6 +7,7 @@ use std::path::Path;
 use exportctl::tf::{self, Native, TfLogs};
 use serde_json::Value;
 
+use crate::consumers::{assert_publishable, run_model_md_snippets};
 use crate::support::{finished, runtime, stderr, Project};
 
 fn native() -> &'static Native {
@@ -46,12 +47,20 @@ fn warning_codes(events: &[Value], step: &str) -> Vec<String> {
         .collect()
 }
 
-/// What every package must be: valid, fine-tuned through hub.KerasLayer, no optimizer state.
+/// What every package must be: valid, fine-tuned through hub.KerasLayer (tf_keras) and
+/// TFSMLayer (Keras 3), no optimizer state, and the usage `model.md` shows runs as written.
 fn assert_sound_package(dir: &Path) -> Value {
     let build = read_json(&dir.join("build.json"));
     assert_eq!(build["validation"]["ok"], true, "{}", dir.display());
     let hub = &build["validation"]["hub"];
     assert_eq!(hub["moved"], hub["trainable_weights"], "hub.KerasLayer fine-tuning moved every trainable weight: {hub}");
+    let keras3 = &build["validation"]["keras3"];
+    assert_eq!(keras3["trainable_weights"], hub["trainable_weights"], "TFSMLayer exposes the trainable variables: {keras3}");
+    assert_eq!(keras3["reached"], keras3["trainable_weights"], "every trainable weight gets a gradient in Keras 3: {keras3}");
+    if keras3["trainable_weights"] != 0 {
+        assert!(keras3["moved"].as_u64().unwrap() > 0, "one Keras 3 fit step moved weights: {keras3}");
+    }
+    run_model_md_snippets(dir);
     let scratch = tempfile::tempdir().unwrap();
     let inspection = tf::inspect_archive(native(), &dir.join("model.tar.gz"), scratch.path(), &[]).unwrap();
     assert!(!inspection.optimizer.present, "{}: {:?}", dir.display(), inspection.optimizer);
@@ -71,6 +80,7 @@ fn low_level_my_mul_model() {
     let md = std::fs::read_to_string(dir.join("model.md")).unwrap();
     assert!(md.contains("value at export: 0.004)"), "{md}");
     assert_eq!(warning_codes(&events, "my-mul/multiply:package"), ["missing-docs"]);
+    assert_publishable(&project, &["my-mul/multiply"]);
 }
 
 #[test]
@@ -96,6 +106,9 @@ fn legacy_keras_h5_with_ftrl() {
     let md = std::fs::read_to_string(features.join("model.md")).unwrap();
     assert!(md.contains("<!-- fine-tunable: false -->"), "{md}");
     assert!(!md.contains("regularization lost"), "{md}");
+    let sent = assert_publishable(&project, &["iris/classifier", "iris/features"]);
+    let fine_tunable: Vec<&Value> = sent.iter().filter(|e| e["request"] == "create_model_instance").map(|e| &e["body"]["body"]["fineTunable"]).collect();
+    assert_eq!(fine_tunable, [&Value::Bool(true), &Value::Bool(false)], "the frozen piece is not fine-tunable on Kaggle either");
 }
 
 #[test]
@@ -132,6 +145,7 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
     assert_eq!(logits.shape, Some(vec![-1, 16, 128]));
     // The head's weights make the MLM variant bigger than the encoder alone.
     assert!(mlm.variables.parameters > encoder.variables.parameters);
+    assert_publishable(&project, &["encoder/encoder", "encoder/pooled", "encoder-with-mlm/mlm"]);
 }
 
 #[test]
@@ -155,4 +169,66 @@ fn mobilenet_v3_small_logits_and_feature_vector() {
     let md = std::fs::read_to_string(features.join("model.md")).unwrap();
     assert!(md.contains("| output | `global_average_pooling2d` | float32 | `[-1, 1, 1, 576]` |"), "{md}");
     assert!(md.contains("<!-- task: image-feature-vector -->"), "{md}");
+    assert_publishable(&project, &["mobilenet/classification", "mobilenet/feature-vector"]);
+}
+
+#[test]
+fn quickstart_packages_are_used_and_published_as_consumers_would() {
+    let (project, _) = build_twice("quickstart", 9);
+    assert_sound_package(&piece_dir(&project, "classifier", "classifier"));
+    assert_sound_package(&piece_dir(&project, "classifier", "encoder"));
+    assert_publishable(&project, &["classifier/classifier", "classifier/encoder"]);
+}
+
+/// A model trained under Keras 3's JAX backend builds like any other: no JAX at build time,
+/// and the package computes what JAX computed.
+#[test]
+fn jax_trained_model_exports_under_tensorflow() {
+    let keras_file = crate::support::repo().join("examples/jax-trained/models/classifier.keras");
+    assert!(std::fs::metadata(&keras_file).unwrap().len() < 1 << 20, "the committed .keras stays under 1 MB");
+    // The user's shell selects JAX, which the runtime does not have: the worker ignores it.
+    runtime();
+    let project = Project::example("jax-trained");
+    let (out, events) = project.build_json_with_env(&[], &[("KERAS_BACKEND", "jax")]);
+    assert!(out.status.success(), "building examples/jax-trained failed:\n{}", stderr(&out));
+    assert_eq!(finished(&events)["ran"], 5, "{events:#?}");
+    let dir = piece_dir(&project, "classifier", "classifier");
+    let build = assert_sound_package(&dir);
+    assert_eq!(build["validation"]["keras3"]["trainable_weights"], 6, "Dense (L2), BatchNormalization, logits: kernel and bias/gamma/beta each");
+    assert_eq!(build["validation"]["keras3"]["moved"], 6, "a small model: one fit step moves every weight");
+    assert_eq!(build["validation"]["regularization_loss_values"].as_array().unwrap().len(), 1, "the L2 regularizer");
+
+    // What JAX computed (data/jax-logits.npz, written by train.py) against the package run by TensorFlow.
+    let check = "import sys, numpy as np, tensorflow as tf\n\
+        obj = tf.saved_model.load(sys.argv[1])\n\
+        x = np.load(sys.argv[2])\n\
+        jax = np.load(sys.argv[3])\n\
+        got = obj.signatures['serving_default'](**{k: tf.constant(x[k]) for k in x.files})['logits'].numpy()\n\
+        ref = jax['logits']\n\
+        print(float(np.max(np.abs(got - ref))), got.shape == ref.shape)\n";
+    let out = std::process::Command::new(&runtime().python)
+        .arg("-c")
+        .arg(check)
+        .arg(dir.join("saved_model"))
+        .arg(project.path().join("data/samples.npz"))
+        .arg(project.path().join("data/jax-logits.npz"))
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = crate::support::stdout(&out);
+    let (diff, same_shape) = printed.trim().split_once(' ').unwrap();
+    assert_eq!(same_shape, "True", "{printed}");
+    let diff: f64 = diff.parse().unwrap();
+    assert!(diff <= 1e-5, "the package's logits differ from JAX's by {diff}");
+
+    // The Kaggle model card carries the manifest's model card fields.
+    let card = read_json(&project.path().join("dist/classifier/model-metadata.json"));
+    let description = card["description"].as_str().unwrap();
+    for section in ["# Data Overview\n\n512 random vectors", "# Evaluation Results\n\nTraining accuracy", "# Limitations\n\nTrained on random data"] {
+        assert!(description.contains(section), "{section}:\n{description}");
+    }
+    let sent = assert_publishable(&project, &["classifier/classifier"]);
+    let instance = sent.iter().find(|e| e["request"] == "create_model_instance").unwrap();
+    assert_eq!(instance["body"]["body"]["trainingData"][0], "512 random vectors of 8 measurements, labelled by the largest of the first three (train.py).");
 }

@@ -100,6 +100,7 @@ fn runtime_status_names_the_choice_and_versions() {
     assert!(text.contains("runtime:         managed"), "{text}");
     assert!(text.contains("tensorflow:      2.21.0"), "{text}");
     assert!(text.contains("tf_keras:        2.21.0"), "{text}");
+    assert!(text.contains("(backend tensorflow: the worker sets KERAS_BACKEND whatever your shell or ~/.keras/keras.json say)"), "{text}");
 
     // $EXPORTCTL_PYTHON wins over the managed runtime, and the status says why.
     let out = exportctl()
@@ -108,6 +109,7 @@ fn runtime_status_names_the_choice_and_versions() {
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["keras_backend"], "tensorflow");
     assert_eq!(status["choice"], "environment");
     assert_eq!(status["reason"], "$EXPORTCTL_PYTHON is set");
 }

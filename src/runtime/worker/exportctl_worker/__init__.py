@@ -8,10 +8,13 @@ protocol it speaks; the entry script ``exportctl-worker.py`` beside this folder 
 * ``usercode``: custom-object files and builders.
 * ``introspect``: what a Keras model (or a restored SavedModel) holds.
 * ``kerasio``: loading Keras files, what their optimizer held.
+* ``backends``: errors that name a layer tied to another Keras backend (JAX, PyTorch).
 * ``recipe``: building the export's model (and a slice's piece) again from the project's files.
 * ``phases``: where a request's time goes.
 * ``export``, ``slicing``, ``trace``, ``validate``: one module per method; ``debug``: the
   test-only methods.
+* ``checks``: validate's record of checks and how outputs are compared with the golden ones.
+* ``consumers``: validate's consumer checks, hub.KerasLayer (tf_keras) and TFSMLayer (Keras 3).
 * ``canonical``: canonical SavedModel bytes.
 
 Importing the package imports nothing: each module imports what it needs, and TensorFlow is

@@ -9,6 +9,7 @@ import os
 import re
 import zipfile
 
+from .backends import backend_error
 from .errors import WorkerError
 from .modules import M
 from .phases import timed
@@ -44,6 +45,9 @@ def _load_keras(path, flavour, custom, compile=False, safe_mode=True):
             return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile, safe_mode=safe_mode)
         return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile)
     except Exception as e:
+        converted = backend_error(e)
+        if converted is not None:
+            raise converted from e
         text = str(e)
         if any(
             k in text

@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 
+from .backends import backend_error, import_error
 from .errors import WorkerError
 from .modules import M
 from .params import _suggest
@@ -41,8 +42,11 @@ def _import_user_file(path, extra_sys_path=()):
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except BaseException as e:
         sys.modules.pop(module_name, None)
+        converted = import_error(e, path)
+        if converted is not None:
+            raise converted from e
         raise
     _USER_MODULES[digest] = module
     return module
@@ -90,7 +94,13 @@ def _resolve_builder(path, function, checkpoint, restore, custom, sys_path):
             f"{os.path.basename(path)} has no function '{function}'",
             {"param": "source.function", "suggestions": _suggest(function, names)},
         )
-    returned = fn()
+    try:
+        returned = fn()
+    except Exception as e:
+        converted = backend_error(e)
+        if converted is not None:
+            raise converted from e
+        raise
     root = None
     if isinstance(returned, tuple):
         if len(returned) != 2:

@@ -1,125 +1,19 @@
 """The ``validate`` method: loads a SavedModel and checks it against the Reusable SavedModel
 API and the golden outputs trace wrote (calls with and without training, serving_default,
-variables, regularization losses, no optimizer state, one fine-tuning step, hub.KerasLayer).
+variables, regularization losses, no optimizer state, one fine-tuning step), then as its
+consumers use it (``consumers``: hub.KerasLayer in tf_keras, TFSMLayer in Keras 3).
 
-Imports TensorFlow lazily through ``modules.M``; writes no file. Variables changed by a
-check are restored afterwards.
+Imports TensorFlow lazily through ``modules.M``; writes no file. Checks that move variables
+run last, on a SavedModel nothing reads afterwards.
 """
 
-import hashlib
-import math
 import os
 import re
-import time
 
-from . import phases
-from .errors import _format_frames
+from .checks import Checks, compare_outputs, fingerprint
+from .consumers import HUB, KERAS3, hub_check, keras3_check
 from .modules import M, _dist_version, _fresh_session, release_memory
 from .params import _abs_path, _param, _read_json
-
-
-class _Checks:
-    def __init__(self):
-        self.items = []
-        self._mark = time.monotonic()
-
-    def _elapsed(self):
-        now = time.monotonic()
-        elapsed, self._mark = now - self._mark, now
-        return round(elapsed, 3)
-
-    def add(self, name, ok, message, **details):
-        details["seconds"] = self._elapsed()
-        phases.add(f"check {name}", details["seconds"])
-        self.items.append({"name": name, "ok": bool(ok), "message": message, "details": details})
-        return ok
-
-    def skip(self, name, reason):
-        self.items.append(
-            {
-                "name": name,
-                "ok": True,
-                "message": f"skipped: {reason}",
-                "details": {"skipped": True, "reason": reason, "seconds": self._elapsed()},
-            }
-        )
-
-    def error(self, name, exc):
-        self.add(name, False, f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, traceback=_format_frames(exc))
-
-
-def _compare_arrays(got, ref, atol, rtol):
-    """Returns (ok, details) for |got - ref| <= atol + rtol*|ref|."""
-    import numpy as np
-
-    got, ref = np.asarray(got), np.asarray(ref)
-    details = {"shape": list(got.shape), "expected_shape": list(ref.shape), "dtype": got.dtype.name}
-    if got.shape != ref.shape:
-        return False, details
-    if got.size == 0:
-        details.update(max_abs_diff=0.0, index=None, mismatches=0)
-        return True, details
-    if ref.dtype.kind not in "fc" and got.dtype.kind not in "fc":
-        bad = got != ref
-        details.update(mismatches=int(bad.sum()), max_abs_diff=None)
-        if bad.any():
-            idx = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            details.update(index=[int(i) for i in idx], got=got[idx].item(), expected=ref[idx].item())
-        return not bad.any(), details
-    g, r = got.astype(np.float64), ref.astype(np.float64)
-    diff = np.abs(g - r)
-    nan_mismatch = np.isnan(g) != np.isnan(r)
-    both_nan = np.isnan(g) & np.isnan(r)
-    diff = np.where(both_nan, 0.0, diff)
-    diff = np.where(nan_mismatch, np.inf, diff)
-    tol = atol + rtol * np.abs(np.where(np.isnan(r), 0.0, r))
-    bad = diff > tol
-    idx = np.unravel_index(int(np.argmax(np.where(np.isnan(diff), np.inf, diff))), diff.shape)
-    details.update(
-        max_abs_diff=float(diff[idx]),
-        index=[int(i) for i in idx],
-        got=float(g[idx]),
-        expected=float(r[idx]),
-        tolerance=float(tol[idx]),
-        mismatches=int(bad.sum()),
-    )
-    return not bad.any(), details
-
-
-def _compare_outputs(out_struct, golden, refs, atol, rtol):
-    """Compare an output structure with the golden outputs; returns (ok, message, details)."""
-    names = [o["name"] for o in golden["outputs"]]
-    if isinstance(out_struct, dict):
-        got = {k: out_struct.get(k) for k in names}
-    elif isinstance(out_struct, (list, tuple)):
-        got = dict(zip(names, list(out_struct))) if len(out_struct) == len(names) else {}
-    else:
-        got = {names[0]: out_struct} if len(names) == 1 else {}
-    per, failures = {}, []
-    for n in names:
-        if got.get(n) is None:
-            per[n] = {"missing": True}
-            failures.append(f"output '{n}' is missing")
-            continue
-        value = got[n].numpy() if hasattr(got[n], "numpy") else got[n]
-        ok, d = _compare_arrays(value, refs[n], atol, rtol)
-        per[n] = d
-        if not ok:
-            if d["shape"] != d["expected_shape"]:
-                failures.append(f"output '{n}': shape {d['shape']}, expected {d['expected_shape']}")
-            elif d.get("max_abs_diff") is None:
-                failures.append(f"output '{n}': {d['mismatches']} element(s) differ, first at {d.get('index')}")
-            else:
-                failures.append(
-                    f"output '{n}': max |diff| {d['max_abs_diff']:.3g} at {d['index']} "
-                    f"(got {d['got']:.7g}, expected {d['expected']:.7g}) "
-                    f"exceeds atol {atol:g} + rtol {rtol:g}*|ref| = {d['tolerance']:.3g}; "
-                    f"{d['mismatches']} element(s) out of tolerance"
-                )
-    if failures:
-        return False, "; ".join(failures), per
-    worst = max((d.get("max_abs_diff") or 0.0) for d in per.values()) if per else 0.0
-    return True, f"{len(names)} output(s) match (max |diff| {worst:.3g})", per
 
 
 def _flat_float_outputs(out):
@@ -163,8 +57,8 @@ def _validate(params):
         raise FileNotFoundError(f"not a SavedModel directory: {sm_dir}")
 
     tf = M.tf
-    checks = _Checks()
-    result = {"ok": False, "checks": checks.items, "regularization_loss_values": [], "hub": None}
+    checks = Checks()
+    result = {"ok": False, "checks": checks.items, "regularization_loss_values": [], "hub": None, "keras3": None}
     try:
         obj = tf.saved_model.load(sm_dir)
         checks.add("load", True, "tf.saved_model.load succeeded")
@@ -217,7 +111,7 @@ def _validate(params):
                     raise
                 takes_training = False
                 out_false = obj(feed)
-            ok, msg, per = _compare_outputs(out_false, golden, refs, atol, rtol)
+            ok, msg, per = compare_outputs(out_false, golden, refs, atol, rtol)
             if not takes_training:
                 msg += " (its __call__ takes no training argument, which the Reusable SavedModel API allows)"
             checks.add("call_training_false", ok, msg, outputs=per, atol=atol, rtol=rtol, takes_training=takes_training)
@@ -246,7 +140,7 @@ def _validate(params):
                 )
             else:
                 out = sig(**{n: tf.constant(feeds[n]) for n in names_in})
-                ok, msg, per = _compare_outputs(dict(out), golden, refs, atol, rtol)
+                ok, msg, per = compare_outputs(dict(out), golden, refs, atol, rtol)
                 checks.add("serving_default", ok, "serving_default: " + msg, outputs=per, inputs=sig_inputs)
     except Exception as e:
         checks.error("serving_default", e)
@@ -409,7 +303,7 @@ def _validate(params):
                 if g is None:
                     none.append(v.name)
                     continue
-                before = _fingerprint(v)
+                before = fingerprint(v)
                 if isinstance(g, tf.IndexedSlices):  # an embedding's rows: never made dense
                     if not bool(tf.reduce_any(g.values != 0)):
                         zero.append(v.name)
@@ -419,7 +313,7 @@ def _validate(params):
                         zero.append(v.name)
                     v.assign_sub(tf.cast(g, v.dtype) * 0.1)
                 del g
-                if before == _fingerprint(v):
+                if before == fingerprint(v):
                     unchanged.append(v.name)
             problems = []
             if none:
@@ -446,86 +340,28 @@ def _validate(params):
 
     # hub.KerasLayer in a tf_keras model
     if _dist_version("tensorflow-hub") is None or (_dist_version("tf-keras") is None and _dist_version("tf_keras") is None):
-        checks.skip("hub_keras_layer", "tensorflow_hub / tf_keras not installed")
+        checks.skip(HUB, "tensorflow_hub / tf_keras not installed")
     else:
         try:
-            result["hub"] = _hub_check(obj, golden, training_feeds, single, checks, len(reg_fns))
+            result["hub"] = hub_check(obj, golden, training_feeds, single, checks, len(reg_fns))
         except Exception as e:
-            checks.error("hub_keras_layer", e)
+            checks.error(HUB, e)
+
+    # keras.layers.TFSMLayer in a Keras 3 model. It loads the SavedModel again: everything the
+    # checks above held goes first (the loaded object, its variables and functions, the tf_keras
+    # model around it), so that two copies of the weights are never alive at once.
+    expect = {"atol": atol, "rtol": rtol, "trainable": len(trainable_vars), "fine_tune": fine_tune}
+    obj = variables = trainable_vars = reg_fns = feed = training_feed = invoke = None
+    if M._tf_keras is not None:
+        M._tf_keras.backend.clear_session()
+    release_memory()
+    if _dist_version("keras") is None or not _dist_version("keras").startswith("3."):
+        checks.skip(KERAS3, "Keras 3 is not installed")
+    else:
+        try:
+            result["keras3"] = keras3_check(sm_dir, golden, feeds, refs, training_feeds, single, checks, expect)
+        except Exception as e:
+            checks.error(KERAS3, e)
+        M.keras.backend.clear_session(free_memory=False)
     result["ok"] = all(c["ok"] for c in checks.items)
     return result
-
-
-def _hub_check(obj, golden, feeds, single, checks, reg_count):
-    """hub.KerasLayer over the SavedModel already loaded (what hub.load(path) returns): loading
-    it again would cost a second copy of the weights and a second tracing of the gradient,
-    which the fine_tune_step check has just done for the same restored functions."""
-    import numpy as np
-
-    tf, tfk, hub = M.tf, M.tf_keras, M.hub
-    tfk.utils.set_random_seed(0)
-    layer = hub.KerasLayer(obj, trainable=True)
-    ins = {}
-    for i in golden["inputs"]:
-        shape = [None if d < 0 else d for d in i["shape"][1:]]
-        ins[i["name"]] = tfk.Input(shape=shape, dtype=i["dtype"], name=i["name"])
-    x = next(iter(ins.values())) if single else ins
-    out = layer(x)
-    flat = [t for t in tf.nest.flatten(out) if t.dtype.is_floating]
-    if not flat:
-        return checks.add("hub_keras_layer", False, "the layer has no floating-point output to train on") and None
-    features = []  # each output as [batch, k]; a random Dense head gives every output a gradient
-    for t in flat:
-        rank, dims = t.shape.rank, t.shape.as_list()[1:] if t.shape.rank else []
-        t = tfk.layers.Lambda(lambda z: tf.cast(z, tf.float32))(t)
-        if rank is None or rank <= 1:
-            features.append(tfk.layers.Reshape((1,))(t))
-        elif all(d is not None for d in dims):
-            features.append(tfk.layers.Flatten()(t) if rank > 2 else t)
-        else:  # unknown non-batch dims: average them away
-            axes = list(range(1, rank))
-            features.append(tfk.layers.Lambda(lambda z, axes=axes: tf.reduce_mean(z, axis=axes)[:, None])(t))
-    pooled = features
-    joined = pooled[0] if len(pooled) == 1 else tfk.layers.Concatenate()(pooled)
-    head = tfk.layers.Dense(1)(joined)
-    model = tfk.Model(list(ins.values()) if not single else x, head)
-    # run_eagerly: a graph-mode fit() leaves ~200 MB per call inside TensorFlow's runtime (MobileNet;
-    # the Python objects are freed), which a long-lived worker cannot afford; eager fit does not leak
-    # The legacy SGD updates each variable in place; the current one stages every update at once,
-    # a second copy of the model in memory.
-    model.compile(optimizer=tfk.optimizers.legacy.SGD(0.01), loss="mse", run_eagerly=True)
-    # A digest per weight, not a copy: the model is not held twice.
-    before = [_fingerprint(w) for w in layer.trainable_weights]
-    xs = feeds[golden["inputs"][0]["name"]] if single else [feeds[i["name"]] for i in golden["inputs"]]
-    n = len(next(iter(feeds.values())))
-    y = np.random.default_rng(0).standard_normal((n, 1)).astype("float32")
-    hist = model.fit(xs, y, epochs=1, batch_size=n, verbose=0)
-    moved = sum(1 for w, b in zip(layer.trainable_weights, before) if _fingerprint(w) != b)
-    info = {"trainable_weights": len(layer.trainable_weights), "losses": len(layer.losses), "moved": moved}
-    problems = []
-    if len(layer.losses) != reg_count:
-        problems.append(
-            f"hub.KerasLayer exposes {len(layer.losses)} losses, the SavedModel has {reg_count} regularization_losses"
-        )
-    if moved != len(before):
-        problems.append(f"{len(before) - moved} of {len(before)} trainable weights did not move in one fit step")
-    loss = float(hist.history["loss"][-1])
-    if not math.isfinite(loss):
-        problems.append(f"the fit step's loss is {loss}")
-    checks.add(
-        "hub_keras_layer",
-        not problems,
-        "; ".join(problems)
-        or (
-            f"hub.KerasLayer(trainable=True) fine-tuned one step: {moved}/{len(before)} trainable weights moved, "
-            f"{len(layer.losses)} losses"
-        ),
-        loss=loss,
-        **info,
-    )
-    return info
-
-
-def _fingerprint(variable):
-    """A digest of a variable's bytes (one variable in memory at a time)."""
-    return hashlib.blake2b(variable.numpy().tobytes(), digest_size=16).digest()

@@ -1,0 +1,222 @@
+"""The consumer checks of ``validate``: a package used the way its consumers use it, inside a
+model of their Keras, fine-tuned one ``fit`` step on the training feed.
+
+* ``hub_check``: ``hub.KerasLayer(trainable=True)`` in a tf_keras (Keras 2) model.
+* ``keras3_check``: ``keras.layers.TFSMLayer(path, call_endpoint="serving_default")`` in a
+  Keras 3 functional model (``hub.KerasLayer`` is not a Keras 3 layer). TFSMLayer returns a
+  dict of the signature's outputs; with several inputs it is subclassed so that its ``call``
+  passes them to the signature by name (``tfsm_layer``), as ``model.md`` shows.
+
+Both train with in-place SGD and eager ``fit`` (``run_eagerly``: graph-mode fit leaves memory
+behind in a long-lived process), and fingerprint the weights instead of copying them. Imports
+TensorFlow and both Kerases lazily through ``modules.M``; writes nothing.
+"""
+
+import math
+
+from .checks import compare_outputs, fingerprint
+from .modules import M
+
+HUB = "hub_keras_layer"
+KERAS3 = "keras3_tfsm_layer"
+
+
+def hub_check(obj, golden, feeds, single, checks, reg_count):
+    """hub.KerasLayer over the SavedModel already loaded (what hub.load(path) returns): loading
+    it again would cost a second copy of the weights and a second tracing of the gradient,
+    which the fine_tune_step check has just done for the same restored functions."""
+    import numpy as np
+
+    tf, tfk, hub = M.tf, M.tf_keras, M.hub
+    tfk.utils.set_random_seed(0)
+    layer = hub.KerasLayer(obj, trainable=True)
+    ins = {}
+    for i in golden["inputs"]:
+        shape = [None if d < 0 else d for d in i["shape"][1:]]
+        ins[i["name"]] = tfk.Input(shape=shape, dtype=i["dtype"], name=i["name"])
+    x = next(iter(ins.values())) if single else ins
+    out = layer(x)
+    flat = [t for t in tf.nest.flatten(out) if t.dtype.is_floating]
+    if not flat:
+        return checks.add(HUB, False, "the layer has no floating-point output to train on") and None
+    features = []  # each output as [batch, k]; a random Dense head gives every output a gradient
+    for t in flat:
+        rank, dims = t.shape.rank, t.shape.as_list()[1:] if t.shape.rank else []
+        t = tfk.layers.Lambda(lambda z: tf.cast(z, tf.float32))(t)
+        if rank is None or rank <= 1:
+            features.append(tfk.layers.Reshape((1,))(t))
+        elif all(d is not None for d in dims):
+            features.append(tfk.layers.Flatten()(t) if rank > 2 else t)
+        else:  # unknown non-batch dims: average them away
+            axes = list(range(1, rank))
+            features.append(tfk.layers.Lambda(lambda z, axes=axes: tf.reduce_mean(z, axis=axes)[:, None])(t))
+    pooled = features
+    joined = pooled[0] if len(pooled) == 1 else tfk.layers.Concatenate()(pooled)
+    head = tfk.layers.Dense(1)(joined)
+    model = tfk.Model(list(ins.values()) if not single else x, head)
+    # run_eagerly: a graph-mode fit() leaves ~200 MB per call inside TensorFlow's runtime (MobileNet;
+    # the Python objects are freed), which a long-lived worker cannot afford; eager fit does not leak
+    # The legacy SGD updates each variable in place; the current one stages every update at once,
+    # a second copy of the model in memory.
+    model.compile(optimizer=tfk.optimizers.legacy.SGD(0.01), loss="mse", run_eagerly=True)
+    # A digest per weight, not a copy: the model is not held twice.
+    before = [fingerprint(w) for w in layer.trainable_weights]
+    xs = feeds[golden["inputs"][0]["name"]] if single else [feeds[i["name"]] for i in golden["inputs"]]
+    n = len(next(iter(feeds.values())))
+    y = np.random.default_rng(0).standard_normal((n, 1)).astype("float32")
+    hist = model.fit(xs, y, epochs=1, batch_size=n, verbose=0)
+    moved = sum(1 for w, b in zip(layer.trainable_weights, before) if fingerprint(w) != b)
+    info = {"trainable_weights": len(layer.trainable_weights), "losses": len(layer.losses), "moved": moved}
+    problems = []
+    if len(layer.losses) != reg_count:
+        problems.append(
+            f"hub.KerasLayer exposes {len(layer.losses)} losses, the SavedModel has {reg_count} regularization_losses"
+        )
+    if moved != len(before):
+        problems.append(f"{len(before) - moved} of {len(before)} trainable weights did not move in one fit step")
+    loss = float(hist.history["loss"][-1])
+    if not math.isfinite(loss):
+        problems.append(f"the fit step's loss is {loss}")
+    checks.add(
+        HUB,
+        not problems,
+        "; ".join(problems)
+        or (
+            f"hub.KerasLayer(trainable=True) fine-tuned one step: {moved}/{len(before)} trainable weights moved, "
+            f"{len(layer.losses)} losses"
+        ),
+        loss=loss,
+        **info,
+    )
+    return info
+
+
+def tfsm_layer(path, single, trainable):
+    """``keras.layers.TFSMLayer`` over ``serving_default``, as ``model.md`` tells Keras 3 users to
+    write it. TFSMLayer passes its input to the endpoint as one positional argument, which a
+    signature of several named inputs refuses: with several inputs, ``call`` passes the dict by
+    name instead."""
+    keras = M.keras
+    if single:
+        return keras.layers.TFSMLayer(path, call_endpoint="serving_default", trainable=trainable)
+
+    class ServingLayer(keras.layers.TFSMLayer):
+        def call(self, inputs):
+            return self.call_endpoint_fn(**inputs)
+
+    return ServingLayer(path, call_endpoint="serving_default", trainable=trainable)
+
+
+def keras3_check(sm_dir, golden, feeds, refs, training_feeds, single, checks, expect):
+    """TFSMLayer in a Keras 3 functional model: the golden outputs again (serving_default
+    computes them with ``training=False``), the trainable variables exposed as the layer's
+    trainable weights, and for a fine-tunable piece one ``fit`` step moving every one of them.
+
+    ``expect``: ``atol``, ``rtol``, ``trainable`` (the number of ``trainable_variables`` the
+    SavedModel has; 0 for a frozen piece), ``fine_tune`` (the fit step is wanted).
+    Loads the SavedModel again: the caller has released what it held before."""
+    import numpy as np
+
+    keras = M.keras
+    if keras.backend.backend() != "tensorflow":
+        return checks.add(KERAS3, False, f"Keras runs on {keras.backend.backend()}: TFSMLayer needs TensorFlow") and None
+    keras.utils.set_random_seed(0)
+    layer = tfsm_layer(sm_dir, single, trainable=expect["trainable"] > 0)
+    names = [i["name"] for i in golden["inputs"]]
+    feed = feeds[names[0]] if single else {n: feeds[n] for n in names}
+    outputs = layer(feed)
+    problems = []
+    if not isinstance(outputs, dict):
+        problems.append(f"TFSMLayer returned {type(outputs).__name__}, not the dict of serving_default's outputs")
+        outputs = {}
+    ok, compared, per = compare_outputs(outputs, golden, refs, expect["atol"], expect["rtol"])
+    if not ok:
+        problems.append(compared)
+    outputs = None
+    trainable = len(layer.trainable_weights)
+    if trainable != expect["trainable"]:
+        problems.append(
+            f"TFSMLayer exposes {trainable} trainable weights, the SavedModel has {expect['trainable']} trainable_variables"
+        )
+    info = {"trainable_weights": trainable, "reached": 0, "moved": 0}
+    loss = None
+    if trainable and expect["fine_tune"] and not problems:
+        reached, unreached, moved, loss = _fit_one_step(layer, golden, training_feeds, single)
+        info.update(reached=reached, moved=moved)
+        if unreached:
+            problems.append(
+                f"{len(unreached)} of {trainable} trainable weights get no gradient through TFSMLayer: {unreached[:5]}"
+            )
+        elif moved == 0:
+            problems.append(f"one fit step moved none of the {trainable} trainable weights")
+        if not math.isfinite(loss):
+            problems.append(f"the fit step's loss is {loss}")
+    if problems:
+        message = "; ".join(problems)
+    elif info["moved"]:
+        # serving_default runs in inference mode: in a deep network whose batch-norm statistics
+        # are barely trained, some gradients are too small to change a float32 in one step.
+        # Each weight getting a gradient is what fine-tuning needs.
+        message = (
+            f"keras.layers.TFSMLayer in a Keras 3 model: {compared}; all {trainable} trainable weights get a gradient, "
+            f"one fit step moved {info['moved']}"
+        )
+    else:
+        message = f"keras.layers.TFSMLayer in a Keras 3 model: {compared}; {trainable} trainable weights"
+    details = {"outputs": per, **info}
+    if loss is not None:
+        details["loss"] = float(np.float64(loss))
+    checks.add(KERAS3, not problems, message, **details)
+    return info
+
+
+def _fit_one_step(layer, golden, feeds, single):
+    """One ``fit`` step of a Keras 3 model around ``layer`` on ``feeds`` with random targets;
+    returns (how many trainable weights get a non-zero gradient, the names of those that do
+    not, how many the step moved, the loss)."""
+    import numpy as np
+
+    keras = M.keras
+    ins = {}
+    for i in golden["inputs"]:
+        shape = tuple(None if d < 0 else d for d in i["shape"][1:])
+        ins[i["name"]] = keras.Input(shape=shape, dtype=i["dtype"], name=i["name"])
+    outputs = layer(next(iter(ins.values())) if single else ins)
+    features = []  # each floating output as [batch, k]: a random Dense head gives each a gradient
+    for name in sorted(outputs):
+        t = outputs[name]
+        if "float" not in str(t.dtype):
+            continue
+        t = keras.ops.cast(t, "float32") if str(t.dtype) != "float32" else t
+        rank, dims = len(t.shape), t.shape[1:]
+        if rank <= 1:
+            features.append(keras.layers.Reshape((1,))(t))
+        elif all(d is not None for d in dims):
+            features.append(keras.layers.Flatten()(t) if rank > 2 else t)
+        else:  # unknown non-batch dimensions: averaged away
+            features.append(keras.layers.Lambda(lambda z, axes=tuple(range(1, rank)): keras.ops.mean(z, axis=axes)[:, None])(t))
+    if not features:
+        raise ValueError("serving_default has no floating-point output to train on")
+    joined = features[0] if len(features) == 1 else keras.layers.Concatenate()(features)
+    model = keras.Model(ins, keras.layers.Dense(1)(joined))
+    # Plain SGD updates each variable in place (no slots); eager, not compiled by XLA: one step
+    # does not pay for a compilation, and leaves nothing behind in a long-lived process.
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", run_eagerly=True, jit_compile=False)
+    before = [fingerprint(w) for w in layer.trainable_weights]
+    n = len(next(iter(feeds.values())))
+    xs = {i["name"]: feeds[i["name"]] for i in golden["inputs"]}
+    y = np.random.default_rng(0).standard_normal((n, 1)).astype("float32")
+    # The gradients fit computes, taken once by hand: which weights they reach.
+    tf = M.tf
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y, model(xs, training=True))
+    unreached = []
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        if g is None or not bool(tf.reduce_any(tf.not_equal(g.values if hasattr(g, "values") else g, 0))):
+            unreached.append(w.name)
+        del g
+    del tape
+    history = model.fit(xs, y, epochs=1, batch_size=n, verbose=0)
+    moved = sum(1 for w, b in zip(layer.trainable_weights, before) if fingerprint(w) != b)
+    reached = len(layer.trainable_weights) - len(unreached)
+    return reached, unreached, moved, float(history.history["loss"][-1])
