@@ -182,7 +182,7 @@ impl<'a> Builder<'a> {
                 reporter.event(exec::Event::Warning {
                     id,
                     warning: &Warning {
-                        code: "corrupt-cache-entry".into(),
+                        code: crate::contract::Lint::CorruptCacheEntry,
                         message: format!("the cached output of {id} changed on disk ({corruption}): evicted, the step runs again"),
                         help: Some("`exportctl cache verify` checks every entry; a disk or a program writing into .exportctl/ (or through a dist/ link) changed it".into()),
                     },

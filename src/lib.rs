@@ -15,6 +15,7 @@ pub mod build_report;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod contract;
 pub mod error;
 pub mod exec;
 pub mod gzip;

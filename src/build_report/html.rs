@@ -203,7 +203,7 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
     } else {
         out.push_str(r#"<ul class="warnings">"#);
         for (step, warning) in &piece.warnings {
-            let _ = write!(out, r#"<li><span class="badge warning">warning[{}]</span> <code>{}</code>: {}"#, esc(&warning.code), esc(step), esc(&warning.message));
+            let _ = write!(out, r#"<li><span class="badge warning">warning[{}]</span> <code>{}</code>: {}"#, esc(warning.code.code()), esc(step), esc(&warning.message));
             if let Some(help) = &warning.help {
                 let _ = write!(out, r#"<br><span class="help">help: {}</span>"#, esc(help));
             }

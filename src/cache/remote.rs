@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 use super::store::{Entry, Store};
 use super::verify::Verifier;
+use crate::contract::Lint;
 use crate::exec::Warning;
 use crate::manifest::CacheSettings;
 
@@ -194,7 +195,7 @@ pub struct Remote {
     agent: ureq::Agent,
     verifier: Arc<Verifier>,
     unreachable: AtomicBool,
-    said: Mutex<HashSet<String>>,
+    said: Mutex<HashSet<Lint>>,
     /// Warnings for the user, not yet reported.
     warnings: Mutex<Vec<Warning>>,
     uploads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -258,11 +259,11 @@ impl Remote {
 
     /// Raises a warning; those with `once` set are raised once per build whatever their
     /// message (a server that is down would otherwise say so for every step).
-    fn say(&self, code: &str, once: bool, message: String, help: &str) {
-        if once && !self.said.lock().unwrap_or_else(|p| p.into_inner()).insert(code.to_string()) {
+    fn say(&self, code: Lint, once: bool, message: String, help: &str) {
+        if once && !self.said.lock().unwrap_or_else(|p| p.into_inner()).insert(code) {
             return;
         }
-        let warning = Warning { code: code.to_string(), message, help: Some(help.to_string()) };
+        let warning = Warning { code, message, help: Some(help.to_string()) };
         self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(warning);
     }
 
@@ -275,7 +276,7 @@ impl Remote {
                 // is the only one the build waits for.
                 if !self.unreachable.swap(true, Ordering::SeqCst) {
                     self.say(
-                        "remote-cache-unreachable",
+                        Lint::RemoteCacheUnreachable,
                         true,
                         format!("the remote cache {url} cannot be reached ({why}): this build uses the local cache only and runs what it lacks"),
                         &format!("check that the server runs and that {ENV_URL} or `[cache] remote` names it; {ENV_TIMEOUT} sets how long to wait (seconds, default 30)"),
@@ -283,13 +284,13 @@ impl Remote {
                 }
             }
             Failure::Server(why) => self.say(
-                "remote-cache-error",
+                Lint::RemoteCacheError,
                 true,
                 format!("the remote cache {url} answered with an error ({why}): what it could not give is built locally"),
                 "the server's own log says why; a 401 or 403 means the token (EXPORTCTL_REMOTE_CACHE_TOKEN) is missing or wrong; a 400 storing an entry from bazel-remote means it checks entries as Bazel action results: start it with --disable_http_ac_validation",
             ),
             Failure::Untrusted(why) => self.say(
-                "remote-cache-untrusted",
+                Lint::RemoteCacheUntrusted,
                 false,
                 format!("the remote cache {url} sent {why}: ignored, the step runs locally"),
                 "nothing from it was kept; if this repeats, the server's storage is damaged or someone writes into it",

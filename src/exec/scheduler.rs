@@ -615,7 +615,7 @@ mod tests {
             }
             fn run(&self, step: &StepId, _: &StepContext<'_>) -> Result<StepOutcome, StepError> {
                 let warnings = if step.kind == StepKind::Validate {
-                    vec![crate::exec::Warning { code: "softmax-output".into(), message: "ends in softmax".into(), help: None }]
+                    vec![crate::exec::Warning { code: crate::contract::Lint::SoftmaxOutput, message: "ends in softmax".into(), help: None }]
                 } else {
                     vec![]
                 };

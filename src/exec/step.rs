@@ -60,8 +60,8 @@ impl StepContext<'_> {
 /// the entry is reused; an error under `--deny warnings`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Warning {
-    /// A stable id, e.g. `softmax-output`, `lost-regularization`.
-    pub code: String,
+    /// A stable code, e.g. `softmax-output`, `lost-regularization` (docs/lints.md lists them).
+    pub code: crate::contract::Lint,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,

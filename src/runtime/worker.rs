@@ -52,6 +52,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/slicing.py"),
     source!("exportctl_worker/trace.py"),
     source!("exportctl_worker/validate.py"),
+    source!("exportctl_worker/contract.py"),
     source!("exportctl_worker/checks.py"),
     source!("exportctl_worker/consumers.py"),
     source!("exportctl_worker/debug.py"),

@@ -202,7 +202,7 @@ impl Docs<'_> {
             if let Some(value) = value {
                 if !is_tag_id(value) {
                     warnings.push(Warning {
-                        code: "unknown-tag".into(),
+                        code: crate::contract::Lint::UnknownTag,
                         message: format!("docs.{key} = `{value}` is not a TF Hub tag id (lowercase letters, digits and dashes)"),
                         help: Some(format!("write it as `{}`", to_tag_id(value))),
                     });
@@ -693,7 +693,7 @@ fn to_tag_id(value: &str) -> String {
 /// `example` (`key = "value"`) is shown as code, `note` after it.
 fn missing(key: &str, example: &str, note: &str) -> Warning {
     Warning {
-        code: "missing-docs".into(),
+        code: crate::contract::Lint::MissingDocs,
         message: format!("no docs.{key}: model.md is incomplete without it"),
         help: Some(format!("add `{example}`{note} to the model's or the piece's `docs`")),
     }
@@ -702,7 +702,7 @@ fn missing(key: &str, example: &str, note: &str) -> Warning {
 fn unknown_tag<'a>(key: &str, value: &str, known: impl Iterator<Item = &'a str> + Clone) -> Warning {
     let suggestion = crate::suggestion::did_you_mean(value, known.clone());
     Warning {
-        code: format!("unknown-{key}"),
+        code: if key == "task" { crate::contract::Lint::UnknownTask } else { crate::contract::Lint::UnknownLicense },
         message: format!("docs.{key} = `{value}` is not a TF Hub {key} id exportctl knows"),
         help: Some(suggestion.unwrap_or_else(|| format!("known values: {}", known.collect::<Vec<_>>().join(", ")))),
     }
@@ -918,7 +918,7 @@ mod tests {
         f.docs.description = None;
         f.docs.dataset = Some("ImageNet 2012".into());
         let (md, warnings) = render(&f, None, None);
-        let codes: Vec<&str> = warnings.iter().map(|w| w.code.as_str()).collect();
+        let codes: Vec<&str> = warnings.iter().map(|w| w.code.code()).collect();
         assert_eq!(codes, vec!["missing-docs", "unknown-task", "unknown-license", "unknown-tag"]);
         assert_eq!(warnings[1].help.as_deref(), Some("did you mean `image-classification`?"));
         assert_eq!(warnings[3].help.as_deref(), Some("write it as `imagenet-2012`"));

@@ -176,7 +176,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs) -> Result<S
     write_json(&dirs.out.join(files::SOURCES), &sources)?;
 
     clock.lap("records");
-    Ok(clock.outcome(worker_warnings("export", &inventory.warnings), summary(&inventory)))
+    Ok(clock.outcome(worker_warnings(crate::contract::Lint::ExportNote, &inventory.warnings), summary(&inventory)))
 }
 
 fn summary(inventory: &Inventory) -> String {

@@ -156,14 +156,14 @@ impl ModelCard<'_> {
         let mut warnings = Vec::new();
         if !kaggle::is_owner_slug(self.owner) {
             warnings.push(Warning {
-                code: "kaggle-slug".into(),
+                code: crate::contract::Lint::KaggleSlug,
                 message: format!("`{}` is not a Kaggle owner slug: Kaggle would refuse to publish under it", self.owner),
                 help: Some(format!("set `owner = \"{}\"` (your Kaggle user or organisation) in [kaggle]", kaggle::to_slug(self.owner))),
             });
         }
         if !kaggle::is_model_slug(self.slug) {
             warnings.push(Warning {
-                code: "kaggle-slug".into(),
+                code: crate::contract::Lint::KaggleSlug,
                 message: format!("model name `{}` is not a Kaggle model slug (letters and digits joined by single dashes)", self.slug),
                 help: Some(format!("rename the model, e.g. `[models.{}]`", kaggle::to_slug(self.slug))),
             });
@@ -172,7 +172,7 @@ impl ModelCard<'_> {
             if kaggle::license_name(license).is_none() {
                 let known: Vec<&str> = kaggle::LICENSES.iter().map(|(spdx, _)| *spdx).collect();
                 warnings.push(Warning {
-                    code: "kaggle-license".into(),
+                    code: crate::contract::Lint::KaggleLicense,
                     message: format!("license `{license}` is not one Kaggle Models lists: Kaggle would refuse the variation"),
                     help: Some(format!("Kaggle takes these (as SPDX ids): {}", known.join(", "))),
                 });

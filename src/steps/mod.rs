@@ -535,10 +535,10 @@ fn layer_error(kind: &str, message: &str, data: &Value, model: &Model, piece: &P
 }
 
 /// Converts the worker's free-text warnings into step warnings.
-fn worker_warnings(code: &str, warnings: &[String]) -> Vec<crate::exec::Warning> {
+fn worker_warnings(code: crate::contract::Lint, warnings: &[String]) -> Vec<crate::exec::Warning> {
     warnings
         .iter()
-        .map(|message| crate::exec::Warning { code: code.to_string(), message: message.clone(), help: None })
+        .map(|message| crate::exec::Warning { code, message: message.clone(), help: None })
         .collect()
 }
 

@@ -217,7 +217,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
             regularization_loss_values: report.reusable.regularization_loss_values.clone(),
             hub: report.reusable.hub.clone(),
             keras3: report.reusable.keras3.clone(),
-            warnings: report.lints.iter().map(|w| w.code.clone()).collect(),
+            warnings: report.lints.iter().map(|w| w.code.code().to_string()).collect(),
         },
         outputs: Outputs {
             archive: Output { bytes: archive.bytes, digest: archive.digest.clone() },

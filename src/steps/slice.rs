@@ -88,7 +88,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         summary.push_str(&format!(", {} parameters", crate::tf::inspect::group_digits(facts.params.total)));
     }
     clock.lap("records");
-    Ok(clock.outcome(worker_warnings("slice", &facts.warnings), summary))
+    Ok(clock.outcome(worker_warnings(crate::contract::Lint::SliceNote, &facts.warnings), summary))
 }
 
 pub(super) fn load(dir: &Path) -> Result<SliceFacts, StepError> {

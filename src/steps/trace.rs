@@ -100,7 +100,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         if facts.regularization_losses == 1 { "" } else { "es" }
     );
     clock.lap("records");
-    Ok(clock.outcome(worker_warnings("trace", &facts.warnings), summary))
+    Ok(clock.outcome(worker_warnings(crate::contract::Lint::TraceNote, &facts.warnings), summary))
 }
 
 pub(super) fn load(dir: &Path) -> Result<TraceFacts, StepError> {

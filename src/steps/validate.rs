@@ -23,6 +23,7 @@
 //! without golden files it makes seeded random inputs for the serving signature and takes the
 //! native outputs as the reference, so Python is checked against C++.
 
+use crate::contract::Lint;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use std::path::{Path, PathBuf};
@@ -135,25 +136,6 @@ pub struct Keras3Summary {
     /// How many one `fit` step changed (a gradient can be too small to change a float32).
     pub moved: u64,
 }
-
-/// The worker's checks that `exportctl` itself refers to by name (the worker owns the names:
-/// `consumers.py`, `validate.py`), and what to do when one fails.
-const CHECK_HELP: &[(&str, &str)] = &[
-    ("outputs", TOLERANCE_HELP),
-    ("call_training_false", TOLERANCE_HELP),
-    ("serving_default", TOLERANCE_HELP),
-    ("no_optimizer_state", "the package must not carry optimizer state: leave `include-optimizer` false"),
-    (
-        "hub_keras_layer",
-        "tf_keras users load packages with hub.KerasLayer(path, trainable=True): every trainable weight must move in one fit step, and its losses must be the regularization losses",
-    ),
-    (
-        "keras3_tfsm_layer",
-        "Keras 3 users load packages with keras.layers.TFSMLayer(path, call_endpoint=\"serving_default\") (model.md shows how): serving_default must return the golden outputs, and a fine-tunable piece's trainable variables must be the layer's trainable weights and move in one fit step",
-    ),
-];
-
-const TOLERANCE_HELP: &str = "outputs are compared with |got - ref| <= atol + rtol*|ref|; if the difference is numerical noise, raise `validate.atol` / `validate.rtol` for this piece";
 
 /// `golden/golden.json`, written by the worker's trace (or by [`validate_saved_model`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,13 +306,13 @@ fn failure(report: &Report) -> StepError {
     }
     let mut helps: Vec<&str> = Vec::new();
     for (_, check) in &failed {
-        if let Some((_, help)) = CHECK_HELP.iter().find(|(name, _)| *name == check.name) {
-            if !helps.contains(help) {
+        if let Some(help) = crate::contract::check_fix(&check.name) {
+            if !helps.contains(&help) {
                 helps.push(help);
             }
         }
     }
-    helps.push("the build report (`exportctl report`) lists every check with its details (docs/worker-protocol.md describes them); `exportctl validate <dir>` reruns them on a SavedModel");
+    helps.push("the build report (`exportctl report`) lists every check with its details (docs/validation.md says what each proves); `exportctl validate <dir>` reruns them on a SavedModel");
     StepError::new(message).with_help(helps.join("\n"))
 }
 
@@ -664,9 +646,9 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
     for output in &facts.outputs {
         let Some(activation) = output.activation.as_deref() else { continue };
         let (code, what_it_is) = match activation {
-            "softmax" | "log_softmax" => ("softmax-output", "a softmax"),
-            "argmax" => ("argmax-output", "an argmax"),
-            "top_k" => ("top-k-output", "a top-k"),
+            "softmax" | "log_softmax" => (Lint::SoftmaxOutput, "a softmax"),
+            "argmax" => (Lint::ArgmaxOutput, "an argmax"),
+            "top_k" => (Lint::TopKOutput, "a top-k"),
             _ => continue,
         };
         let layer = inventory.layers.iter().find(|l| l.name == output.name);
@@ -681,7 +663,7 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
             None => "cut the piece before the activation (`to` = the layer producing the logits)".to_string(),
         };
         warnings.push(Warning {
-            code: code.to_string(),
+            code,
             message: format!(
                 "output `{}` ends in {what_it_is}; consumers fine-tune on logits (the guide: output logits, not probabilities or top-k predictions)",
                 output.name
@@ -695,7 +677,7 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
             let lost: Vec<String> =
                 optimizer.lost_regularization.iter().map(|r| format!("{} = {}", r.name, r.value)).collect();
             warnings.push(Warning {
-                code: "lost-regularization".to_string(),
+                code: Lint::LostRegularization,
                 message: format!(
                     "the source's {} optimizer regularizes with {}; no SavedModel can carry optimizer-level regularization",
                     optimizer.class,
@@ -707,7 +689,7 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
     }
     if facts.dropout_layers.unwrap_or(0) > 0 && piece.dropout.is_none() {
         warnings.push(Warning {
-            code: "dropout-not-set".to_string(),
+            code: Lint::DropoutNotSet,
             message: format!(
                 "{} dropout layer(s) keep their training-time rate: no `dropout` setting chosen for consumers",
                 facts.dropout_layers.unwrap_or(0)
@@ -717,7 +699,7 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
     }
     if facts.batch_norm_layers.unwrap_or(0) > 0 && !piece.batch_norm.is_set() {
         warnings.push(Warning {
-            code: "batch-norm-not-set".to_string(),
+            code: Lint::BatchNormNotSet,
             message: format!(
                 "{} batch-normalization layer(s) keep their training-time momentum/epsilon: no `batch-norm` setting chosen for consumers",
                 facts.batch_norm_layers.unwrap_or(0)
@@ -1040,7 +1022,7 @@ mod tests {
     }
 
     fn codes(warnings: &[Warning]) -> Vec<&str> {
-        warnings.iter().map(|w| w.code.as_str()).collect()
+        warnings.iter().map(|w| w.code.code()).collect()
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub fn run(builder: &mut Builder<'_>, json: bool) -> Result<()> {
         let reporter = builder.reporter;
         let on_error = |e: notify::Error| {
             reporter.build_warning(&Warning {
-                code: "watch-failed".into(),
+                code: crate::contract::Lint::WatchFailed,
                 message: format!("the file watcher reported an error ({e}): a change may have been missed; save the file again to rebuild"),
                 help: Some(watch_help(&e)),
             })
@@ -211,7 +211,7 @@ fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
 /// What watch mode says when it cannot watch `path`.
 fn watch_warning(path: &Path, error: &notify::Error) -> Warning {
     Warning {
-        code: "watch-failed".into(),
+        code: crate::contract::Lint::WatchFailed,
         message: format!("cannot watch {}: {error}; changes there will not trigger a rebuild", path.display()),
         help: Some(watch_help(error)),
     }

@@ -24,3 +24,4 @@ mod reproducible;
 mod remote;
 mod hostile;
 mod faults;
+mod contract;

@@ -479,7 +479,7 @@ fn the_low_level_saved_model_keeps_its_regularization_loss() {
     assert!(md.contains("- **Regularization losses**: 1 (`regularization_losses`, one per weight regularizer; value at export: 0.004)."), "{md}");
     assert!(md.contains("what it changes is up to the source SavedModel's own `__call__`"), "{md}");
     assert!(outcomes[&StepKind::Trace].warnings.iter().any(|w| w.message.contains("no __call__ with a 'training' argument")));
-    let codes: Vec<&str> = outcomes[&StepKind::Package].warnings.iter().map(|w| w.code.as_str()).collect();
+    let codes: Vec<&str> = outcomes[&StepKind::Package].warnings.iter().map(|w| w.code.code()).collect();
     assert_eq!(codes, ["missing-docs"], "the example has no TF Hub task for a multiplier");
 }
 

@@ -10,6 +10,7 @@ import hashlib
 import time
 
 from . import phases
+from .contract import CHECKS
 from .errors import _format_frames
 
 
@@ -24,12 +25,14 @@ class Checks:
         return round(elapsed, 3)
 
     def add(self, name, ok, message, **details):
+        _known(name)
         details["seconds"] = self._elapsed()
         phases.add(f"check {name}", details["seconds"])
         self.items.append({"name": name, "ok": bool(ok), "message": message, "details": details})
         return ok
 
     def skip(self, name, reason):
+        _known(name)
         self.items.append(
             {
                 "name": name,
@@ -41,6 +44,12 @@ class Checks:
 
     def error(self, name, exc):
         self.add(name, False, f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, traceback=_format_frames(exc))
+
+
+def _known(name):
+    """Every check is one of exportctl's (src/contract.rs): its docs and its help exist."""
+    if name not in CHECKS:
+        raise ValueError(f"check {name!r} is not in contract.CHECKS: add it to src/contract.rs and docs/validation.md")
 
 
 def compare_arrays(got, ref, atol, rtol):

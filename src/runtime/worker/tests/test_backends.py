@@ -58,7 +58,8 @@ class ImportErrorTest(unittest.TestCase):
     def test_a_file_importing_torch_says_pytorch(self):
         error = import_error(ModuleNotFoundError("No module named 'torch'", name="torch"), "/project/layers.py")
         self.assertEqual(error.code, "BackendSpecific")
-        self.assertTrue(str(error).startswith("layers.py imports `torch` (PyTorch), which exportctl's TensorFlow runtime"), str(error))
+        expected = "layers.py imports `torch` (PyTorch), which exportctl's TensorFlow runtime"
+        self.assertTrue(str(error).startswith(expected), str(error))
 
     def test_other_missing_modules_are_left_alone(self):
         self.assertIsNone(import_error(ModuleNotFoundError("No module named 'sklearn'", name="sklearn"), "/project/layers.py"))
