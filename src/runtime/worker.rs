@@ -51,6 +51,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/slicing.py"),
     source!("exportctl_worker/trace.py"),
     source!("exportctl_worker/validate.py"),
+    source!("exportctl_worker/litert.py"),
     source!("exportctl_worker/debug.py"),
     source!("exportctl_worker/canonical.py"),
 ];

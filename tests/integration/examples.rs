@@ -136,7 +136,7 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
 
 #[test]
 fn mobilenet_v3_small_logits_and_feature_vector() {
-    let (project, events) = build_twice("mobilenet", 9);
+    let (project, events) = build_twice("mobilenet", 11);
     let export = events.iter().find(|e| e["event"] == "step-finished" && e["step"] == "mobilenet:export").unwrap();
     assert!(export["summary"].as_str().unwrap().contains("Adam optimizer state (11.7 MiB) left out"), "{export}");
     assert!(events.iter().all(|e| e["event"] != "warning"), "logits, dropout and batch-norm settings: no lint expected");

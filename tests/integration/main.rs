@@ -15,6 +15,7 @@ mod cache;
 mod watch;
 mod steps;
 mod examples;
+mod litert;
 mod report;
 mod init;
 mod reproducible;
