@@ -986,6 +986,7 @@ mod tests {
                 fine_tune_step: true,
             },
             docs: DocsSettings::default(),
+            litert: None,
         }
     }
 

@@ -43,13 +43,14 @@ def _unsupported_ops(message):
 
 
 def _layer_of(node):
-    """The Keras layer a graph node belongs to: ``model_1/erf_layer_1/Erfinv`` → ``erf_layer``
-    (Keras 3 suffixes its name scopes with ``_1``)."""
-    parts = node.split("/")
-    if len(parts) < 2:
+    """The Keras layer a graph node belongs to: Keras 3 suffixes its name scopes with ``_1``
+    (``functional_1/probit_1/erfinv/Erfinv``: the op's own scope ``erfinv`` has none), so it is
+    the last such scope below the model's, else the node's parent scope."""
+    scopes = node.split("/")[:-1]
+    if not scopes:
         return None
-    layer = parts[-2]
-    return re.sub(r"_1$", "", layer)
+    layers = [s for s in scopes[1:] if s.endswith("_1")]
+    return re.sub(r"_1$", "", layers[-1] if layers else scopes[-1])
 
 
 def _describe_ops(ops):

@@ -82,9 +82,7 @@ def outline(model, flavour):
         "params": _params(model),
         "layers": layers,
         "dropout_rates": [float(l.rate) for l in configurable if _is_dropout(l)],
-        "batch_norms": [
-            {"momentum": float(l.momentum), "epsilon": float(l.epsilon)} for l in configurable if _is_batch_norm(l)
-        ],
+        "batch_norms": [{"momentum": float(l.momentum), "epsilon": float(l.epsilon)} for l in configurable if _is_batch_norm(l)],
     }
 
 
@@ -101,8 +99,6 @@ def _layer_outline(layer, graph):
         "trainable_parameters": _count_params(trainable),
         "activation": _activation_name(activation) if callable(activation) else None,
         "dropout_rate": float(layer.rate) if _is_dropout(layer) else None,
-        "batch_norm": (
-            {"momentum": float(layer.momentum), "epsilon": float(layer.epsilon)} if _is_batch_norm(layer) else None
-        ),
+        "batch_norm": ({"momentum": float(layer.momentum), "epsilon": float(layer.epsilon)} if _is_batch_norm(layer) else None),
         "is_model": _is_model(layer),
     }

@@ -43,6 +43,8 @@ class ConverterErrorTest(unittest.TestCase):
     def test_layers_are_named_without_keras_scope_suffixes(self):
         assert _layer_of("model_1/det_layer_1/MatrixDeterminant") == "det_layer"
         assert _layer_of("Erfinv") is None
+        assert _layer_of("functional_1/probit_1/erfinv/Erfinv") == "probit"
+        assert _layer_of("probit_1/Erfinv") == "probit"
 
     def test_the_message_says_what_select_tf_ops_would_do(self):
         lines = _describe_ops(_unsupported_ops(MESSAGE))
