@@ -430,7 +430,11 @@ impl Resolver<'_> {
         }
         if !formats.iter().any(|(f, _)| *f == "saved-model") {
             let mut fixed: Vec<&str> = vec!["saved-model"];
-            fixed.extend(formats.iter().map(|(f, _)| *f).filter(|f| *f != "saved-model"));
+            for (format, _) in &formats {
+                if !fixed.contains(format) {
+                    fixed.push(format);
+                }
+            }
             let written = fixed.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", ");
             self.error(
                 ManifestError::new("no-saved-model", formats_node.span.clone(), "`formats` must include \"saved-model\"")
