@@ -149,6 +149,12 @@ fn mobilenet_v3_small_logits_and_feature_vector() {
     assert!(md.contains("| output | `flatten` | float32 | `[-1, 10]` |"), "logits: {md}");
     assert!(md.contains("its state (11.7 MiB) is not part of this package"), "{md}");
     assert!(md.contains("- Parameters: 1,540,218"), "{md}");
+    // The dynamic-range LiteRT variant: int8 weights, validated against the same reference logits.
+    let tflite = build["outputs"]["model.tflite"]["bytes"].as_u64().expect("model.tflite in build.json");
+    assert!(tflite < 2 << 20, "1.5 M int8 weights: under 2 MiB, against ~6 MB in float32: {tflite}");
+    assert!(md.contains("- Quantization: dynamic range (int8 weights, float32 activations)"), "{md}");
+    assert!(md.contains("`CONV_2D`") && md.contains("`DEPTHWISE_CONV_2D`"), "{md}");
+    assert!(!piece_dir(&project, "mobilenet", "feature-vector").join("model.tflite").exists());
 
     let features = piece_dir(&project, "mobilenet", "feature-vector");
     assert_sound_package(&features);
