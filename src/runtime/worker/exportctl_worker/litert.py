@@ -220,5 +220,9 @@ def m_run_litert(params):
             file = f"{len(written)}.npy"
             np.save(os.path.join(out_dir, file), np.ascontiguousarray(got[name]), allow_pickle=False)
             written.append({"name": name, "file": file})
-    ops = sorted({d["op_name"] for d in interpreter._get_ops_details() if d.get("op_name")})
+    # The model's own ops: the interpreter that ran it had XNNPACK replace them by `DELEGATE`.
+    from ai_edge_litert.interpreter import OpResolverType
+
+    plain = Interpreter(model_path=model_path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ops = sorted({d["op_name"] for d in plain._get_ops_details() if d.get("op_name")})
     return {"inputs": described(inputs), "outputs": described(outputs), "results": written, "ops": ops}
