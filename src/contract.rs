@@ -15,6 +15,8 @@ pub enum Loader {
     Native,
     /// The Python worker: `tf.saved_model.load` and the consumers (`reusable` in the report).
     Python,
+    /// The LiteRT interpreter, on `model.tflite` (validate-litert's `litert-report.json`).
+    LiteRt,
 }
 
 /// One check of validate: its name in reports, who runs it, what it proves, and what to do
@@ -107,6 +109,18 @@ pub const CHECKS: &[CheckSpec] = &[
         loader: Loader::Python,
         proves: "`keras.layers.TFSMLayer` in a Keras 3 model reproduces the golden outputs; every trainable weight gets a gradient and a fit step moves weights",
         fix: "Keras 3 users load packages with keras.layers.TFSMLayer(path, call_endpoint=\"serving_default\") (model.md shows how): serving_default must return the golden outputs, and a fine-tunable piece's trainable variables must be the layer's trainable weights",
+    },
+    CheckSpec {
+        name: "signature",
+        loader: Loader::LiteRt,
+        proves: "`model.tflite`'s inputs and outputs have the SavedModel signature's names, dtypes and shapes",
+        fix: "the converter renamed or reshaped a tensor: the message names it; dynamic dimensions other than the batch cannot be converted",
+    },
+    CheckSpec {
+        name: "outputs",
+        loader: Loader::LiteRt,
+        proves: "the LiteRT interpreter reproduces the golden outputs within the LiteRT tolerances (looser for quantized models)",
+        fix: "raise `litert.atol` / `litert.rtol` for a quantized piece, or quantize less (`quantize = \"float16\"` or `\"none\"`)",
     },
 ];
 

@@ -107,7 +107,7 @@ impl LockFile {
             .filter_map(|r| {
                 let entry = r.entry.as_ref()?;
                 let id = r.id.to_string();
-                let shipped = matches!(r.id.kind, StepKind::Trace | StepKind::Package);
+                let shipped = matches!(r.id.kind, StepKind::Trace | StepKind::ConvertLitert | StepKind::Package);
                 let files = if shipped { entry.files.clone() } else { BTreeMap::new() };
                 let saved_model = if r.id.kind != StepKind::Trace {
                     None

@@ -66,7 +66,7 @@ pub fn page(report: &BuildReport) -> String {
 
     // Timeline.
     out.push_str(r#"<section id="timeline"><h2>Timeline</h2><p class="legend">"#);
-    for kind in [StepKind::Export, StepKind::Slice, StepKind::Trace, StepKind::Validate, StepKind::Package] {
+    for kind in StepKind::ALL {
         let _ = write!(out, r#"<span><i style="background:{}"></i>{}</span>"#, kind_color(kind), kind.as_str());
     }
     out.push_str(r#"<span><i class="cache-hit"></i>cache hit</span><span><i class="failed-outline"></i>failed</span><span class="note">the thin strip under a bar: its phases</span></p><div class="scroll">"#);

@@ -17,6 +17,8 @@ pub fn kind_color(kind: StepKind) -> &'static str {
         StepKind::Slice => "#49a6a6",
         StepKind::Trace => "#8a63c7",
         StepKind::Validate => "#d08a2e",
+        StepKind::ConvertLitert => "#c75f8a",
+        StepKind::ValidateLitert => "#a8743a",
         StepKind::Package => "#3f9a5a",
     }
 }

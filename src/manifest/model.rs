@@ -169,6 +169,63 @@ pub struct Piece {
     pub batch_norm: BatchNorm,
     pub validate: ValidateSettings,
     pub docs: DocsSettings,
+    /// `Some` when `formats` has `litert`: the piece is also converted to LiteRT.
+    pub litert: Option<LitertSettings>,
+}
+
+/// `[…litert]` of a piece whose `formats` has `litert`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LitertSettings {
+    pub quantize: Quantize,
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Quantize {
+    None,
+    Dynamic,
+    Float16,
+}
+
+impl Quantize {
+    pub fn parse(s: &str) -> Option<Quantize> {
+        match s {
+            "none" => Some(Quantize::None),
+            "dynamic" => Some(Quantize::Dynamic),
+            "float16" => Some(Quantize::Float16),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantize::None => "none",
+            Quantize::Dynamic => "dynamic",
+            Quantize::Float16 => "float16",
+        }
+    }
+
+    /// The default (atol, rtol) of the LiteRT comparison. Measured on the examples: float32
+    /// conversion differs from TensorFlow by rounding only (1e-6 on MobileNetV3's logits);
+    /// float16 weights by about 1e-3; int8 weights by a few hundredths of a logit.
+    pub fn default_tolerances(self) -> (f64, f64) {
+        match self {
+            Quantize::None => (1e-4, 1e-4),
+            Quantize::Float16 => (1e-2, 1e-2),
+            Quantize::Dynamic => (0.1, 0.1),
+        }
+    }
+
+    /// How the quantization is described in documentation.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Quantize::None => "none (float32 weights and activations)",
+            Quantize::Dynamic => "dynamic range (int8 weights, float32 activations)",
+            Quantize::Float16 => "float16 weights (computed in float32 on CPU)",
+        }
+    }
 }
 
 /// Which part of the model a piece is: layer names with the spans they were written at.

@@ -428,6 +428,7 @@ impl Resolver<'_> {
         let trainable = node.get("trainable").and_then(Node::as_bool).unwrap_or(model_trainable);
         let validate = self.validate(&layers.sub("validate"));
         let docs = self.docs(&layers.sub("docs"), true);
+        let litert = self.litert(&layers);
         Some(Piece {
             name,
             name_span: name_node.span.clone(),
@@ -437,7 +438,48 @@ impl Resolver<'_> {
             batch_norm: batch_norm(&layers.sub("batch-norm")),
             validate,
             docs,
+            litert,
         })
+    }
+
+    /// `formats` (the most specific table that sets it) and, when it has `litert`, the
+    /// `[…litert]` settings, key by key from the most specific table.
+    fn litert(&mut self, layers: &Layers<'_>) -> Option<LitertSettings> {
+        let formats_node = layers.get("formats")?;
+        let formats: Vec<(&str, &Node)> = formats_node.as_array()?.iter().filter_map(|n| Some((n.as_str()?, n))).collect();
+        for (i, (format, node)) in formats.iter().enumerate() {
+            if formats[..i].iter().any(|(earlier, _)| earlier == format) {
+                self.error(
+                    ManifestError::new("duplicate-format", node.span.clone(), format!("format `{format}` is listed twice"))
+                        .label("listed already")
+                        .help("list each format once"),
+                );
+            }
+        }
+        if !formats.iter().any(|(f, _)| *f == "saved-model") {
+            let mut fixed: Vec<&str> = vec!["saved-model"];
+            for (format, _) in &formats {
+                if !fixed.contains(format) {
+                    fixed.push(format);
+                }
+            }
+            let written = fixed.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", ");
+            self.error(
+                ManifestError::new("no-saved-model", formats_node.span.clone(), "`formats` must include \"saved-model\"")
+                    .label("no \"saved-model\" here")
+                    .help(format!(
+                        "the other formats are converted from the traced SavedModel and validated against its golden outputs, so it is always built: write {}",
+                        self.assign("formats", &format!("[{written}]"))
+                    )),
+            );
+        }
+        if !formats.iter().any(|(f, _)| *f == "litert") {
+            return None;
+        }
+        let table = layers.sub("litert");
+        let quantize = table.str("quantize").and_then(Quantize::parse).unwrap_or(Quantize::None);
+        let (atol, rtol) = quantize.default_tolerances();
+        Some(LitertSettings { quantize, atol: table.f64("atol").unwrap_or(atol), rtol: table.f64("rtol").unwrap_or(rtol) })
     }
 
     fn validate(&mut self, layers: &Layers<'_>) -> ValidateSettings {

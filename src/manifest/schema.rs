@@ -116,6 +116,19 @@ pub const VALIDATE: &[Field] = &[
     defaulted("fine-tune-step", Ty::Bool, "true", "Take one gradient step through the loaded SavedModel and require every trainable variable to move."),
 ];
 
+/// The formats a piece can be packaged in. `saved-model` is always built: the others are
+/// converted from it and validated against its golden outputs.
+pub const FORMATS: &[&str] = &["saved-model", "litert"];
+
+/// How `convert-litert` quantizes.
+pub const QUANTIZE: &[&str] = &["none", "dynamic", "float16"];
+
+pub const LITERT: &[Field] = &[
+    defaulted("quantize", Ty::Enum(QUANTIZE), "\"none\"", "How the LiteRT model is quantized: `none` (float32), `dynamic` (int8 weights, float activations) or `float16` (float16 weights)."),
+    field("atol", POSITIVE, "Absolute tolerance of the LiteRT comparison with the reference outputs; default 1e-4 with `quantize = \"none\"`, 1e-2 with `float16`, 0.1 with `dynamic`."),
+    field("rtol", POSITIVE, "Relative tolerance of the LiteRT comparison; default 1e-4 with `quantize = \"none\"`, 1e-2 with `float16`, 0.1 with `dynamic`."),
+];
+
 pub const DOCS: &[Field] = &[
     field("description", Ty::String, "One-line description, the second line of the generated documentation."),
     field("body", Ty::Path, "A markdown file merged into the generated documentation."),
@@ -150,6 +163,8 @@ pub const PIECE: &[Field] = &[
     field("trainable", Ty::Bool, "Whether the piece exports trainable variables (overrides the model and `[defaults]`)."),
     field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer of the piece, in [0, 1)."),
     field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer of the piece."),
+    field("formats", Ty::List(&Ty::Enum(FORMATS)), "Formats of this piece's package (overrides the model's): `[\"saved-model\"]` or `[\"saved-model\", \"litert\"]`."),
+    field("litert", Ty::Table(LITERT), "LiteRT settings of this piece (override the model's, key by key)."),
     field("validate", Ty::Table(VALIDATE), "Validation settings of this piece (override the model's)."),
     field("docs", Ty::Table(DOCS), "Documentation of this piece (overrides the model's, key by key)."),
 ];
@@ -168,6 +183,8 @@ pub const MODEL: &[Field] = &[
     field("trainable", Ty::Bool, "Whether pieces export trainable variables (overrides `[defaults]`)."),
     field("inputs", Ty::Map { keys: Keys::TensorName, value: &Ty::Table(INPUT) }, "The model's inputs by name; inferred from the model when absent."),
     required("pieces", Ty::TableList(PIECE), "The pieces to package, each an `[[models.<name>.pieces]]` table."),
+    field("formats", Ty::List(&Ty::Enum(FORMATS)), "Formats of this model's pieces (overrides `[defaults]`)."),
+    field("litert", Ty::Table(LITERT), "LiteRT settings of this model's pieces."),
     field("validate", Ty::Table(VALIDATE), "Validation settings of this model's pieces."),
     field("docs", Ty::Table(DOCS), "Documentation of this model's pieces."),
 ];
@@ -198,6 +215,8 @@ pub const DEFAULTS: &[Field] = &[
     field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer, in [0, 1)."),
     field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer."),
     defaulted("trainable", Ty::Bool, "true", "Whether pieces export trainable variables."),
+    defaulted("formats", Ty::List(&Ty::Enum(FORMATS)), "[\"saved-model\"]", "Formats every piece is packaged in: `saved-model` (always), plus `litert` for a `model.tflite` converted from it and validated against the same golden outputs."),
+    field("litert", Ty::Table(LITERT), "LiteRT settings inherited by every model: `quantize`, `atol`, `rtol`."),
     field("validate", Ty::Table(VALIDATE), "Validation settings inherited by every model."),
     field("docs", Ty::Table(DOCS), "Documentation fields inherited by every model (e.g. `license`)."),
 ];

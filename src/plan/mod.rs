@@ -1,9 +1,12 @@
 //! The plan: the manifest as a DAG of steps.
 //!
 //! One `export` node per model; per piece a chain `slice → trace → validate → package`, the
-//! slice depending on its model's export and `package` also reading `trace`'s output. Node
-//! ids are the user-facing target names: `model:export`, `model/piece:slice`. Selecting
-//! targets keeps the named nodes and everything they depend on, nothing else.
+//! slice depending on its model's export and `package` also reading `trace`'s output. A piece
+//! whose `formats` has `litert` gets two more steps between trace and package:
+//! `convert-litert` (from the traced SavedModel) and `validate-litert` (which also reads the
+//! trace's golden files); package then waits for both and ships `model.tflite`. Node ids are
+//! the user-facing target names: `model:export`, `model/piece:slice`. Selecting targets keeps
+//! the named nodes and everything they depend on, nothing else.
 
 mod render;
 
@@ -20,17 +23,30 @@ use crate::suggestion;
 pub use render::PlanFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum StepKind {
     Export,
     Slice,
     Trace,
     Validate,
+    ConvertLitert,
+    ValidateLitert,
     Package,
 }
 
 impl StepKind {
     pub const PIECE_STEPS: [StepKind; 4] = [StepKind::Slice, StepKind::Trace, StepKind::Validate, StepKind::Package];
+
+    /// Every kind, in the order a piece's steps run.
+    pub const ALL: [StepKind; 7] = [
+        StepKind::Export,
+        StepKind::Slice,
+        StepKind::Trace,
+        StepKind::Validate,
+        StepKind::ConvertLitert,
+        StepKind::ValidateLitert,
+        StepKind::Package,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,14 +54,14 @@ impl StepKind {
             StepKind::Slice => "slice",
             StepKind::Trace => "trace",
             StepKind::Validate => "validate",
+            StepKind::ConvertLitert => "convert-litert",
+            StepKind::ValidateLitert => "validate-litert",
             StepKind::Package => "package",
         }
     }
 
     pub fn parse(s: &str) -> Option<StepKind> {
-        [StepKind::Export, StepKind::Slice, StepKind::Trace, StepKind::Validate, StepKind::Package]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        StepKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -116,31 +132,47 @@ impl fmt::Display for Shard {
 
 impl Plan {
     pub fn new(manifest: &Manifest) -> Plan {
-        Plan::from_names(manifest.models.iter().map(|m| (m.name.as_str(), m.pieces.iter().map(|p| p.name.as_str()))))
+        Plan::from_pieces(manifest.models.iter().map(|m| (m.name.as_str(), m.pieces.iter().map(|p| (p.name.as_str(), p.litert.is_some())))))
     }
 
-    /// The plan of models and their pieces, by name.
+    /// The plan of models and their pieces, by name (SavedModel only).
     pub fn from_names<'a, P>(models: impl IntoIterator<Item = (&'a str, P)>) -> Plan
     where
         P: IntoIterator<Item = &'a str>,
     {
+        Plan::from_pieces(models.into_iter().map(|(m, pieces)| (m, pieces.into_iter().map(|p| (p, false)))))
+    }
+
+    /// The plan of models and their pieces, by name, each piece with whether it is also
+    /// converted to LiteRT.
+    pub fn from_pieces<'a, P>(models: impl IntoIterator<Item = (&'a str, P)>) -> Plan
+    where
+        P: IntoIterator<Item = (&'a str, bool)>,
+    {
         let mut graph = DiGraph::new();
         for (model, pieces) in models {
             let export = graph.add_node(StepId { model: model.to_string(), piece: None, kind: StepKind::Export });
-            for piece in pieces {
-                let mut previous = export;
-                let mut trace = None;
-                for kind in StepKind::PIECE_STEPS {
-                    let node = graph.add_node(StepId { model: model.to_string(), piece: Some(piece.to_string()), kind });
-                    graph.add_edge(previous, node, ());
-                    if kind == StepKind::Trace {
-                        trace = Some(node);
-                    }
-                    if kind == StepKind::Package {
-                        // package reads the SavedModel itself, not only the validation report.
-                        graph.add_edge(trace.expect("trace precedes package"), node, ());
-                    }
-                    previous = node;
+            for (piece, litert) in pieces {
+                let mut node = |kind| graph.add_node(StepId { model: model.to_string(), piece: Some(piece.to_string()), kind });
+                let slice = node(StepKind::Slice);
+                let trace = node(StepKind::Trace);
+                let validate = node(StepKind::Validate);
+                let litert = litert.then(|| (node(StepKind::ConvertLitert), node(StepKind::ValidateLitert)));
+                let package = node(StepKind::Package);
+                graph.add_edge(export, slice, ());
+                graph.add_edge(slice, trace, ());
+                graph.add_edge(trace, validate, ());
+                graph.add_edge(validate, package, ());
+                // package reads the SavedModel itself, not only the validation report.
+                graph.add_edge(trace, package, ());
+                if let Some((convert, check)) = litert {
+                    graph.add_edge(trace, convert, ());
+                    graph.add_edge(convert, check, ());
+                    // validate-litert runs the trace's golden inputs.
+                    graph.add_edge(trace, check, ());
+                    graph.add_edge(check, package, ());
+                    // package ships convert-litert's model.tflite.
+                    graph.add_edge(convert, package, ());
                 }
             }
         }
@@ -235,10 +267,10 @@ impl Plan {
             Some((path, step)) => match StepKind::parse(step) {
                 Some(kind) => (path, Some(kind)),
                 None => {
-                    let steps = ["export", "slice", "trace", "validate", "package"];
+                    let steps = StepKind::ALL.map(StepKind::as_str);
                     return Err(UnknownTarget {
                         target: target.to_string(),
-                        help: suggestion::did_you_mean(step, steps).unwrap_or_else(|| "the steps are export, slice, trace, validate and package".to_string()),
+                        help: suggestion::did_you_mean(step, steps).unwrap_or_else(|| "the steps are export, slice, trace, validate, convert-litert, validate-litert and package".to_string()),
                     });
                 }
             },
@@ -314,6 +346,29 @@ mod tests {
             }
         }
         assert_eq!(all.len(), plan.len());
+    }
+
+    #[test]
+    fn a_litert_piece_converts_and_validates_between_trace_and_package() {
+        let plan = Plan::from_pieces([("m", vec![("float", true), ("server", false)])]);
+        assert_eq!(plan.len(), 1 + 6 + 4);
+        let id = |piece: &str, kind| StepId { model: "m".into(), piece: Some(piece.into()), kind };
+        let deps = |piece: &str, kind| -> BTreeSet<StepKind> {
+            plan.dependencies(plan.find(&id(piece, kind)).unwrap()).map(|d| plan.graph[d].kind).collect()
+        };
+        assert_eq!(deps("float", StepKind::ConvertLitert), BTreeSet::from([StepKind::Trace]));
+        assert_eq!(deps("float", StepKind::ValidateLitert), BTreeSet::from([StepKind::Trace, StepKind::ConvertLitert]));
+        assert_eq!(
+            deps("float", StepKind::Package),
+            BTreeSet::from([StepKind::Trace, StepKind::Validate, StepKind::ConvertLitert, StepKind::ValidateLitert])
+        );
+        assert_eq!(deps("server", StepKind::Package), BTreeSet::from([StepKind::Trace, StepKind::Validate]));
+        // Targets name the new steps, and selecting one keeps only what it needs.
+        let selected = plan.select(&["m/float:validate-litert".to_string()]).unwrap();
+        let kinds: BTreeSet<StepKind> = selected.graph.node_weights().map(|id| id.kind).collect();
+        assert_eq!(kinds, BTreeSet::from([StepKind::Export, StepKind::Slice, StepKind::Trace, StepKind::ConvertLitert, StepKind::ValidateLitert]));
+        assert!(plan.select(&["m/float:convert-lite".to_string()]).unwrap_err().help.contains("convert-litert"));
+        let _ = plan.topological();
     }
 
     #[test]

@@ -22,6 +22,15 @@
 //! long as it lives. A removed runtime is first renamed to a `.tmp-` folder, so a process
 //! looking for it never sees it half-deleted.
 //!
+//! **Extras.** Packages only some manifests need (`ai-edge-litert`, for `formats = [..,
+//! "litert"]`) are not part of the pins: they are installed into the same virtualenv on the
+//! first step that needs them ([`ensure_extra`]), from a lock of their own, without resolving
+//! (`--no-deps`), so that they can never move a package the SavedModel steps use; the runtime's
+//! identity, and so every other step's cache key, does not change. The record's `extras` says
+//! which extra lock is installed; it is written only after the extra imports, under the install
+//! lock, so an install that failed or was killed is not recorded and is done again (with the
+//! extra's packages reinstalled, whatever a half-finished install left).
+//!
 //! An install happens in a `.tmp-` folder that is renamed into place only once TensorFlow
 //! imports in it, so a failed, interrupted or killed install never leaves a folder that looks
 //! valid. Inside, `uv` installs the packages when it can be had (on `PATH`, or from PyPI into the
@@ -104,6 +113,53 @@ impl Pins {
     }
 }
 
+/// An optional package set installed into a managed runtime when a manifest needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extra {
+    /// The name the record keeps it under.
+    pub name: &'static str,
+    /// The package that names it, and its version.
+    pub package: &'static str,
+    pub version: &'static str,
+    /// Every package of the extra, pinned (its other dependencies are in the runtime's lock).
+    pub lock: &'static str,
+    /// What must import once it is installed.
+    pub import: &'static str,
+}
+
+/// LiteRT: the interpreter `validate-litert` runs converted models with.
+pub const LITERT: Extra = Extra {
+    name: "litert",
+    package: "ai-edge-litert",
+    version: "2.3.0",
+    lock: include_str!("requirements/ai-edge-litert-2.3.0.txt"),
+    import: "ai_edge_litert.interpreter",
+};
+
+impl Extra {
+    /// `package==version`, as it goes into the keys of the steps that use it.
+    pub fn pin(&self) -> String {
+        format!("{}=={}", self.package, self.version)
+    }
+
+    /// The `name==version` lines of the lock.
+    pub fn requirements(&self) -> Vec<&'static str> {
+        self.lock.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    }
+
+    fn digest(&self) -> String {
+        crate::hash::digest_str(self.lock)
+    }
+}
+
+/// What the record says of an installed extra.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ExtraRecord {
+    version: String,
+    /// The digest of the extra's lock installed.
+    lock: String,
+}
+
 /// What `runtime.json` records. Paths are relative to the runtime's folder, so that the
 /// folder can be renamed into place after it is written.
 #[derive(Debug, Serialize, Deserialize)]
@@ -124,6 +180,9 @@ struct Record {
     /// for a TensorFlow version without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lock: Option<String>,
+    /// The extras installed since (see [`ensure_extra`]), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extras: std::collections::BTreeMap<String, ExtraRecord>,
 }
 
 impl Record {
@@ -293,7 +352,77 @@ fn load(folder: &Path) -> Option<Runtime> {
         reason: format!("no runtime.python, $EXPORTCTL_PYTHON or virtualenv with TensorFlow: the managed runtime ({})", record.requirements.join(", ")),
         versions: record.versions,
         tensorflow_dir: record.tensorflow_dir.map(|d| folder.join(d)),
+        litert: record.extras.get(LITERT.name).map(|e| e.version.clone()),
     })
+}
+
+/// Whether the record in `folder` says `extra` (this very lock) is installed.
+fn has_extra(folder: &Path, extra: &Extra) -> bool {
+    std::fs::read(folder.join("runtime.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+        .and_then(|r| r.extras.get(extra.name).cloned())
+        .is_some_and(|e| e.lock == extra.digest())
+}
+
+/// Installs `extra` into the managed `runtime` unless its record says it is there: one file
+/// read when it is. The install runs under the install lock (a parallel exportctl waits, then
+/// finds it recorded), reinstalls the extra's packages (a killed install may have left some
+/// half-written), checks that it imports, and only then records it.
+pub fn ensure_extra(runtime: &Runtime, extra: &Extra, show_progress: bool) -> Result<(), InstallError> {
+    let Some(folder) = folder_of(runtime) else { return Ok(()) };
+    if has_extra(&folder, extra) {
+        return Ok(());
+    }
+    let dir = runtimes_dir();
+    let lock_path = dir.join(".lock");
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error(&lock_path))?;
+    if lock.try_lock().is_err() {
+        if show_progress {
+            eprintln!("exportctl: waiting for another exportctl that is installing into the managed runtime…");
+        }
+        lock.lock().map_err(io_error(&lock_path))?;
+    }
+    if has_extra(&folder, extra) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let progress = Progress::new(show_progress);
+    let log_path = folder.join(format!("install-{}.log", extra.name));
+    let mut log = File::create(&log_path).map_err(io_error(&log_path))?;
+    let requirements = folder.join(format!("requirements-{}.txt", extra.name));
+    std::fs::write(&requirements, extra.lock).map_err(io_error(&requirements))?;
+    let python = folder.join("venv").join("bin").join("python");
+    progress.phase(&format!("adding {} (first build with that format)", extra.pin()));
+    let packages: Vec<&str> = extra.requirements().iter().map(|r| r.split("==").next().unwrap_or(r)).collect();
+    let uv_on_path = Command::new("uv").arg("--version").output().is_ok_and(|o| o.status.success());
+    let uv_in_venv = !uv_on_path && Command::new(&python).args(["-m", "uv", "--version"]).output().is_ok_and(|o| o.status.success());
+    let result = if uv_on_path || uv_in_venv {
+        let mut c = if uv_on_path { Command::new("uv") } else { let mut c = Command::new(&python); c.args(["-m", "uv"]); c };
+        c.args(["pip", "install", "--no-deps", "--python"]).arg(&python).arg("-r").arg(&requirements);
+        for package in &packages {
+            c.args(["--reinstall-package", package]);
+        }
+        run_logged(c, &mut log, &progress, &format!("installing {} with uv", extra.pin()), &log_path)
+    } else {
+        let mut c = Command::new(&python);
+        c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps", "--force-reinstall", "-r"]).arg(&requirements);
+        run_logged(c, &mut log, &progress, &format!("installing {} with pip", extra.pin()), &log_path)
+    };
+    result.and_then(|()| {
+        let mut check = Command::new(&python);
+        check.args(["-c", &format!("import {}", extra.import)]);
+        run_logged(check, &mut log, &progress, &format!("importing {}", extra.import), &log_path)
+    })?;
+    let _ = run_logged(compile_bytecode(&python), &mut log, &progress, "compiling bytecode", &log_path);
+    let record_path = folder.join("runtime.json");
+    let mut record: Record = serde_json::from_slice(&std::fs::read(&record_path).map_err(io_error(&record_path))?)
+        .map_err(|e| io_error(&record_path)(std::io::Error::other(e)))?;
+    record.extras.insert(extra.name.to_string(), ExtraRecord { version: extra.version.to_string(), lock: extra.digest() });
+    crate::atomic::write_file(&record_path, &serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;
+    let _ = started;
+    progress.finish(&format!("added {} to the managed runtime", extra.pin()));
+    Ok(())
 }
 
 /// The installed managed runtime for `pins`, if there is one. Reads one small file: no
@@ -557,6 +686,7 @@ pub fn install(pins: &Pins, show_progress: bool) -> Result<Runtime, InstallError
         install_seconds: started.elapsed().as_secs_f64(),
         bytecode: true,
         lock: pins.lock_digest(),
+        extras: Default::default(),
     };
     let record_path = tmp.path().join("runtime.json");
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;

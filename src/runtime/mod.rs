@@ -95,6 +95,10 @@ pub struct Runtime {
     pub versions: Versions,
     /// `site-packages/tensorflow`, holding `libtensorflow_cc.so.2`.
     pub tensorflow_dir: Option<PathBuf>,
+    /// The version of `ai-edge-litert` installed in it, if any (for the managed runtime: the
+    /// extra recorded as installed, see `managed::Extra`).
+    #[serde(default)]
+    pub litert: Option<String>,
 }
 
 /// Why no usable runtime could be had.
@@ -276,6 +280,44 @@ impl Provider {
     /// The runtime's part of a cache key.
     pub fn fingerprint(&self) -> String {
         self.identity.fingerprint()
+    }
+
+    /// The LiteRT package the LiteRT steps run with, as it goes into their cache keys
+    /// (`ai-edge-litert==2.3.0`). Known without installing anything: the managed runtime's
+    /// comes from the extra's lock; another Python's from its probe (`none` when it has none;
+    /// the step then says how to install it).
+    pub fn litert_identity(&self) -> String {
+        match self.found() {
+            Some(runtime) if runtime.choice != Choice::Managed => {
+                format!("{}=={}", managed::LITERT.package, runtime.litert.as_deref().unwrap_or("none"))
+            }
+            _ => managed::LITERT.pin(),
+        }
+    }
+
+    /// The runtime, with `ai-edge-litert` in it: the managed runtime installs its LiteRT
+    /// extra on first use (once, under the install lock); another Python must have it.
+    pub fn get_with_litert(&self) -> Result<&Runtime, RuntimeError> {
+        let runtime = self.get()?;
+        if runtime.choice == Choice::Managed {
+            let progress = self.source.as_ref().is_some_and(|(_, _, d)| d.progress);
+            managed::ensure_extra(runtime, &managed::LITERT, progress)?;
+            return Ok(runtime);
+        }
+        match &runtime.litert {
+            Some(version) if *version == managed::LITERT.version => Ok(runtime),
+            found => Err(RuntimeError::Unusable {
+                message: match found {
+                    Some(version) => format!("{} has ai-edge-litert {version}; exportctl's LiteRT steps are checked with {}", runtime.python.display(), managed::LITERT.version),
+                    None => format!("{} has no ai-edge-litert, which the LiteRT steps (formats = [\"saved-model\", \"litert\"]) run with", runtime.python.display()),
+                },
+                help: format!(
+                    "install it there: `{} -m pip install --no-deps {}`, or let exportctl manage the runtime (unset runtime.python / $EXPORTCTL_PYTHON)",
+                    runtime.python.display(),
+                    managed::LITERT.requirements().join(" ")
+                ),
+            }),
+        }
     }
 
     /// The runtime if it has been found already (nothing is installed or probed).

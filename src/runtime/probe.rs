@@ -36,6 +36,7 @@ print(json.dumps({
     "tf_keras": version("tf-keras", "tf_keras"),
     "tensorflow_hub": version("tensorflow-hub", "tensorflow_hub"),
     "numpy": version("numpy"),
+    "litert": version("ai-edge-litert", "ai_edge_litert"),
 }))
 "#;
 
@@ -50,6 +51,7 @@ struct ProbeAnswer {
     tf_keras: Option<String>,
     tensorflow_hub: Option<String>,
     numpy: Option<String>,
+    litert: Option<String>,
 }
 
 /// A remembered probe and what it depends on.
@@ -58,6 +60,8 @@ struct CachedProbe {
     stamps: Vec<(PathBuf, u128)>,
     versions: Versions,
     tensorflow_dir: Option<PathBuf>,
+    /// The `ai-edge-litert` installed, if any (an older probe without it is probed again).
+    litert: Option<Option<String>>,
 }
 
 fn mtime_ns(path: &Path) -> u128 {
@@ -87,8 +91,8 @@ pub(super) fn probe(python: &Path, choice: Choice, reason: String) -> Result<Run
     }
     let file = cache_file(python);
     if let Some(cached) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<CachedProbe>(&b).ok()) {
-        if cached.stamps.iter().all(|(p, t)| mtime_ns(p) == *t) {
-            return Ok(Runtime { python: python.to_path_buf(), choice, reason, versions: cached.versions, tensorflow_dir: cached.tensorflow_dir });
+        if let (true, Some(litert)) = (cached.stamps.iter().all(|(p, t)| mtime_ns(p) == *t), cached.litert) {
+            return Ok(Runtime { python: python.to_path_buf(), choice, reason, versions: cached.versions, tensorflow_dir: cached.tensorflow_dir, litert });
         }
     }
     let output = Command::new(python)
@@ -120,8 +124,8 @@ pub(super) fn probe(python: &Path, choice: Choice, reason: String) -> Result<Run
     let mut stamped: Vec<PathBuf> = vec![python.to_path_buf(), answer.executable];
     stamped.extend(answer.path.into_iter().filter(|p| p.is_dir()));
     let stamps = stamped.into_iter().map(|p| { let t = mtime_ns(&p); (p, t) }).collect();
-    let cached = CachedProbe { stamps, versions: versions.clone(), tensorflow_dir: answer.tensorflow_dir.clone() };
+    let cached = CachedProbe { stamps, versions: versions.clone(), tensorflow_dir: answer.tensorflow_dir.clone(), litert: Some(answer.litert.clone()) };
     // Remembering is an optimisation: a failure to write is not an error.
     let _ = crate::atomic::write_file(&file, &serde_json::to_vec_pretty(&cached).unwrap_or_default());
-    Ok(Runtime { python: python.to_path_buf(), choice, reason, versions, tensorflow_dir: answer.tensorflow_dir })
+    Ok(Runtime { python: python.to_path_buf(), choice, reason, versions, tensorflow_dir: answer.tensorflow_dir, litert: answer.litert })
 }

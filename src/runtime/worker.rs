@@ -55,6 +55,7 @@ const SOURCES: &[(&str, &str)] = &[
     source!("exportctl_worker/contract.py"),
     source!("exportctl_worker/checks.py"),
     source!("exportctl_worker/consumers.py"),
+    source!("exportctl_worker/litert.py"),
     source!("exportctl_worker/debug.py"),
     source!("exportctl_worker/canonical.py"),
 ];

@@ -7,7 +7,13 @@
 //! | slice | the piece's `from`/`to`, its dropout/batch-norm | worker `slice` | `piece.json` (the cut), `slice.json` (its inputs, outputs, facts) |
 //! | trace | `trainable`, declared inputs, golden inputs (`batch`+`seed`, or the samples file) | worker `trace` (the piece built from the recipe and the cut) | `saved_model/`, `golden/`, `trace.json`, `sources.json` |
 //! | validate | tolerances, `fine-tune-step`, `trainable`, `include-optimizer`, declared inputs, dropout/batch-norm (for lints) | native (Rust, C API) + worker `validate` | `report.json` |
+//! | convert-litert | `litert.quantize`, the LiteRT version | worker `convert_litert` (TensorFlow's converter) | `model.tflite` |
+//! | validate-litert | `litert.atol`/`rtol`, the LiteRT version | worker `run_litert` (the LiteRT interpreter) + Rust comparison | `litert-report.json` |
 //! | package | project handle fields, the piece's docs settings, dropout/batch-norm/trainable (for the docs), `[kaggle]`, the model's title, docs and pieces (for the Kaggle model card); the docs body | Rust | `model.tar.gz`, `model.md`, `build.json`, `kaggle/model-instance-metadata.json`, `kaggle-model/model-metadata.json` |
+//!
+//! The LiteRT steps exist only for pieces whose `formats` has `litert` (see `plan`); nothing
+//! of the LiteRT settings or version enters the other steps' keys, so asking for LiteRT, or
+//! changing its quantization, never rebuilds a SavedModel.
 //!
 //! **Only what a step reads goes into its key.** Each `inputs()` returns the canonical JSON of
 //! exactly the settings that step uses, so editing a piece's docs re-runs its package and
@@ -23,13 +29,16 @@
 //! **Paths.** The worker gets absolute paths (it runs with its own working directory); what the
 //! steps write (JSON, docs, provenance) holds only paths relative to the project root.
 
+mod convert_litert;
 mod docs;
 mod export;
 mod kaggle_card;
+mod litert;
 mod package;
 mod slice;
 mod trace;
 pub mod validate;
+pub mod validate_litert;
 
 pub use export::Spec;
 
@@ -67,6 +76,10 @@ pub mod files {
     /// validate: both loaders' checks and the lints.
     pub const REPORT: &str = "report.json";
     pub const ARCHIVE: &str = "model.tar.gz";
+    /// convert-litert, package: the LiteRT flatbuffer.
+    pub const TFLITE: &str = "model.tflite";
+    /// validate-litert: its checks, the ops, the differences.
+    pub const LITERT_REPORT: &str = "litert-report.json";
     pub const DOCS: &str = "model.md";
     /// package: the piece as a variation on Kaggle Models (`dist/<model>/<piece>/<version>/kaggle/`).
     pub const KAGGLE_VARIATION: &str = "kaggle/model-instance-metadata.json";
@@ -171,6 +184,10 @@ impl TfSteps {
                 StepError::new(format!("model `{}` has no piece `{name}` in the manifest", model.name))
             })?),
         };
+        if matches!(step.kind, StepKind::ConvertLitert | StepKind::ValidateLitert) && piece.is_some_and(|p| p.litert.is_none()) {
+            return Err(StepError::new(format!("{step}: piece `{}` does not have `litert` in its formats", step.piece.as_deref().unwrap_or_default()))
+                .with_help("add it: formats = [\"saved-model\", \"litert\"]"));
+        }
         Ok(Target { step, model, piece })
     }
 }
@@ -183,6 +200,8 @@ impl StepRunner for TfSteps {
             StepKind::Slice => slice::inputs(&target),
             StepKind::Trace => trace::inputs(&target),
             StepKind::Validate => validate::inputs(&target),
+            StepKind::ConvertLitert => convert_litert::inputs(&target, &self.runtime.litert_identity()),
+            StepKind::ValidateLitert => validate_litert::inputs(&target, &self.runtime.litert_identity()),
             StepKind::Package => package::inputs(&self.manifest, &target),
         })
     }
@@ -198,6 +217,8 @@ impl StepRunner for TfSteps {
             StepKind::Slice => slice::run(self, &target, &dirs, cx),
             StepKind::Trace => trace::run(self, &target, &dirs, cx),
             StepKind::Validate => validate::run(self, &target, &dirs, cx),
+            StepKind::ConvertLitert => convert_litert::run(self, &target, &dirs, cx),
+            StepKind::ValidateLitert => validate_litert::run(self, &target, &dirs, cx),
             StepKind::Package => package::run(self, &target, &dirs, cx),
         }
     }
@@ -294,6 +315,11 @@ impl Target<'_> {
     /// The piece of a piece step (slice, trace, validate, package).
     fn piece(&self) -> &Piece {
         self.piece.unwrap_or_else(|| panic!("{} is not a piece step", self.step))
+    }
+
+    /// The LiteRT settings of a LiteRT step's piece.
+    fn litert(&self) -> &crate::manifest::LitertSettings {
+        self.piece().litert.as_ref().unwrap_or_else(|| panic!("{} belongs to a piece without litert", self.step))
     }
 
     /// The id of another step of the same piece (or of the model's export).
@@ -443,6 +469,7 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
             kind.as_str(),
             "BadParams" | "BadSource" | "CheckpointMismatch" | "UnsupportedModel" | "MissingPackage" | "InputMismatch"
                 | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut" | "BackendSpecific"
+                | "LitertUnsupportedOps" | "LitertDynamicShape" | "LitertConversion" | "LitertSignature"
         );
         let mut help: Vec<String> = Vec::new();
         if let Some(suggestions) = data.get("suggestions").and_then(Value::as_array) {

@@ -135,7 +135,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         archive_bytes: archive.bytes,
         body: body.as_deref(),
     };
-    let (markdown, mut warnings) = docs.render();
+    let (mut markdown, mut warnings) = docs.render();
+    let litert = super::litert::package(target, cx, &dirs.out, &mut markdown)?;
     let docs_path = dirs.out.join(files::DOCS);
     std::fs::write(&docs_path, &markdown).map_err(|e| StepError::new(format!("cannot write {}: {e}", docs_path.display())))?;
 
@@ -225,6 +226,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
             kaggle_variation: output(files::KAGGLE_VARIATION)?,
             kaggle_model: output(files::KAGGLE_MODEL)?,
             saved_model: saved_model_files,
+            tflite: litert.as_ref().map(|(bytes, digest)| Output { bytes: *bytes, digest: digest.clone() }),
         },
     };
     write_json(&dirs.out.join(files::BUILD), &provenance)?;
@@ -425,6 +427,8 @@ struct Outputs {
     kaggle_model: Output,
     /// Every file of the SavedModel (`saved_model/` in `dist/`), relative to it.
     saved_model: Vec<FileDigest>,
+    #[serde(rename = "model.tflite", skip_serializing_if = "Option::is_none")]
+    tflite: Option<Output>,
 }
 
 #[derive(Serialize)]

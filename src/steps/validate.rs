@@ -446,7 +446,7 @@ fn finish(mut report: NativeReport) -> NativeReport {
     report
 }
 
-fn check(name: &str, ok: bool, message: String, details: Value) -> Check {
+pub(super) fn check(name: &str, ok: bool, message: String, details: Value) -> Check {
     Check { name: name.to_string(), ok, message, details }
 }
 
@@ -574,7 +574,7 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
     }
 }
 
-fn comparison_details(c: &Comparison) -> Value {
+pub(super) fn comparison_details(c: &Comparison) -> Value {
     let mut details = json!({
         "shape": c.got_shape,
         "expected_shape": c.expected_shape,
@@ -1010,6 +1010,7 @@ mod tests {
                 fine_tune_step: true,
             },
             docs: DocsSettings::default(),
+            litert: None,
         }
     }
 

@@ -14,7 +14,7 @@ pub fn built_quickstart() -> Project {
         let project = Project::example("quickstart");
         let (out, events) = project.build_json(&[]);
         assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(finished(&events)["ran"], 9);
+        assert_eq!(finished(&events)["ran"], 11);
         assert_eq!(finished(&events)["python_started"], true);
         project
     });
@@ -31,14 +31,14 @@ fn a_second_build_is_all_cached_and_fast() {
         }
     }
     let lock = std::fs::read_to_string(project.path().join("Export.lock")).unwrap();
-    assert_eq!(lock.matches("[[step]]").count(), 9);
+    assert_eq!(lock.matches("[[step]]").count(), 11);
 
     // The copy's first build re-reads the copied sources (new paths); then a true no-op.
     let (out, _) = project.build_json(&[]);
     assert!(out.status.success());
     let (out, events) = project.build_json(&[]);
     assert!(out.status.success());
-    assert_eq!((finished(&events)["ran"].as_u64(), finished(&events)["cached"].as_u64()), (Some(0), Some(9)));
+    assert_eq!((finished(&events)["ran"].as_u64(), finished(&events)["cached"].as_u64()), (Some(0), Some(11)));
     assert_eq!(finished(&events)["python_started"], false);
     assert_eq!(finished(&events)["native_loaded"], false);
     // Every line of stdout is an event.
@@ -163,7 +163,7 @@ fn concurrent_builds_serialize() {
     let (out, events) = project.build_json(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(events.iter().any(|e| e["event"] == "note" && e["message"].as_str().unwrap().contains("waiting for another exportctl build")));
-    assert_eq!(finished(&events)["cached"], 9, "the waiting build found everything built");
+    assert_eq!(finished(&events)["cached"], 11, "the waiting build found everything built");
     assert!(first.wait().unwrap().success());
 }
 

@@ -41,6 +41,7 @@ fn docs_validation_lists_every_check() {
         let loader = match check.loader {
             Loader::Native => "native (C API)",
             Loader::Python => "Python",
+            Loader::LiteRt => "LiteRT interpreter",
         };
         table.push_str(&format!("| `{}` | {loader} | {} | {} |\n", check.name, check.proves, check.fix.replace('|', "\\|")));
     }
@@ -77,7 +78,18 @@ fn every_check_of_a_real_validation_is_in_the_table() {
             }
         }
     }
-    assert!(seen > 20, "the quickstart's reports hold {seen} checks");
+    let mut litert = 0;
+    for entry in walkdir(&project.path().join(".exportctl/cache")) {
+        if entry.file_name().is_some_and(|n| n == "litert-report.json") {
+            let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+            for check in report["checks"].as_array().into_iter().flatten() {
+                let name = check["name"].as_str().unwrap();
+                assert!(CHECKS.iter().any(|c| c.name == name && c.loader == Loader::LiteRt), "LiteRT check `{name}` is not in src/contract.rs");
+                litert += 1;
+            }
+        }
+    }
+    assert!(seen > 20 && litert >= 2, "the quickstart's reports hold {seen} checks and {litert} LiteRT checks");
 }
 
 fn walkdir(root: &std::path::Path) -> Vec<std::path::PathBuf> {

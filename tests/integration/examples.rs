@@ -150,7 +150,7 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
 
 #[test]
 fn mobilenet_v3_small_logits_and_feature_vector() {
-    let (project, events) = build_twice("mobilenet", 9);
+    let (project, events) = build_twice("mobilenet", 11);
     let export = events.iter().find(|e| e["event"] == "step-finished" && e["step"] == "mobilenet:export").unwrap();
     assert!(export["summary"].as_str().unwrap().contains("Adam optimizer state (11.7 MiB) left out"), "{export}");
     assert!(events.iter().all(|e| e["event"] != "warning"), "logits, dropout and batch-norm settings: no lint expected");
@@ -163,6 +163,12 @@ fn mobilenet_v3_small_logits_and_feature_vector() {
     assert!(md.contains("| output | `flatten` | float32 | `[-1, 10]` |"), "logits: {md}");
     assert!(md.contains("its state (11.7 MiB) is not part of this package"), "{md}");
     assert!(md.contains("- Parameters: 1,540,218"), "{md}");
+    // The dynamic-range LiteRT variant: int8 weights, validated against the same reference logits.
+    let tflite = build["outputs"]["model.tflite"]["bytes"].as_u64().expect("model.tflite in build.json");
+    assert!(tflite < 2 << 20, "1.5 M int8 weights: under 2 MiB, against ~6 MB in float32: {tflite}");
+    assert!(md.contains("- Quantization: dynamic range (int8 weights, float32 activations)"), "{md}");
+    assert!(md.contains("`CONV_2D`") && md.contains("`DEPTHWISE_CONV_2D`"), "{md}");
+    assert!(!piece_dir(&project, "mobilenet", "feature-vector").join("model.tflite").exists());
 
     let features = piece_dir(&project, "mobilenet", "feature-vector");
     assert_sound_package(&features);

@@ -18,6 +18,7 @@ mod consumers;
 mod backends;
 mod examples;
 mod publish;
+mod litert;
 mod report;
 mod init;
 mod reproducible;

@@ -30,11 +30,11 @@ fn warm() -> &'static Warm {
         let url = server.url("cache");
         let (out, events) = a.build_json_with_env(&[], &[(URL, &url), (KEY, SIGNING_KEY)]);
         assert!(out.status.success(), "{}\nnginx: {}", stderr(&out), server.error_log());
-        assert_eq!(finished(&events)["ran"], 9);
+        assert_eq!(finished(&events)["ran"], 11);
         assert!(remote_warnings(&events).is_empty(), "{:?}", remote_warnings(&events));
-        // Nine entries, each with its blobs, are on the server.
+        // Eleven entries (the classifier is also converted to LiteRT), each with its blobs, are on the server.
         let entries = std::fs::read_dir(server.storage().join("ac")).unwrap().count();
-        assert_eq!(entries, 9);
+        assert_eq!(entries, 11);
         Warm { server, a }
     })
 }
@@ -146,7 +146,7 @@ fn a_clean_clone_builds_everything_from_the_remote_cache_without_python_or_a_run
     let (out, events) = b.build_json_with_env(&[], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     let done = finished(&events);
-    assert_eq!((done["ran"].as_u64(), done["cached"].as_u64()), (Some(0), Some(9)));
+    assert_eq!((done["ran"].as_u64(), done["cached"].as_u64()), (Some(0), Some(11)));
     assert_eq!(done["python_started"], false);
     assert_eq!(done["native_loaded"], false);
     assert!(events.iter().filter(|e| e["event"] == "step-cached").all(|e| e["source"] == "remote"), "every step came from the remote cache");
@@ -325,7 +325,7 @@ fn three_shards_fill_the_cache_and_a_locked_job_assembles_dist_without_running_a
     let (out, events) = assemble.build_json_with_env(&["--locked"], &[(URL, &url), ("EXPORTCTL_HOME", home.path().to_str().unwrap())]);
     assert!(out.status.success(), "{}", stderr(&out));
     let done = finished(&events);
-    assert_eq!((done["ran"].as_u64(), done["cached"].as_u64()), (Some(0), Some(9)));
+    assert_eq!((done["ran"].as_u64(), done["cached"].as_u64()), (Some(0), Some(11)));
     assert_eq!(done["python_started"], false);
     assert_eq!(done["native_loaded"], false);
     assert_same_dist(&warm.a, &assemble);

@@ -139,7 +139,7 @@ fn the_manifest_reference_documents_every_key() {
     let doc = std::fs::read_to_string(repo().join("docs/manifest.md")).unwrap();
     for (path, _) in exportctl::manifest::schema::all_fields() {
         // The tables that appear at several levels are documented once each.
-        let shared = ["validate", "docs", "batch-norm"]
+        let shared = ["validate", "docs", "batch-norm", "litert"]
             .iter()
             .find_map(|t| path.split_once(&format!(".{t}.")).map(|(_, key)| format!("{t}.{key}")));
         let documented = shared.unwrap_or(path);

@@ -16,6 +16,7 @@ from . import phases
 from .debug import m_debug_exit, m_debug_print, m_debug_raise, m_debug_segfault, m_debug_sleep
 from .errors import WorkerError, _error_payload, log
 from .export import m_export
+from .litert import m_convert_litert, m_run_litert
 from .modules import M, _dist_version, release_memory
 from .outline import m_outline
 from .params import _jsonable, _suggest
@@ -50,6 +51,8 @@ METHODS = {
     "slice": m_slice,
     "trace": m_trace,
     "validate": m_validate,
+    "convert_litert": m_convert_litert,
+    "run_litert": m_run_litert,
     "outline": m_outline,
 }
 DEBUG_METHODS = {
