@@ -45,7 +45,8 @@ fn main() {
     println!("archiving a SavedModel of {:.0} MB (float32 weights + graph), best of 3\n", input as f64 / 1e6);
 
     let mut results = Vec::new();
-    for (label, level) in [(format!("exportctl (level {ARCHIVE_LEVEL})"), ARCHIVE_LEVEL), ("exportctl at level 6 (before)".to_string(), 6)] {
+    for (label, level) in [(format!("exportctl (level {ARCHIVE_LEVEL})"), ARCHIVE_LEVEL), ("exportctl at level 6 (before)".to_string(), 6)]
+    {
         let dest = tmp.path().join(format!("model-{level}.tar.gz"));
         let mut best = f64::MAX;
         for _ in 0..3 {

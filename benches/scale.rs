@@ -178,7 +178,8 @@ fn main() {
     let (out, _, peaks) = finish(child, w);
     let ours = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "exportctl failed");
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let mut packages = Vec::new();
     println!("exportctl build: {ours:.1} s");
     for e in events.iter().filter(|e| e["event"] == "step-finished") {
@@ -188,7 +189,12 @@ fn main() {
             p.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));
             p.into_iter().take(4).filter(|(_, ms)| *ms >= 500).map(|(k, ms)| format!("{k} {:.1} s", ms as f64 / 1000.0)).collect()
         };
-        println!("  {:<40} {:>6.1} s   {}", e["step"].as_str().unwrap_or(""), e["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0, top.join(", "));
+        println!(
+            "  {:<40} {:>6.1} s   {}",
+            e["step"].as_str().unwrap_or(""),
+            e["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            top.join(", ")
+        );
         if e["kind"] == "package" {
             packages.push(e["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0);
         }

@@ -96,7 +96,8 @@ impl<'a> Builder<'a> {
     pub fn build(&mut self) -> Result<(BuildSummary, Vec<PathBuf>)> {
         let manifest = Arc::new(self.load_manifest()?);
         self.manifest = Some(manifest.clone());
-        let mut plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help).code("unknown-target"))?;
+        let mut plan =
+            Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help).code("unknown-target"))?;
         if let Some(shard) = self.request.shard {
             let whole = plan.len();
             plan = plan.shard(shard);
@@ -177,7 +178,8 @@ impl<'a> Builder<'a> {
                 &verifier,
             )
             .map_err(|e| Error::failed(format!("cannot write {}: {e}", manifest.out_dir().display()), None))?;
-            let corrupted: Vec<&(crate::plan::StepId, cache::Corruption)> = summary.corrupted.iter().chain(&materialized.corrupted).collect();
+            let corrupted: Vec<&(crate::plan::StepId, cache::Corruption)> =
+                summary.corrupted.iter().chain(&materialized.corrupted).collect();
             for (id, corruption) in &corrupted {
                 reporter.event(exec::Event::Warning {
                     id,
@@ -267,7 +269,8 @@ impl<'a> Builder<'a> {
             return Err(Error::Interrupted);
         }
         if !summary.succeeded() {
-            let failed: Vec<String> = summary.results.iter().filter(|r| matches!(r.status, Status::Failed(_))).map(|r| r.id.to_string()).collect();
+            let failed: Vec<String> =
+                summary.results.iter().filter(|r| matches!(r.status, Status::Failed(_))).map(|r| r.id.to_string()).collect();
             return Err(Error::failed(
                 format!("{} step{} failed: {}", failed.len(), if failed.len() == 1 { "" } else { "s" }, failed.join(", ")),
                 Some("the errors above say why; dist/ and the cache keep what they had for the failed pieces".into()),
@@ -292,7 +295,12 @@ impl<'a> Builder<'a> {
         let wrong = exec::dist::check_shipped(&manifest.root, &manifest.project.out_dir, manifest.project.version, summary);
         if !wrong.is_empty() {
             return Err(Error::failed(
-                format!("--locked: {} shipped file{} differ from what was built:\n  {}", wrong.len(), if wrong.len() == 1 { "" } else { "s" }, wrong.join("\n  ")),
+                format!(
+                    "--locked: {} shipped file{} differ from what was built:\n  {}",
+                    wrong.len(),
+                    if wrong.len() == 1 { "" } else { "s" },
+                    wrong.join("\n  ")
+                ),
                 Some("something changed dist/ during the build; run the build again".into()),
             )
             .code("lock-mismatch"));
@@ -303,7 +311,12 @@ impl<'a> Builder<'a> {
         }
         let list: Vec<String> = differences.iter().flat_map(|d| d.lines()).map(|line| format!("  {line}")).collect();
         Err(Error::failed(
-            format!("--locked: {} output{} differ from Export.lock:\n{}", differences.len(), if differences.len() == 1 { "" } else { "s" }, list.join("\n")),
+            format!(
+                "--locked: {} output{} differ from Export.lock:\n{}",
+                differences.len(),
+                if differences.len() == 1 { "" } else { "s" },
+                list.join("\n")
+            ),
             Some("if the change is intended, run `exportctl build` without --locked and commit the new Export.lock".into()),
         )
         .code("lock-mismatch"))
@@ -346,7 +359,9 @@ fn source_bytes(root: &std::path::Path, model: &crate::manifest::Model) -> u64 {
             checkpoint
                 .parent()
                 .and_then(|p| std::fs::read_dir(p).ok())
-                .map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| size(&e.path())).sum())
+                .map(|entries| {
+                    entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| size(&e.path())).sum()
+                })
                 .unwrap_or(0)
         };
     }

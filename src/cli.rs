@@ -468,10 +468,16 @@ impl Cli {
             Command::Plan(args) => args.format == PlanFormat::Json,
             Command::Inspect(args) => args.format == ReportFormat::Json,
             Command::Validate(args) => args.format == ReportFormat::Json,
-            Command::Runtime(RuntimeArgs { action: RuntimeAction::Status { format } | RuntimeAction::List { format } }) => *format == ReportFormat::Json,
+            Command::Runtime(RuntimeArgs { action: RuntimeAction::Status { format } | RuntimeAction::List { format } }) => {
+                *format == ReportFormat::Json
+            }
             _ => false,
         };
-        if json { Format::Json } else { Format::Text }
+        if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
     }
 }
 

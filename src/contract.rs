@@ -214,7 +214,14 @@ impl Lint {
 
     /// Raised by a step (and so subject to `--deny warnings`), or by the build around it.
     pub fn is_step_warning(self) -> bool {
-        !matches!(self, Lint::CorruptCacheEntry | Lint::RemoteCacheUnreachable | Lint::RemoteCacheError | Lint::RemoteCacheUntrusted | Lint::WatchFailed)
+        !matches!(
+            self,
+            Lint::CorruptCacheEntry
+                | Lint::RemoteCacheUnreachable
+                | Lint::RemoteCacheError
+                | Lint::RemoteCacheUntrusted
+                | Lint::WatchFailed
+        )
     }
 
     /// What it means, in one line (docs/lints.md has the same).

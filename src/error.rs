@@ -209,11 +209,9 @@ impl From<LoadError> for Error {
                 "run `exportctl init` to write a starting manifest, or pass -C DIR / -m FILE",
             )
             .code("no-manifest"),
-            LoadError::Unreadable { path, error } => Error::usage(
-                format!("cannot read {}: {error}", path.display()),
-                "check the path given to -m / -C",
-            )
-            .code("no-manifest"),
+            LoadError::Unreadable { path, error } => {
+                Error::usage(format!("cannot read {}: {error}", path.display()), "check the path given to -m / -C").code("no-manifest")
+            }
         }
     }
 }

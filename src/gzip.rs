@@ -143,7 +143,11 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                if i % 4 == 3 { 0x3c } else { x as u8 }
+                if i % 4 == 3 {
+                    0x3c
+                } else {
+                    x as u8
+                }
             })
             .collect()
     }

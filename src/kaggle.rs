@@ -241,7 +241,11 @@ pub fn commands(publications: &[Publication], version: u32, notes: &str) -> Vec<
             let handle = variation.metadata.handle();
             if version == 1 {
                 out.push(Command {
-                    args: ["models", "instances", "create", "-p"].map(String::from).into_iter().chain([path(&variation.folder), "-r".into(), "zip".into()]).collect(),
+                    args: ["models", "instances", "create", "-p"]
+                        .map(String::from)
+                        .into_iter()
+                        .chain([path(&variation.folder), "-r".into(), "zip".into()])
+                        .collect(),
                     what: format!("create the variation {handle} and upload its version 1"),
                 });
             } else {
@@ -253,7 +257,15 @@ pub fn commands(publications: &[Publication], version: u32, notes: &str) -> Vec<
                     args: ["models", "instances", "versions", "create"]
                         .map(String::from)
                         .into_iter()
-                        .chain([handle.clone(), "-p".into(), path(&variation.folder), "-r".into(), "zip".into(), "-n".into(), notes.to_string()])
+                        .chain([
+                            handle.clone(),
+                            "-p".into(),
+                            path(&variation.folder),
+                            "-r".into(),
+                            "zip".into(),
+                            "-n".into(),
+                            notes.to_string(),
+                        ])
                         .collect(),
                     what: format!("upload version {version} of {handle}"),
                 });
@@ -310,9 +322,9 @@ pub fn find_credentials(env: &dyn Fn(&str) -> Option<String>, home: Option<&Path
 /// The `kaggle` executable on `path` (a `PATH`-style list of folders).
 pub fn find_cli(path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::env::split_paths(path?).map(|dir| dir.join("kaggle")).find(|candidate| {
-        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(path?)
+        .map(|dir| dir.join("kaggle"))
+        .find(|candidate| std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// What a `kaggle` command printed, when it says the server refused: the tool exits with 0

@@ -114,9 +114,7 @@ impl LockFile {
                 } else {
                     match before.get(id.as_str()) {
                         Some(old) if old.digest == entry.digest && old.saved_model.is_some() => old.saved_model.clone(),
-                        _ => std::fs::read(entry.out().join(saved_model_pb()))
-                            .ok()
-                            .and_then(|bytes| SavedModelParts::of(&bytes).ok()),
+                        _ => std::fs::read(entry.out().join(saved_model_pb())).ok().and_then(|bytes| SavedModelParts::of(&bytes).ok()),
                     }
                 };
                 Some(LockedStep { id, key: entry.key.clone(), digest: entry.digest.clone(), files, saved_model })
@@ -253,7 +251,12 @@ mod tests {
                     &[("saved_model/saved_model.pb", trace_pb), ("saved_model/fingerprint.pb", fingerprint), ("trace.json", "j")],
                     Some(parts(functions, "objects")),
                 ),
-                step("m/p:package", &format!("p-{archive}"), &[("model.tar.gz", archive), ("model.md", "md"), ("build.json", archive)], None),
+                step(
+                    "m/p:package",
+                    &format!("p-{archive}"),
+                    &[("model.tar.gz", archive), ("model.md", "md"), ("build.json", archive)],
+                    None,
+                ),
             ],
         }
     }

@@ -86,8 +86,9 @@ fn select<'m>(manifest: &'m Manifest, targets: &[String]) -> Result<Vec<(&'m str
             None => (target.as_str(), None),
         };
         let Some(model) = manifest.model(model_name) else {
-            let help = crate::suggestion::did_you_mean(model_name, manifest.models.iter().map(|m| m.name.as_str()))
-                .unwrap_or_else(|| format!("the models are: {}", manifest.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")));
+            let help = crate::suggestion::did_you_mean(model_name, manifest.models.iter().map(|m| m.name.as_str())).unwrap_or_else(|| {
+                format!("the models are: {}", manifest.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "))
+            });
             return Err(Error::usage(format!("no model `{model_name}` in the manifest"), help).code("unknown-target"));
         };
         match piece_name {

@@ -129,7 +129,13 @@ fn phases(step: &super::StepRow) -> String {
     for (i, (name, ms)) in step.phases.iter().enumerate() {
         let share = *ms as f64 / total as f64 * 100.0;
         let _ = write!(bar, r#"<span class="p{}" style="width:{share:.1}%" title="{}: {} ms"></span>"#, i % 6, esc(name), ms);
-        let _ = write!(list, r#"<span class="phase"><i class="p{}"></i>{} {}</span> "#, i % 6, esc(name), esc(&seconds_label(*ms as f64 / 1000.0, 0.001)));
+        let _ = write!(
+            list,
+            r#"<span class="phase"><i class="p{}"></i>{} {}</span> "#,
+            i % 6,
+            esc(name),
+            esc(&seconds_label(*ms as f64 / 1000.0, 0.001))
+        );
     }
     bar.push_str("</span>");
     list.push_str("</span>");
@@ -143,7 +149,12 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
         Some(_) => r#"<span class="badge failed">checks failed</span>"#,
         None => r#"<span class="badge skipped">not validated</span>"#,
     };
-    let _ = write!(out, r#"<article class="piece" id="piece-{anchor}"><h3>{name} {verdict}</h3><p class="links">"#, anchor = esc(&name.replace('/', "-")), name = esc(&name));
+    let _ = write!(
+        out,
+        r#"<article class="piece" id="piece-{anchor}"><h3>{name} {verdict}</h3><p class="links">"#,
+        anchor = esc(&name.replace('/', "-")),
+        name = esc(&name)
+    );
     match &piece.docs_link {
         Some(link) => {
             let _ = write!(out, r#"<a href="{}">model.md</a> · package in <code>{}</code>"#, esc(link), esc(&piece.dist_dir));
@@ -159,7 +170,12 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
             let _ = write!(out, "<tr><th>parameters</th><td>{}</td></tr>", group_digits(v.parameters));
             let _ = write!(out, "<tr><th>variables</th><td>{} ({} trainable), {}</td></tr>", v.count, v.trainable, human_bytes(v.bytes));
             if v.optimizer_variables > 0 {
-                let _ = write!(out, "<tr><th>optimizer state</th><td>{} variables, {}</td></tr>", v.optimizer_variables, human_bytes(v.optimizer_bytes));
+                let _ = write!(
+                    out,
+                    "<tr><th>optimizer state</th><td>{} variables, {}</td></tr>",
+                    v.optimizer_variables,
+                    human_bytes(v.optimizer_bytes)
+                );
             }
         }
         if let Some(size) = &report.native.size {
@@ -177,12 +193,17 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
         }
         if let Some(signature) = &report.native.signature {
             let specs = |specs: &[crate::steps::Spec]| {
-                specs.iter().map(|s| esc(&format!("{}: {} {}", s.name, s.dtype, shape(s.shape.as_deref())))).collect::<Vec<_>>().join("<br>")
+                specs
+                    .iter()
+                    .map(|s| esc(&format!("{}: {} {}", s.name, s.dtype, shape(s.shape.as_deref()))))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             };
             let _ = write!(out, "<tr><th>inputs</th><td><code>{}</code></td></tr>", specs(&signature.inputs));
             let _ = write!(out, "<tr><th>outputs</th><td><code>{}</code></td></tr>", specs(&signature.outputs));
         }
-        let losses: Vec<String> = report.reusable.regularization_loss_values.iter().map(|v| v.map_or("?".into(), crate::steps::short_float)).collect();
+        let losses: Vec<String> =
+            report.reusable.regularization_loss_values.iter().map(|v| v.map_or("?".into(), crate::steps::short_float)).collect();
         if !losses.is_empty() {
             let _ = write!(out, "<tr><th>regularization losses</th><td>{}</td></tr>", esc(&losses.join(", ")));
         }
@@ -203,7 +224,13 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
     } else {
         out.push_str(r#"<ul class="warnings">"#);
         for (step, warning) in &piece.warnings {
-            let _ = write!(out, r#"<li><span class="badge warning">warning[{}]</span> <code>{}</code>: {}"#, esc(warning.code.code()), esc(step), esc(&warning.message));
+            let _ = write!(
+                out,
+                r#"<li><span class="badge warning">warning[{}]</span> <code>{}</code>: {}"#,
+                esc(warning.code.code()),
+                esc(step),
+                esc(&warning.message)
+            );
             if let Some(help) = &warning.help {
                 let _ = write!(out, r#"<br><span class="help">help: {}</span>"#, esc(help));
             }
@@ -241,7 +268,8 @@ fn tolerance(details: &Value) -> Option<String> {
     if let (Some(atol), Some(rtol)) = (atol, rtol) {
         return Some(format!("atol {} + rtol {}·|ref|", crate::steps::short_float(atol), crate::steps::short_float(rtol)));
     }
-    let largest = details.get("outputs")?.as_object()?.values().filter_map(|o| o.get("tolerance").and_then(Value::as_f64)).reduce(f64::max)?;
+    let largest =
+        details.get("outputs")?.as_object()?.values().filter_map(|o| o.get("tolerance").and_then(Value::as_f64)).reduce(f64::max)?;
     Some(format!("≤ {}", crate::steps::short_float(largest)))
 }
 
@@ -266,7 +294,8 @@ mod tests {
         let own = json!({ "max_abs_diff": 2e-7, "atol": 1e-5, "rtol": 1e-5 });
         assert_eq!(largest_difference(&own), Some(2e-7));
         assert_eq!(tolerance(&own).unwrap(), "atol 1e-5 + rtol 1e-5·|ref|");
-        let outputs = json!({ "outputs": { "a": { "max_abs_diff": 1e-6, "tolerance": 1e-5 }, "b": { "max_abs_diff": 3e-6, "tolerance": 2e-5 } } });
+        let outputs =
+            json!({ "outputs": { "a": { "max_abs_diff": 1e-6, "tolerance": 1e-5 }, "b": { "max_abs_diff": 3e-6, "tolerance": 2e-5 } } });
         assert_eq!(largest_difference(&outputs), Some(3e-6));
         assert_eq!(tolerance(&outputs).unwrap(), "≤ 2e-5");
         assert_eq!(largest_difference(&json!({})), None);

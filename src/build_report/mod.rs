@@ -148,7 +148,11 @@ impl BuildReport {
                     slot: summary.slots.get(i).copied().flatten(),
                     seconds: result.seconds,
                     // A cached step's phases are those of the build that ran it: not this one's.
-                    phases: if outcome == Outcome::Cached { Phases::new() } else { outcome_of_entry.map(|o| o.phases.clone()).unwrap_or_default() },
+                    phases: if outcome == Outcome::Cached {
+                        Phases::new()
+                    } else {
+                        outcome_of_entry.map(|o| o.phases.clone()).unwrap_or_default()
+                    },
                     peak_memory: if outcome == Outcome::Cached { None } else { outcome_of_entry.and_then(|o| o.peak_memory) },
                     depth: plan.find(&result.id).map_or(0, |n| depth[n.index()]),
                 }
@@ -165,7 +169,9 @@ impl BuildReport {
         let mut pieces = Vec::new();
         for model in &manifest.models {
             for piece in &model.pieces {
-                let of_piece = |r: &&crate::exec::StepResult| r.id.model == model.name && (r.id.piece.as_deref() == Some(piece.name.as_str()) || r.id.piece.is_none());
+                let of_piece = |r: &&crate::exec::StepResult| {
+                    r.id.model == model.name && (r.id.piece.as_deref() == Some(piece.name.as_str()) || r.id.piece.is_none())
+                };
                 let results: Vec<&crate::exec::StepResult> = summary.results.iter().filter(of_piece).collect();
                 if !results.iter().any(|r| r.id.piece.is_some()) {
                     continue;
@@ -187,7 +193,8 @@ impl BuildReport {
                 let package = step(StepKind::Package).filter(|r| r.succeeded());
                 let docs = manifest.root.join(&dist_dir).join(files::DOCS);
                 let docs_link = (package.is_some() && docs.is_file()).then(|| format!("../../{}/{}", slashes(&dist_dir), files::DOCS));
-                let archive_bytes = package.and_then(|_| std::fs::metadata(manifest.root.join(&dist_dir).join(files::ARCHIVE)).ok()).map(|m| m.len());
+                let archive_bytes =
+                    package.and_then(|_| std::fs::metadata(manifest.root.join(&dist_dir).join(files::ARCHIVE)).ok()).map(|m| m.len());
                 pieces.push(PieceReport {
                     model: model.name.clone(),
                     piece: piece.name.clone(),

@@ -42,12 +42,7 @@ const AXIS: f64 = 24.0;
 /// The steps on the scheduler's threads, cargo `--timings` style: one row per thread, a bar
 /// per step that ran (its phases as segments), a tick per cache hit.
 pub fn timeline(report: &BuildReport) -> String {
-    let end = report
-        .steps
-        .iter()
-        .filter_map(|s| s.slot.map(|slot| slot.started + s.seconds))
-        .fold(report.seconds, f64::max)
-        .max(0.001);
+    let end = report.steps.iter().filter_map(|s| s.slot.map(|slot| slot.started + s.seconds)).fold(report.seconds, f64::max).max(0.001);
     let chart = WIDTH - LABEL - 16.0;
     let x = |t: f64| LABEL + t / end * chart;
     let height = AXIS + ROW * report.threads as f64 + 8.0;
@@ -103,7 +98,12 @@ pub fn timeline(report: &BuildReport) -> String {
                 for (i, ms) in step.phases.values().enumerate() {
                     let pw = (*ms as f64 / total_ms * w).min(x0 + w - px);
                     if pw > 0.5 {
-                        let _ = write!(out, r#"<rect x="{px:.1}" y="{:.1}" width="{pw:.1}" height="4" class="phase p{}"/>"#, y + BAR - 4.0, i % 6);
+                        let _ = write!(
+                            out,
+                            r#"<rect x="{px:.1}" y="{:.1}" width="{pw:.1}" height="4" class="phase p{}"/>"#,
+                            y + BAR - 4.0,
+                            i % 6
+                        );
                     }
                     px += pw.max(0.0);
                 }
@@ -147,7 +147,11 @@ pub fn seconds_label(t: f64, step: f64) -> String {
     } else if t < 1.0 && step < 1.0 {
         format!("{:.0}ms", t * 1000.0)
     } else if t < 60.0 {
-        if step >= 1.0 { format!("{t:.0}s") } else { format!("{t:.1}s") }
+        if step >= 1.0 {
+            format!("{t:.0}s")
+        } else {
+            format!("{t:.1}s")
+        }
     } else {
         format!("{}m{:02.0}s", (t / 60.0).floor(), t % 60.0)
     }

@@ -68,10 +68,7 @@ pub fn differences(old: &Value, new: &Value) -> Vec<Reason> {
     reasons.extend(settings);
 
     let files = |key: &Value| -> BTreeMap<String, String> {
-        key.get("files")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(pair).collect())
-            .unwrap_or_default()
+        key.get("files").and_then(Value::as_array).map(|a| a.iter().filter_map(pair).collect()).unwrap_or_default()
     };
     let (old_files, new_files) = (files(old), files(new));
     for (path, digest) in &new_files {
@@ -202,7 +199,12 @@ mod tests {
     #[test]
     fn each_part_of_a_key_is_named_when_it_changes() {
         let rt = "python=3.11.7 tensorflow=2.20.0 keras=3.15.1";
-        let base = key(json!({"dropout": 0.1, "batch-norm": {"momentum": 0.99}}), json!([["models/net.keras", "aa"]]), json!([["classifier:export", "d1"]]), rt);
+        let base = key(
+            json!({"dropout": 0.1, "batch-norm": {"momentum": 0.99}}),
+            json!([["models/net.keras", "aa"]]),
+            json!([["classifier:export", "d1"]]),
+            rt,
+        );
         let changed = key(
             json!({"dropout": 0.2, "batch-norm": {"momentum": 0.99, "epsilon": 0.001}}),
             json!([["models/net.keras", "bb"], ["data/samples.npz", "cc"]]),

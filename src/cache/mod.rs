@@ -90,16 +90,8 @@ pub fn mark(dir: &Path) -> std::io::Result<()> {
 
 /// What `exportctl clean --cache` removes from `.exportctl/`: everything exportctl writes
 /// there except the lock file, which the cleaner holds.
-pub const CREATED: &[&str] = &[
-    "cache",
-    "sources.json",
-    "dist.json",
-    "verified.json",
-    "last-keys.json",
-    "reports",
-    "CACHEDIR.TAG",
-    ".gitignore",
-];
+pub const CREATED: &[&str] =
+    &["cache", "sources.json", "dist.json", "verified.json", "last-keys.json", "reports", "CACHEDIR.TAG", ".gitignore"];
 
 /// An error if `path` exists and is a symbolic link or not a directory.
 pub fn refuse_link(path: &Path) -> std::io::Result<()> {

@@ -220,9 +220,7 @@ impl Remote {
             .timeout_per_write(Some(config.timeout));
         #[cfg(target_os = "macos")]
         let agent = agent.tls_config(ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::NativeTls).build());
-        let agent: ureq::Agent = agent
-            .build()
-            .into();
+        let agent: ureq::Agent = agent.build().into();
         Remote {
             config,
             agent,
@@ -408,18 +406,24 @@ impl Remote {
         if let Some(secret) = &self.config.key {
             let valid = envelope.hmac.as_deref().is_some_and(|hmac| sign(secret, key, &envelope.entry) == hmac);
             if !valid {
-                return Err(Failure::Untrusted(format!(
-                    "an entry for {} without a valid signature ({ENV_KEY} is set)",
-                    short(key)
-                )));
+                return Err(Failure::Untrusted(format!("an entry for {} without a valid signature ({ENV_KEY} is set)", short(key))));
             }
         }
-        serde_json::from_str(&envelope.entry).map_err(|_| Failure::Untrusted(format!("an entry for {} that is not exportctl's", short(key))))
+        serde_json::from_str(&envelope.entry)
+            .map_err(|_| Failure::Untrusted(format!("an entry for {} that is not exportctl's", short(key))))
     }
 
     /// Streams `cas/<sha256>` to a temporary file, hashing it; adopts it as the blob of
     /// `digest` only if its size and both digests are the entry's.
-    fn download(&self, file: &str, digest: &str, blob: &Blob, store: &Store, verifier: &Verifier, advance: &dyn Fn(u64)) -> Result<(), Failure> {
+    fn download(
+        &self,
+        file: &str,
+        digest: &str,
+        blob: &Blob,
+        store: &Store,
+        verifier: &Verifier,
+        advance: &dyn Fn(u64),
+    ) -> Result<(), Failure> {
         let mut response = self
             .request("GET", &format!("cas/{}", blob.sha256))
             .config()
@@ -445,7 +449,10 @@ impl Remote {
             let n = match reader.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut || matches!(e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()), Some(ureq::Error::Timeout(_))) => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        || matches!(e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()), Some(ureq::Error::Timeout(_))) =>
+                {
                     return Err(Failure::Unreachable("timed out".into()))
                 }
                 Err(e) => return Err(Failure::Unreachable(format!("the connection broke during a download: {e}"))),
@@ -499,7 +506,9 @@ impl Remote {
         for (file, digest) in &entry.files {
             let path = out.join(file);
             // What reaches the remote cache is what the entry records.
-            verifier.check(&path, digest).map_err(|problem| Failure::Untrusted(format!("(no: the local file {file} {problem}) nothing")))?;
+            verifier
+                .check(&path, digest)
+                .map_err(|problem| Failure::Untrusted(format!("(no: the local file {file} {problem}) nothing")))?;
             let (sha256, size) = sha256_file(&path).map_err(|e| Failure::Server(format!("cannot read {file}: {e}")))?;
             let head = self.request("HEAD", &format!("cas/{sha256}")).call().map_err(Self::classify)?;
             let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner()).contains(&sha256);

@@ -89,7 +89,11 @@ impl Verifier {
         }
         let actual = crate::hash::digest_file(path).map_err(|e| format!("cannot be read: {e}"))?;
         if actual != digest {
-            return Err(format!("its bytes changed (digest {} where the entry records {})", &actual[..12], &digest[..12.min(digest.len())]));
+            return Err(format!(
+                "its bytes changed (digest {} where the entry records {})",
+                &actual[..12],
+                &digest[..12.min(digest.len())]
+            ));
         }
         // Hashing took a while: remember the stamp only if the file did not change meanwhile.
         if Stamp::of(path).ok() == Some(stamp) {

@@ -48,7 +48,13 @@ fn verify(workspace: &Workspace) -> Result<()> {
         return Ok(());
     }
     Err(Error::failed(
-        format!("{} cache entr{} changed on disk, and {} evicted:\n  {}", bad.len(), if bad.len() == 1 { "y" } else { "ies" }, if bad.len() == 1 { "was" } else { "were" }, bad.join("\n  ")),
+        format!(
+            "{} cache entr{} changed on disk, and {} evicted:\n  {}",
+            bad.len(),
+            if bad.len() == 1 { "y" } else { "ies" },
+            if bad.len() == 1 { "was" } else { "were" },
+            bad.join("\n  ")
+        ),
         Some("the next build runs those steps again".into()),
     ))
 }

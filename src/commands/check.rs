@@ -12,10 +12,9 @@ pub fn run(workspace: &Workspace, args: &CheckArgs) -> Result<()> {
     let models = manifest.models.len();
     let pieces = manifest.piece_count();
     match args.format {
-        ReportFormat::Json => println!(
-            "{}",
-            json!({ "ok": true, "manifest": manifest.source.name, "models": models, "pieces": pieces, "steps": plan.len() })
-        ),
+        ReportFormat::Json => {
+            println!("{}", json!({ "ok": true, "manifest": manifest.source.name, "models": models, "pieces": pieces, "steps": plan.len() }))
+        }
         ReportFormat::Text if workspace.quiet => {}
         ReportFormat::Text => println!(
             "{}: ok ({models} model{}, {pieces} piece{}, {} steps)",

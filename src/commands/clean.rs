@@ -18,7 +18,10 @@ pub fn run(workspace: &Workspace, args: &CleanArgs) -> Result<()> {
     // creates it after this instant holds its own lock, and what it writes is not ours to remove.
     let existed = cache_dir.is_dir();
     let _lock = if existed {
-        Some(cache::ProjectLock::acquire(&cache_dir, false, |_| {}).map_err(|e| Error::usage(e.to_string(), "wait for the build to finish (or stop it), then clean"))?)
+        Some(
+            cache::ProjectLock::acquire(&cache_dir, false, |_| {})
+                .map_err(|e| Error::usage(e.to_string(), "wait for the build to finish (or stop it), then clean"))?,
+        )
     } else {
         None
     };
@@ -26,10 +29,16 @@ pub fn run(workspace: &Workspace, args: &CleanArgs) -> Result<()> {
         return collect_garbage(&manifest, &cache_dir);
     }
     let failed = |path: &std::path::Path, e: std::io::Error| Error::failed(format!("cannot remove {}: {e}", path.display()), None);
-    let removed = crate::exec::dist::clean(&cache_dir, &manifest.root, &manifest.project.out_dir).map_err(|e| failed(&manifest.out_dir(), e))?;
+    let removed =
+        crate::exec::dist::clean(&cache_dir, &manifest.root, &manifest.project.out_dir).map_err(|e| failed(&manifest.out_dir(), e))?;
     let mut said = Vec::new();
     if !removed.is_empty() {
-        said.push(format!("{} package folder{} from {}", removed.len(), if removed.len() == 1 { "" } else { "s" }, manifest.project.out_dir.display()));
+        said.push(format!(
+            "{} package folder{} from {}",
+            removed.len(),
+            if removed.len() == 1 { "" } else { "s" },
+            manifest.project.out_dir.display()
+        ));
     }
     if args.cache && existed {
         for name in cache::CREATED {
@@ -58,7 +67,8 @@ fn collect_garbage(manifest: &crate::manifest::Manifest, cache_dir: &std::path::
         .map(|lock| lock.steps.into_iter().map(|s| s.key).collect())
         .unwrap_or_default();
     let verifier = cache::Verifier::new(cache_dir);
-    let collected = store.collect_garbage(limit, &keep, &verifier).map_err(|e| Error::failed(format!("cannot trim the cache: {e}"), None))?;
+    let collected =
+        store.collect_garbage(limit, &keep, &verifier).map_err(|e| Error::failed(format!("cannot trim the cache: {e}"), None))?;
     let _ = verifier.save();
     let size = cache::limit::format_size;
     if collected.evicted.is_empty() && collected.blobs_removed == 0 {

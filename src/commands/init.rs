@@ -13,10 +13,7 @@ pub fn run(workspace: &Workspace, args: &InitArgs) -> Result<()> {
     let target = workspace.dir.join(workspace.manifest_arg.as_deref().unwrap_or(Path::new("Export.toml")));
     if !args.force {
         if let Some(existing) = FILE_NAMES.iter().map(|n| workspace.dir.join(n)).chain([target.clone()]).find(|p| p.exists()) {
-            return Err(Error::usage(
-                format!("{} already exists", existing.display()),
-                "edit it, or pass --force to overwrite it",
-            ));
+            return Err(Error::usage(format!("{} already exists", existing.display()), "edit it, or pass --force to overwrite it"));
         }
     }
     let project = project_name(&workspace.dir);
@@ -58,7 +55,10 @@ fn check_source(dir: &Path, source: &str) -> Result<()> {
         ));
     }
     if !dir.join(path).exists() {
-        return Err(Error::usage(format!("`{file}` does not exist"), "give the path of a .keras/.h5 file, a SavedModel directory or file.py:function"));
+        return Err(Error::usage(
+            format!("`{file}` does not exist"),
+            "give the path of a .keras/.h5 file, a SavedModel directory or file.py:function",
+        ));
     }
     Ok(())
 }
@@ -74,7 +74,11 @@ fn sanitize(raw: &str, fallback: &str) -> String {
         }
     }
     let name = name.trim_end_matches('-').to_string();
-    if name.is_empty() { fallback.to_string() } else { name }
+    if name.is_empty() {
+        fallback.to_string()
+    } else {
+        name
+    }
 }
 
 fn project_name(dir: &Path) -> String {

@@ -28,7 +28,8 @@ pub fn run(workspace: &Workspace, args: &InspectArgs) -> Result<()> {
             Error::failed(e.to_string(), help)
         })?
     } else {
-        tf::inspect(native, &path, &args.allow_ops).map_err(|e| Error::failed(e.to_string(), Some("is this a SavedModel directory (holding saved_model.pb)?".into())))?
+        tf::inspect(native, &path, &args.allow_ops)
+            .map_err(|e| Error::failed(e.to_string(), Some("is this a SavedModel directory (holding saved_model.pb)?".into())))?
     };
     match args.format {
         ReportFormat::Text => print!("{}", inspection.render_human()),
@@ -69,7 +70,8 @@ pub fn read_outline(workspace: &Workspace, source: &ModelSource) -> Result<Outli
         .ok()
         .and_then(|m| {
             let wanted = std::path::absolute(source.path()).ok()?;
-            let model = m.models.iter().find(|model| std::path::absolute(m.root.join(model.source.path())).ok().as_ref() == Some(&wanted))?;
+            let model =
+                m.models.iter().find(|model| std::path::absolute(m.root.join(model.source.path())).ok().as_ref() == Some(&wanted))?;
             Some(model.custom_objects.iter().map(|p| m.root.join(p)).collect())
         })
         .unwrap_or_default();

@@ -28,7 +28,11 @@ pub fn run(workspace: &Workspace, args: &PublishArgs) -> Result<()> {
     }
     publish::run(&commands, std::path::Path::new("."))?;
     if !workspace.quiet {
-        eprintln!("published version {} of {} variation(s)", manifest.project.version, publications.iter().map(|p| p.variations.len()).sum::<usize>());
+        eprintln!(
+            "published version {} of {} variation(s)",
+            manifest.project.version,
+            publications.iter().map(|p| p.variations.len()).sum::<usize>()
+        );
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ pub fn run(workspace: &Workspace, args: &RuntimeArgs) -> Result<()> {
     match args.action {
         RuntimeAction::Install => {
             let (settings, root) = workspace.runtime_settings()?;
-            let found = runtime::discover(&settings, &root, &Discovery { install: true, progress: !workspace.quiet }).map_err(runtime_error)?;
+            let found =
+                runtime::discover(&settings, &root, &Discovery { install: true, progress: !workspace.quiet }).map_err(runtime_error)?;
             if !workspace.quiet {
                 print_status(&found);
             }
@@ -35,7 +36,10 @@ pub fn run(workspace: &Workspace, args: &RuntimeArgs) -> Result<()> {
         RuntimeAction::List { format } => {
             let all = managed::installed();
             match format {
-                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&json!({ "home": runtime::home(), "runtimes": all })).expect("list serialises")),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "home": runtime::home(), "runtimes": all })).expect("list serialises")
+                ),
                 ReportFormat::Text => print_list(&all),
             }
             Ok(())

@@ -64,7 +64,8 @@ pub fn materialize(
     verifier: &Verifier,
 ) -> io::Result<Materialized> {
     let state_file = cache_dir.join("dist.json");
-    let mut state: BTreeMap<String, Made> = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut state: BTreeMap<String, Made> =
+        std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let by_id: std::collections::HashMap<&StepId, &super::StepResult> = summary.results.iter().map(|r| (&r.id, r)).collect();
     let mut done = Materialized::default();
     let mut changed = false;
@@ -326,7 +327,10 @@ pub fn real_dirs(root: &Path, relative: &Path, owned: Option<&Path>) -> io::Resu
                 if i < owned_from {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
-                        format!("{} is a symbolic link; exportctl never writes or deletes through a link: make it a real folder", path.display()),
+                        format!(
+                            "{} is a symbolic link; exportctl never writes or deletes through a link: make it a real folder",
+                            path.display()
+                        ),
                     ));
                 }
                 std::fs::remove_file(&path)?;

@@ -39,12 +39,36 @@ impl Source {
 
 pub enum Event<'a> {
     /// A step starts running; `reason` says why it could not come from a cache.
-    Started { id: &'a StepId, key: &'a str, reason: &'a str },
-    Cached { id: &'a StepId, key: &'a str, entry: &'a Entry, source: Source },
-    Finished { id: &'a StepId, key: &'a str, entry: &'a Entry, seconds: f64 },
-    Failed { id: &'a StepId, error: &'a StepError, seconds: f64 },
-    Skipped { id: &'a StepId, reason: &'a str },
-    Warning { id: &'a StepId, warning: &'a Warning },
+    Started {
+        id: &'a StepId,
+        key: &'a str,
+        reason: &'a str,
+    },
+    Cached {
+        id: &'a StepId,
+        key: &'a str,
+        entry: &'a Entry,
+        source: Source,
+    },
+    Finished {
+        id: &'a StepId,
+        key: &'a str,
+        entry: &'a Entry,
+        seconds: f64,
+    },
+    Failed {
+        id: &'a StepId,
+        error: &'a StepError,
+        seconds: f64,
+    },
+    Skipped {
+        id: &'a StepId,
+        reason: &'a str,
+    },
+    Warning {
+        id: &'a StepId,
+        warning: &'a Warning,
+    },
 }
 
 pub trait Reporter: Sync {
@@ -75,13 +99,8 @@ pub struct Ending<'a> {
 
 /// The one-line summary: `9 steps: 6 ran, 3 cached, 0 failed in 12.3s`.
 pub fn summary_line(summary: &BuildSummary) -> String {
-    let mut line = format!(
-        "{} steps: {} ran, {} cached, {} failed",
-        summary.results.len(),
-        summary.ran(),
-        summary.cached(),
-        summary.failed()
-    );
+    let mut line =
+        format!("{} steps: {} ran, {} cached, {} failed", summary.results.len(), summary.ran(), summary.cached(), summary.failed());
     if summary.skipped() > 0 {
         line.push_str(&format!(", {} skipped", summary.skipped()));
     }
@@ -160,7 +179,8 @@ impl Reporter for Human {
                 }
                 if let Some(mp) = &self.progress {
                     let bar = mp.add(ProgressBar::new_spinner());
-                    let template = if crate::terminal::color() { "{spinner:.cyan} {msg} {elapsed:.dim}" } else { "{spinner} {msg} {elapsed}" };
+                    let template =
+                        if crate::terminal::color() { "{spinner:.cyan} {msg} {elapsed:.dim}" } else { "{spinner} {msg} {elapsed}" };
                     bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
                     bar.set_message(id.to_string());
                     bar.enable_steady_tick(Duration::from_millis(100));
@@ -174,7 +194,8 @@ impl Reporter for Human {
                     self.line(&format!("       ran {id} in {}{detail}", seconds(s)));
                 }
                 if self.verbose > 0 && !entry.outcome.phases.is_empty() {
-                    let mut phases: Vec<String> = entry.outcome.phases.iter().map(|(name, ms)| format!("{name} {}", seconds(*ms as f64 / 1000.0))).collect();
+                    let mut phases: Vec<String> =
+                        entry.outcome.phases.iter().map(|(name, ms)| format!("{name} {}", seconds(*ms as f64 / 1000.0))).collect();
                     if let Some(peak) = entry.outcome.peak_memory {
                         phases.push(format!("worker peak memory {}", crate::cache::limit::format_size(peak)));
                     }
@@ -189,7 +210,8 @@ impl Reporter for Human {
             }
             Event::Failed { id, error, .. } => {
                 self.finish_bar(id);
-                let mut text = format!("{}: {id} failed: {}", crate::terminal::paint_error("error", crate::terminal::color()), error.message);
+                let mut text =
+                    format!("{}: {id} failed: {}", crate::terminal::paint_error("error", crate::terminal::color()), error.message);
                 if let Some(help) = &error.help {
                     text.push_str(&format!("\n  help: {}", help.replace('\n', "\n        ")));
                 }
@@ -201,7 +223,11 @@ impl Reporter for Human {
                 }
             }
             Event::Warning { id, warning } => {
-                let mut text = format!("{}: {id}: {}", crate::terminal::paint_warning(&format!("warning[{}]", warning.code), crate::terminal::color()), warning.message);
+                let mut text = format!(
+                    "{}: {id}: {}",
+                    crate::terminal::paint_warning(&format!("warning[{}]", warning.code), crate::terminal::color()),
+                    warning.message
+                );
                 if let Some(help) = &warning.help {
                     text.push_str(&format!("\n  help: {help}"));
                 }
@@ -248,7 +274,8 @@ impl Reporter for Human {
         let bar = bars.entry(key).or_insert_with(|| {
             let bar = mp.add(ProgressBar::new(total));
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg} {bytes}/{total_bytes} ({bytes_per_sec}) {elapsed:.dim}").expect("valid template"),
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {bytes}/{total_bytes} ({bytes_per_sec}) {elapsed:.dim}")
+                    .expect("valid template"),
             );
             bar.set_message(format!("{id}: downloading from the remote cache"));
             bar.enable_steady_tick(Duration::from_millis(100));
@@ -297,7 +324,9 @@ impl Default for Json {
 impl Reporter for Json {
     fn event(&self, event: Event<'_>) {
         let value = match event {
-            Event::Started { id, key, reason } => json!({ "event": "step-started", "step": id, "kind": id.kind, "key": key, "reason": reason }),
+            Event::Started { id, key, reason } => {
+                json!({ "event": "step-started", "step": id, "kind": id.kind, "key": key, "reason": reason })
+            }
             Event::Cached { id, key, entry, source } => json!({
                 "event": "step-cached", "step": id, "kind": id.kind, "key": key, "source": source.as_str(),
                 "digest": entry.digest, "outputs": entry.files, "summary": entry.outcome.summary,
@@ -324,7 +353,8 @@ impl Reporter for Json {
     }
 
     fn summary(&self, summary: &BuildSummary, ending: &Ending<'_>) {
-        let error = ending.error.map(|e| json!({ "code": e.code_name(), "message": e.message(), "help": e.help(), "exit_code": e.exit_code() }));
+        let error =
+            ending.error.map(|e| json!({ "code": e.code_name(), "message": e.message(), "help": e.help(), "exit_code": e.exit_code() }));
         self.emit(json!({
             "event": "build-finished",
             "success": ending.error.is_none(),

@@ -169,7 +169,8 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                 let mut files = Vec::new();
                 for file in &inputs.files {
                     let digest = sources.digest(&engine.root.join(file)).map_err(|e| {
-                        StepError::new(format!("cannot read {}: {e}", file.display())).with_help("the file changed since the manifest was checked; run the build again")
+                        StepError::new(format!("cannot read {}: {e}", file.display()))
+                            .with_help("the file changed since the manifest was checked; run the build again")
                     })?;
                     files.push((file.to_string_lossy().replace('\\', "/"), digest));
                 }
@@ -230,7 +231,9 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
                     prepared[node.index()]
                         .ancestors
                         .iter()
-                        .map(|&a| (graph[a].clone(), s.results[a.index()].as_ref().and_then(|r| r.entry.clone()).expect("dependencies finished")))
+                        .map(|&a| {
+                            (graph[a].clone(), s.results[a.index()].as_ref().and_then(|r| r.entry.clone()).expect("dependencies finished"))
+                        })
                         .collect::<Vec<(StepId, Entry)>>()
                 };
                 let slot = Slot { started: started.elapsed().as_secs_f64(), thread };
@@ -264,7 +267,14 @@ pub fn execute(engine: &Engine<'_>, plan: &Plan, sources: &mut SourceDigests, op
         .results
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.unwrap_or_else(|| StepResult { id: graph[NodeIndex::new(i)].clone(), status: Status::Skipped("not started".into()), entry: None, seconds: 0.0 }))
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| StepResult {
+                id: graph[NodeIndex::new(i)].clone(),
+                status: Status::Skipped("not started".into()),
+                entry: None,
+                seconds: 0.0,
+            })
+        })
         .collect();
     BuildSummary {
         results,
@@ -288,7 +298,8 @@ fn skip(s: &mut State, graph: &petgraph::graph::DiGraph<StepId, ()>, node: NodeI
             continue;
         }
         reporter.event(Event::Skipped { id: &graph[n], reason });
-        s.results[n.index()] = Some(StepResult { id: graph[n].clone(), status: Status::Skipped(reason.to_string()), entry: None, seconds: 0.0 });
+        s.results[n.index()] =
+            Some(StepResult { id: graph[n].clone(), status: Status::Skipped(reason.to_string()), entry: None, seconds: 0.0 });
         s.ready.retain(|&Reverse(r)| r != n);
         stack.extend(graph.neighbors_directed(n, Direction::Outgoing));
     }
@@ -378,9 +389,16 @@ fn run_one(
     engine.reporter.event(Event::Started { id, key: &key, reason: &reason });
     let pending = match engine.store.begin(&key, &id.to_string()) {
         Ok(p) => p,
-        Err(e) => return fail(StepError::new(format!("cannot create a cache entry: {e}")).with_help("check the permissions and free space of .exportctl/"), None),
+        Err(e) => {
+            return fail(
+                StepError::new(format!("cannot create a cache entry: {e}"))
+                    .with_help("check the permissions and free space of .exportctl/"),
+                None,
+            )
+        }
     };
-    let dep_map: BTreeMap<StepId, Dependency> = deps.iter().map(|(d, e)| (d.clone(), Dependency { id: d.clone(), dir: e.out(), files: e.files.clone() })).collect();
+    let dep_map: BTreeMap<StepId, Dependency> =
+        deps.iter().map(|(d, e)| (d.clone(), Dependency { id: d.clone(), dir: e.out(), files: e.files.clone() })).collect();
     let out = pending.out();
     let cx = StepContext { root: engine.root, out: &out, deps: &dep_map, cancelled: engine.cancelled };
     let outcome = match engine.runner.run(id, &cx) {
@@ -391,7 +409,12 @@ fn run_one(
     let seconds = started.elapsed().as_secs_f64();
     let entry = match pending.commit(outcome, seconds, Some(full_key), engine.verifier) {
         Ok(entry) => entry,
-        Err(e) => return fail(StepError::new(format!("cannot store the step's output: {e}")).with_help("check the free space of .exportctl/"), None),
+        Err(e) => {
+            return fail(
+                StepError::new(format!("cannot store the step's output: {e}")).with_help("check the free space of .exportctl/"),
+                None,
+            )
+        }
     };
     for warning in &entry.outcome.warnings {
         engine.reporter.event(Event::Warning { id, warning });
@@ -494,7 +517,18 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let verifier = Verifier::new(root.path());
         let last = BTreeMap::new();
-        let engine = Engine { root: root.path(), store, verifier: &verifier, last_keys: &last, remote: None, runner, tool: "t".into(), runtime: "r".into(), reporter: &Silent, cancelled };
+        let engine = Engine {
+            root: root.path(),
+            store,
+            verifier: &verifier,
+            last_keys: &last,
+            remote: None,
+            runner,
+            tool: "t".into(),
+            runtime: "r".into(),
+            reporter: &Silent,
+            cancelled,
+        };
         let mut sources = SourceDigests::default();
         execute(&engine, &plan(), &mut sources, options)
     }

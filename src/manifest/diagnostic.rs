@@ -58,22 +58,21 @@ impl ManifestErrors {
         self.errors
             .iter()
             .map(|e| {
-                let mut d = MietteDiagnostic::new(e.message.clone())
-                    .with_code(format!("exportctl::{}", e.code))
-                    .with_label(LabeledSpan::new_primary_with_span(
+                let mut d = MietteDiagnostic::new(e.message.clone()).with_code(format!("exportctl::{}", e.code)).with_label(
+                    LabeledSpan::new_primary_with_span(
                         (!e.label.is_empty()).then(|| e.label.clone()),
                         e.span.start..e.span.end.max(e.span.start),
-                    ));
+                    ),
+                );
                 if let Some(help) = &e.help {
                     d = d.with_help(help.clone());
                 }
-                Report::new(d).with_source_code(
-                    NamedSource::new(&self.source.name, self.source.text.clone())
-                        .with_language(match self.source.format {
-                            super::source::Format::Toml => "toml",
-                            super::source::Format::Yaml => "yaml",
-                        }),
-                )
+                Report::new(d).with_source_code(NamedSource::new(&self.source.name, self.source.text.clone()).with_language(
+                    match self.source.format {
+                        super::source::Format::Toml => "toml",
+                        super::source::Format::Yaml => "yaml",
+                    },
+                ))
             })
             .collect()
     }

@@ -124,10 +124,7 @@ pub mod toml_format {
 
     fn table_value(table: &DeTable<'_>) -> Value {
         Value::Table(
-            table
-                .iter()
-                .map(|(key, value)| Entry { key: key.get_ref().to_string(), key_span: key.span(), node: node(value) })
-                .collect(),
+            table.iter().map(|(key, value)| Entry { key: key.get_ref().to_string(), key_span: key.span(), node: node(value) }).collect(),
         )
     }
 
@@ -371,7 +368,10 @@ pub mod yaml_format {
             };
             let fits = matches!(
                 (tag.suffix.as_str(), &value),
-                ("int", Value::Integer(_)) | ("float", Value::Float(_) | Value::Integer(_)) | ("bool", Value::Bool(_)) | ("null", Value::Null)
+                ("int", Value::Integer(_))
+                    | ("float", Value::Float(_) | Value::Integer(_))
+                    | ("bool", Value::Bool(_))
+                    | ("null", Value::Null)
             );
             if !fits {
                 self.errors.push(SyntaxError::new(

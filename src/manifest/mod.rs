@@ -45,11 +45,7 @@ pub fn locate(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, LoadError>
             Err(LoadError::Unreadable { path, error: std::io::Error::from(std::io::ErrorKind::NotFound) })
         };
     }
-    source::FILE_NAMES
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| LoadError::NotFound { dir: dir.to_path_buf() })
+    source::FILE_NAMES.iter().map(|name| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| LoadError::NotFound { dir: dir.to_path_buf() })
 }
 
 /// Reads and validates the manifest at `path`. `name` is what diagnostics call the file.
@@ -72,10 +68,7 @@ pub fn parse(source: Arc<ManifestSource>, root: &Path) -> Result<Manifest, Manif
     let tree = match tree {
         Ok(tree) => tree,
         Err(syntax) => {
-            let errors = syntax
-                .into_iter()
-                .map(|e| ManifestError::new("syntax", e.span, e.message).label(e.label).help(e.help))
-                .collect();
+            let errors = syntax.into_iter().map(|e| ManifestError::new("syntax", e.span, e.message).label(e.label).help(e.help)).collect();
             return Err(ManifestErrors { source, errors });
         }
     };

@@ -113,12 +113,7 @@ pub enum Source {
     /// A SavedModel directory (holding `saved_model.pb`).
     SavedModel { path: PathBuf },
     /// `file.py:function`, optionally with weights restored from a checkpoint.
-    Builder {
-        path: PathBuf,
-        function: String,
-        checkpoint: Option<PathBuf>,
-        restore: Option<String>,
-    },
+    Builder { path: PathBuf, function: String, checkpoint: Option<PathBuf>, restore: Option<String> },
 }
 
 impl Source {

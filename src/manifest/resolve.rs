@@ -172,12 +172,12 @@ impl Resolver<'_> {
         };
         if let Some(reserved) = reserved {
             self.error(
-                ManifestError::new("bad-out-dir", node.span.clone(), format!("`out-dir` cannot be {reserved}"))
-                    .label("reserved")
-                    .help(format!(
+                ManifestError::new("bad-out-dir", node.span.clone(), format!("`out-dir` cannot be {reserved}")).label("reserved").help(
+                    format!(
                         "`exportctl clean` deletes the output directory: give packages a folder of their own, e.g. {}",
                         self.assign("out-dir", "\"dist\"")
-                    )),
+                    ),
+                ),
             );
             return None;
         }
@@ -215,7 +215,10 @@ impl Resolver<'_> {
                 self.error(
                     ManifestError::new("bad-url", n.span.clone(), format!("`{url}` is not an http(s) URL"))
                         .label("expected http:// or https://")
-                        .help(format!("the remote cache speaks HTTP: {}", self.assign("remote", "\"http://cache.internal:8080/exportctl\""))),
+                        .help(format!(
+                            "the remote cache speaks HTTP: {}",
+                            self.assign("remote", "\"http://cache.internal:8080/exportctl\"")
+                        )),
                 );
                 return None;
             }
@@ -235,7 +238,10 @@ impl Resolver<'_> {
                     self.error(
                         ManifestError::new("bad-slug", n.span.clone(), format!("`{owner}` is not a Kaggle owner slug"))
                             .label("lowercase letters and digits, joined by single `-` or `_`")
-                            .help(format!("write the owner as it appears in its Kaggle URL: {}", self.assign("owner", &format!("\"{example}\"")))),
+                            .help(format!(
+                                "write the owner as it appears in its Kaggle URL: {}",
+                                self.assign("owner", &format!("\"{example}\""))
+                            )),
                     );
                 }
                 owner.to_string()
@@ -251,21 +257,23 @@ impl Resolver<'_> {
 
     fn runtime(&mut self, node: &Node) -> RuntimeSettings {
         let python = match node.get("python") {
-            Some(n) => match n.as_str() {
-                Some("auto") | None => None,
-                Some(p) => {
-                    let path = PathBuf::from(p);
-                    let full = if path.is_absolute() { path.clone() } else { self.root.join(&path) };
-                    if !full.is_file() {
-                        self.error(
+            Some(n) => {
+                match n.as_str() {
+                    Some("auto") | None => None,
+                    Some(p) => {
+                        let path = PathBuf::from(p);
+                        let full = if path.is_absolute() { path.clone() } else { self.root.join(&path) };
+                        if !full.is_file() {
+                            self.error(
                             ManifestError::new("not-found", n.span.clone(), format!("python executable `{p}` does not exist"))
                                 .label("no such file")
                                 .help("give the path to a python executable (e.g. `.venv/bin/python`), or \"auto\" to let exportctl choose"),
                         );
+                        }
+                        Some(path)
                     }
-                    Some(path)
                 }
-            },
+            }
             None => None,
         };
         let tensorflow = match node.get("tensorflow") {
@@ -302,9 +310,13 @@ impl Resolver<'_> {
             Some(Source::Builder { path, function, .. }) => {
                 if let (Some((_, span)), None) = (&restore, &checkpoint) {
                     self.error(
-                        ManifestError::new("restore-without-checkpoint", span.clone(), "`restore` names a checkpoint attribute, but there is no `checkpoint`")
-                            .label("needs `checkpoint`")
-                            .help(format!("add `{}`, or remove `restore`", self.assign("checkpoint", "\"path/to/ckpt-N\""))),
+                        ManifestError::new(
+                            "restore-without-checkpoint",
+                            span.clone(),
+                            "`restore` names a checkpoint attribute, but there is no `checkpoint`",
+                        )
+                        .label("needs `checkpoint`")
+                        .help(format!("add `{}`, or remove `restore`", self.assign("checkpoint", "\"path/to/ckpt-N\""))),
                     );
                 }
                 Some(Source::Builder { path, function, checkpoint: checkpoint.map(|c| c.0), restore: restore.map(|r| r.0) })
@@ -315,9 +327,15 @@ impl Resolver<'_> {
                 for key in ["checkpoint", "restore"] {
                     if let (Some(n), true) = (node.get(key), not_a_builder) {
                         self.error(
-                            ManifestError::new("needs-builder", n.span.clone(), format!("`{key}` is only read with a builder source (`file.py:function`)"))
-                                .label("not used with this source")
-                                .help("a .keras/.h5 file or a SavedModel already holds its weights: remove this key, or use a builder function"),
+                            ManifestError::new(
+                                "needs-builder",
+                                n.span.clone(),
+                                format!("`{key}` is only read with a builder source (`file.py:function`)"),
+                            )
+                            .label("not used with this source")
+                            .help(
+                                "a .keras/.h5 file or a SavedModel already holds its weights: remove this key, or use a builder function",
+                            ),
                         );
                     }
                 }
@@ -333,9 +351,13 @@ impl Resolver<'_> {
                 let path = self.project_path(n, Expect::File)?;
                 if path.extension().is_none_or(|e| e != "py") {
                     self.error(
-                        ManifestError::new("not-python", n.span.clone(), format!("custom-objects file `{}` is not a .py file", path.display()))
-                            .label("expected a .py file")
-                            .help("list Python files that define (and register) your custom layers"),
+                        ManifestError::new(
+                            "not-python",
+                            n.span.clone(),
+                            format!("custom-objects file `{}` is not a .py file", path.display()),
+                        )
+                        .label("expected a .py file")
+                        .help("list Python files that define (and register) your custom layers"),
                     );
                 }
                 Some(path)
@@ -359,25 +381,36 @@ impl Resolver<'_> {
             if let Some(first) = pieces.iter().find(|p| p.name == piece.name) {
                 let (line, _) = self.line_of(first.name_span.start);
                 self.error(
-                    ManifestError::new("duplicate-name", piece.name_span.clone(), format!("model `{name}` has two pieces named `{}`", piece.name))
-                        .label("second piece with this name")
-                        .help(format!("the first is on line {line}; piece names must be unique within a model")),
+                    ManifestError::new(
+                        "duplicate-name",
+                        piece.name_span.clone(),
+                        format!("model `{name}` has two pieces named `{}`", piece.name),
+                    )
+                    .label("second piece with this name")
+                    .help(format!("the first is on line {line}; piece names must be unique within a model")),
                 );
                 continue;
             }
             pieces.push(piece);
         }
-        let allow_ops = node
-            .get("allow-ops")
-            .and_then(Node::as_array)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|n| n.as_str().map(str::to_string))
-            .collect();
+        let allow_ops =
+            node.get("allow-ops").and_then(Node::as_array).unwrap_or(&[]).iter().filter_map(|n| n.as_str().map(str::to_string)).collect();
         let title = node.get("title").and_then(Node::as_str).map(str::to_string);
         // Without the body: each piece checks it (and reports a missing file once per piece).
         let docs = self.docs(&layers.sub("docs"), false);
-        Some(Model { name: name.to_string(), name_span, title, source: source?, custom_objects, keras, export, inputs, allow_ops, docs, pieces })
+        Some(Model {
+            name: name.to_string(),
+            name_span,
+            title,
+            source: source?,
+            custom_objects,
+            keras,
+            export,
+            inputs,
+            allow_ops,
+            docs,
+            pieces,
+        })
     }
 
     fn line_of(&self, offset: usize) -> (usize, usize) {
@@ -392,7 +425,9 @@ impl Resolver<'_> {
         let to: Vec<LayerRef> = match node.get("to") {
             Some(n) => match &n.value {
                 Value::String(s) => vec![LayerRef { name: s.clone(), span: n.span.clone() }],
-                Value::Array(items) => items.iter().filter_map(|i| Some(LayerRef { name: i.as_str()?.to_string(), span: i.span.clone() })).collect(),
+                Value::Array(items) => {
+                    items.iter().filter_map(|i| Some(LayerRef { name: i.as_str()?.to_string(), span: i.span.clone() })).collect()
+                }
                 _ => Vec::new(),
             },
             None => Vec::new(),
@@ -579,7 +614,10 @@ impl Resolver<'_> {
             let example = defined.first().map_or("build_model", String::as_str);
             let help = match defined.len() {
                 0 | 1 => format!("write `{text}:{example}`, naming the function that returns the Keras model"),
-                _ => format!("write `{text}:<function>`, naming the function that returns the Keras model; it defines {}", backticked(&defined)),
+                _ => format!(
+                    "write `{text}:<function>`, naming the function that returns the Keras model; it defines {}",
+                    backticked(&defined)
+                ),
             };
             self.error(
                 ManifestError::new("bad-source", node.span.clone(), "a Python source needs the builder function's name")
@@ -605,9 +643,13 @@ impl Resolver<'_> {
             Some("keras" | "h5" | "hdf5") => Some(Source::KerasFile { path }),
             _ => {
                 self.error(
-                    ManifestError::new("bad-source", node.span.clone(), format!("`{}` is not a model format exportctl reads", path.display()))
-                        .label("unsupported source")
-                        .help("use a .keras or .h5 file, a SavedModel directory, or `file.py:function`"),
+                    ManifestError::new(
+                        "bad-source",
+                        node.span.clone(),
+                        format!("`{}` is not a model format exportctl reads", path.display()),
+                    )
+                    .label("unsupported source")
+                    .help("use a .keras or .h5 file, a SavedModel directory, or `file.py:function`"),
                 );
                 None
             }
@@ -659,7 +701,12 @@ impl Resolver<'_> {
         let raw = self.source.text.get(node.span.clone()).unwrap_or("");
         let quote = usize::from(raw.starts_with(['"', '\'']));
         match raw.get(quote..quote + value.len()) {
-            Some(inner) if inner == value && range.end <= value.len() && value.is_char_boundary(range.start) && value.is_char_boundary(range.end) => {
+            Some(inner)
+                if inner == value
+                    && range.end <= value.len()
+                    && value.is_char_boundary(range.start)
+                    && value.is_char_boundary(range.end) =>
+            {
                 node.span.start + quote + range.start..node.span.start + quote + range.end
             }
             _ => node.span.clone(),
@@ -738,10 +785,8 @@ impl Resolver<'_> {
         match full.symlink_metadata() {
             Err(_) if created_later => return Some(normal),
             Err(_) => {
-                let help = nearby_path(self.root, &normal, false).map_or_else(
-                    || "paths are relative to the manifest's directory".to_string(),
-                    |near| format!("did you mean `{near}`?"),
-                );
+                let help = nearby_path(self.root, &normal, false)
+                    .map_or_else(|| "paths are relative to the manifest's directory".to_string(), |near| format!("did you mean `{near}`?"));
                 self.error(
                     ManifestError::new("not-found", node.span.clone(), format!("`{text}` does not exist"))
                         .label("no such file or directory")
@@ -755,9 +800,13 @@ impl Resolver<'_> {
         if let (Ok(real), Ok(real_root)) = (full.canonicalize(), self.root.canonicalize()) {
             if !real.starts_with(&real_root) {
                 self.error(
-                    ManifestError::new("path-outside-project", node.span.clone(), format!("`{text}` leads outside the project through a symlink"))
-                        .label(format!("resolves to {}", relative_to(&real_root, &real).display()))
-                        .help(self.outside_help(expect)),
+                    ManifestError::new(
+                        "path-outside-project",
+                        node.span.clone(),
+                        format!("`{text}` leads outside the project through a symlink"),
+                    )
+                    .label(format!("resolves to {}", relative_to(&real_root, &real).display()))
+                    .help(self.outside_help(expect)),
                 );
                 return None;
             }

@@ -43,7 +43,10 @@ pub enum Ty {
     List(&'static Ty),
     Table(&'static [Field]),
     /// A table whose keys are chosen by the user (`[models.<name>]`).
-    Map { keys: Keys, value: &'static Ty },
+    Map {
+        keys: Keys,
+        value: &'static Ty,
+    },
     /// An array of tables (`[[models.x.pieces]]`).
     TableList(&'static [Field]),
 }
@@ -70,10 +73,8 @@ const fn defaulted(key: &'static str, ty: Ty, default: &'static str, doc: &'stat
     Field { key, ty, required: false, default: Some(default), doc }
 }
 
-pub const DTYPES: &[&str] = &[
-    "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-    "uint16", "bool", "string",
-];
+pub const DTYPES: &[&str] =
+    &["float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool", "string"];
 
 /// The dtype a user most likely meant by a name from NumPy, Python or TensorFlow habits
 /// (`tf.float32`, `float`, `long`), for did-you-mean.
@@ -108,12 +109,27 @@ pub const BATCH_NORM: &[Field] = &[
 ];
 
 pub const VALIDATE: &[Field] = &[
-    defaulted("batch", Ty::Integer { min: 1 }, "2", "Batch size of the seeded random golden inputs. Conflicts with `samples` in the same table."),
+    defaulted(
+        "batch",
+        Ty::Integer { min: 1 },
+        "2",
+        "Batch size of the seeded random golden inputs. Conflicts with `samples` in the same table.",
+    ),
     field("samples", Ty::Path, "A `.npz` file with one array per input, used as golden inputs instead of random ones."),
     defaulted("seed", Ty::Integer { min: 0 }, "0", "Seed of the random golden inputs."),
-    defaulted("atol", POSITIVE, "1e-5", "Absolute tolerance when comparing outputs with the reference: |got - ref| <= atol + rtol * |ref|."),
+    defaulted(
+        "atol",
+        POSITIVE,
+        "1e-5",
+        "Absolute tolerance when comparing outputs with the reference: |got - ref| <= atol + rtol * |ref|.",
+    ),
     defaulted("rtol", POSITIVE, "1e-5", "Relative tolerance when comparing outputs with the reference."),
-    defaulted("fine-tune-step", Ty::Bool, "true", "Take one gradient step through the loaded SavedModel and require every trainable variable to move."),
+    defaulted(
+        "fine-tune-step",
+        Ty::Bool,
+        "true",
+        "Take one gradient step through the loaded SavedModel and require every trainable variable to move.",
+    ),
 ];
 
 /// The formats a piece can be packaged in. `saved-model` is always built: the others are
@@ -163,7 +179,11 @@ pub const PIECE: &[Field] = &[
     field("trainable", Ty::Bool, "Whether the piece exports trainable variables (overrides the model and `[defaults]`)."),
     field("dropout", DROPOUT_RATE, "Rate set on every Dropout layer of the piece, in [0, 1)."),
     field("batch-norm", Ty::Table(BATCH_NORM), "Overrides of every BatchNormalization layer of the piece."),
-    field("formats", Ty::List(&Ty::Enum(FORMATS)), "Formats of this piece's package (overrides the model's): `[\"saved-model\"]` or `[\"saved-model\", \"litert\"]`."),
+    field(
+        "formats",
+        Ty::List(&Ty::Enum(FORMATS)),
+        "Formats of this piece's package (overrides the model's): `[\"saved-model\"]` or `[\"saved-model\", \"litert\"]`.",
+    ),
     field("litert", Ty::Table(LITERT), "LiteRT settings of this piece (override the model's, key by key)."),
     field("validate", Ty::Table(VALIDATE), "Validation settings of this piece (override the model's)."),
     field("docs", Ty::Table(DOCS), "Documentation of this piece (overrides the model's, key by key)."),
@@ -191,8 +211,17 @@ pub const MODEL: &[Field] = &[
 
 pub const PROJECT: &[Field] = &[
     required("name", Ty::Name, "The project's name: `[a-z0-9-]+`."),
-    defaulted("version", Ty::Integer { min: 1 }, "1", "Model version (an integer, TF Hub style); the last part of the documentation handle and of `dist/` paths."),
-    field("publisher", Ty::Name, "Publisher in the documentation handle `<publisher>/<model>-<piece>/<version>`; default: the project's name."),
+    defaulted(
+        "version",
+        Ty::Integer { min: 1 },
+        "1",
+        "Model version (an integer, TF Hub style); the last part of the documentation handle and of `dist/` paths.",
+    ),
+    field(
+        "publisher",
+        Ty::Name,
+        "Publisher in the documentation handle `<publisher>/<model>-<piece>/<version>`; default: the project's name.",
+    ),
     defaulted("out-dir", Ty::Path, "\"dist\"", "Where packages are written, relative to the manifest; must stay inside the project."),
     field("asset-base-url", Ty::String, "URL prefix of `asset-path` in the documentation (http, https or gs)."),
 ];
@@ -255,14 +284,12 @@ pub const TENSOR_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_.-]*$";
 
 pub fn is_valid_tensor_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_')) && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z' | '0'..='9'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+    matches!(chars.next(), Some('a'..='z' | '0'..='9')) && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
 }
 
 /// The JSON Schema (draft 2020-12) of the manifest, generated from [`MANIFEST`].
@@ -311,8 +338,7 @@ pub fn json_schema() -> serde_json::Value {
             let mut s = ty_schema(&f.ty);
             s["description"] = json!(f.doc);
             if let Some(default) = f.default {
-                let parsed = toml::from_str::<toml::Table>(&format!("v = {default}"))
-                    .expect("schema defaults are valid TOML values");
+                let parsed = toml::from_str::<toml::Table>(&format!("v = {default}")).expect("schema defaults are valid TOML values");
                 s["default"] = serde_json::to_value(&parsed["v"]).expect("TOML values convert to JSON");
             }
             properties.insert(f.key.to_string(), s);

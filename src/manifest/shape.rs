@@ -28,7 +28,7 @@ pub fn check(root: &Node, format: Format, errors: &mut Vec<ManifestError>) {
                     format!("a manifest must be {}, found {}", place.term("a table of keys"), place.term(root.type_name())),
                 )
                 .label(format!("{} here; expected `project` and `models` keys", place.term(root.type_name())))
-                    .help(help),
+                .help(help),
             )
         }
     }
@@ -169,9 +169,13 @@ fn check_table(node: &Node, fields: &'static [Field], place: &Place, owner: Opti
                     }
                 };
                 errors.push(
-                    ManifestError::new("unknown-key", entry.key_span.clone(), format!("unknown key `{}` in {}", entry.key, place.describe()))
-                        .label("unknown key")
-                        .help(help),
+                    ManifestError::new(
+                        "unknown-key",
+                        entry.key_span.clone(),
+                        format!("unknown key `{}` in {}", entry.key, place.describe()),
+                    )
+                    .label("unknown key")
+                    .help(help),
                 );
             }
         }
@@ -255,9 +259,13 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Optio
             if !x.is_finite() || below || above {
                 let code = if *min_exclusive && *min == 0.0 && x <= 0.0 { "not-positive" } else { "out-of-range" };
                 errors.push(
-                    ManifestError::new(code, node.span.clone(), format!("{} must be {range}, found {}", place.describe(), format_number(x)))
-                        .label(format!("must be {range}"))
-                        .help(number_range_help(key, *min, *min_exclusive, *max, place)),
+                    ManifestError::new(
+                        code,
+                        node.span.clone(),
+                        format!("{} must be {range}, found {}", place.describe(), format_number(x)),
+                    )
+                    .label(format!("must be {range}"))
+                    .help(number_range_help(key, *min, *min_exclusive, *max, place)),
                 );
             }
         }
@@ -388,7 +396,12 @@ fn check_ty(node: &Node, ty: &'static Ty, key: &str, place: &Place, owner: Optio
                             ManifestError::new(
                                 "wrong-type",
                                 item.span.clone(),
-                                format!("{} must be {}, found {}", place.index(i).describe(), place.term("a table"), place.term(item.type_name())),
+                                format!(
+                                    "{} must be {}, found {}",
+                                    place.index(i).describe(),
+                                    place.term("a table"),
+                                    place.term(item.type_name())
+                                ),
                             )
                             .label(format!("expected {}", place.term("a table")))
                             .help(format!("write each entry as {}", place.list_entry())),
@@ -544,13 +557,9 @@ fn describe_range(min: f64, min_exclusive: bool, max: Option<(f64, bool)>) -> St
         (true, None) if min == 0.0 => "positive".to_string(),
         (true, None) => format!("> {}", format_number(min)),
         (false, None) => format!(">= {}", format_number(min)),
-        (lo, Some((hi, hi_excl))) => format!(
-            "in {}{}, {}{}",
-            if lo { "(" } else { "[" },
-            format_number(min),
-            format_number(hi),
-            if hi_excl { ")" } else { "]" }
-        ),
+        (lo, Some((hi, hi_excl))) => {
+            format!("in {}{}, {}{}", if lo { "(" } else { "[" }, format_number(min), format_number(hi), if hi_excl { ")" } else { "]" })
+        }
     }
 }
 

@@ -89,7 +89,8 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
             let header = strip_comment(&text[line.clone()]).trim();
             let close = if header.starts_with("[[") { "]]" } else { "]" };
             let help = if header.contains(']') || header.contains(' ') {
-                "a table name is made of bare keys (letters, digits, `-`, `_`) joined by `.`; quote a name that needs other characters".to_string()
+                "a table name is made of bare keys (letters, digits, `-`, `_`) joined by `.`; quote a name that needs other characters"
+                    .to_string()
             } else {
                 format!("close the header: `{header}{close}`")
             };
@@ -97,7 +98,9 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
         }
         m if m.starts_with("key with no value") => {
             let statement = strip_comment(&text[line.clone()]).trim();
-            let bare_key = |key: &str| key.chars().any(char::is_alphanumeric) && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let bare_key = |key: &str| {
+                key.chars().any(char::is_alphanumeric) && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
             let help = match statement.split_once(char::is_whitespace) {
                 _ if statement.len() > 80 => "write `key = value`".to_string(),
                 Some((key, value)) if bare_key(key) && !value.trim().is_empty() => format!("write `{key} = {}`", value.trim()),
@@ -109,9 +112,19 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
         m if m.starts_with("string values must be quoted") => {
             let value = text[span.clone()].trim();
             if value.is_empty() {
-                SyntaxError::new(span, "missing value", "expected a value after `=`", "write a value after `=`: a \"string\", a number, `true`/`false`, a [list] or an { inline = \"table\" }")
+                SyntaxError::new(
+                    span,
+                    "missing value",
+                    "expected a value after `=`",
+                    "write a value after `=`: a \"string\", a number, `true`/`false`, a [list] or an { inline = \"table\" }",
+                )
             } else if ["yes", "no", "on", "off"].contains(&value.to_ascii_lowercase().as_str()) {
-                SyntaxError::new(span, format!("`{value}` is not a TOML value"), "not a boolean", "TOML booleans are `true` and `false`; quote text: \"...\"")
+                SyntaxError::new(
+                    span,
+                    format!("`{value}` is not a TOML value"),
+                    "not a boolean",
+                    "TOML booleans are `true` and `false`; quote text: \"...\"",
+                )
             } else {
                 SyntaxError::new(span, "unquoted string", "strings are quoted in TOML", format!("quote it: `\"{value}\"`"))
             }
@@ -128,7 +141,9 @@ fn explain_toml_error(text: &str, message: &str, span: Span) -> SyntaxError {
             "too many levels",
             "check the brackets: a manifest nests a few levels at most",
         ),
-        m if m.starts_with("cannot extend value") => general("this key already holds a value on an earlier line; a key cannot be both a value and a table"),
+        m if m.starts_with("cannot extend value") => {
+            general("this key already holds a value on an earlier line; a key cannot be both a value and a table")
+        }
         m if m.starts_with("extra comma") => general("remove the extra `,`"),
         m if m.starts_with("unclosed array") => general("close the array with `]`"),
         m if m.starts_with("unclosed inline table") => general("close the inline table with `}`"),
@@ -208,7 +223,8 @@ fn duplicate_toml_key(text: &str, span: Span) -> SyntaxError {
         let first = earlier.iter().find(|(_, l)| *l == statement).map(|(n, _)| *n);
         let help = match first {
             Some(n) => format!("the first `{statement}` is on line {n}: move these keys into it"),
-            None => "a table is defined once: merge these keys into its first definition (an earlier header, inline table or dotted key)".to_string(),
+            None => "a table is defined once: merge these keys into its first definition (an earlier header, inline table or dotted key)"
+                .to_string(),
         };
         return SyntaxError::new(span, format!("table `{statement}` is defined twice"), "defined again", help);
     }

@@ -95,7 +95,10 @@ pub enum ModelSource {
     /// A tf_keras SavedModel directory (with `keras_metadata.pb`).
     KerasSavedModel(PathBuf),
     /// `file.py:function`.
-    Builder { path: PathBuf, function: String },
+    Builder {
+        path: PathBuf,
+        function: String,
+    },
 }
 
 impl ModelSource {
@@ -138,7 +141,10 @@ impl ModelSource {
 /// the model's custom classes.
 pub fn outline(runtime: &Runtime, source: &ModelSource, custom_objects: &[PathBuf], verbose: u8) -> Result<Outline> {
     if !source.path().exists() {
-        return Err(Error::usage(format!("{} does not exist", source.path().display()), "give a .keras/.h5 file, a Keras SavedModel directory or file.py:function"));
+        return Err(Error::usage(
+            format!("{} does not exist", source.path().display()),
+            "give a .keras/.h5 file, a Keras SavedModel directory or file.py:function",
+        ));
     }
     let mut worker = Worker::new(runtime, WorkerOptions { timeout: Duration::from_secs(900), verbose });
     let absolute: Vec<PathBuf> = custom_objects.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
@@ -146,7 +152,9 @@ pub fn outline(runtime: &Runtime, source: &ModelSource, custom_objects: &[PathBu
     let answer = worker.call("outline", params, "outline");
     worker.shutdown();
     let value = answer.map_err(|e| {
-        let help = e.help().or_else(|| Some("check that the file is a Keras model this runtime's Keras can load (`exportctl runtime status`)".into()));
+        let help = e
+            .help()
+            .or_else(|| Some("check that the file is a Keras model this runtime's Keras can load (`exportctl runtime status`)".into()));
         Error::failed(format!("cannot read {}: {e}", source.path().display()), help).code("unreadable-model")
     })?;
     serde_json::from_value(value).map_err(|e| Error::failed(format!("the worker's outline is not understood: {e}"), None))
@@ -252,7 +260,10 @@ mod tests {
         let d = dir.path();
         assert_eq!(ModelSource::recognise(d, "m.keras"), Some(ModelSource::KerasFile(d.join("m.keras"))));
         assert_eq!(ModelSource::recognise(d, "legacy.H5"), Some(ModelSource::KerasFile(d.join("legacy.H5"))));
-        assert_eq!(ModelSource::recognise(d, "model.py:build"), Some(ModelSource::Builder { path: d.join("model.py"), function: "build".into() }));
+        assert_eq!(
+            ModelSource::recognise(d, "model.py:build"),
+            Some(ModelSource::Builder { path: d.join("model.py"), function: "build".into() })
+        );
         assert_eq!(ModelSource::recognise(d, "keras_sm"), Some(ModelSource::KerasSavedModel(d.join("keras_sm"))));
         assert_eq!(ModelSource::recognise(d, "package"), None, "a SavedModel package is read natively");
         assert_eq!(ModelSource::recognise(d, "model.tar.gz"), None);

@@ -134,7 +134,8 @@ source = {source_q}
             source_q = q(&self.source),
         );
         if let Some(rate) = self.dropout {
-            let _ = writeln!(out, "dropout = {}                    # the model's own rate: what consumers fine-tune with", toml_float(rate));
+            let _ =
+                writeln!(out, "dropout = {}                    # the model's own rate: what consumers fine-tune with", toml_float(rate));
         }
         if let Some(bn) = self.batch_norm {
             let _ = writeln!(
@@ -148,7 +149,11 @@ source = {source_q}
             let _ = writeln!(out, "\n# The inputs, as the model takes them (-1: any size).\n[models.{model}.inputs]");
             for input in &self.inputs {
                 let dims: Vec<String> = input.shape.iter().flatten().map(|d| d.map_or("-1".into(), |n| n.to_string())).collect();
-                let key = if input.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { input.name.clone() } else { q(&input.name) };
+                let key = if input.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    input.name.clone()
+                } else {
+                    q(&input.name)
+                };
                 let _ = writeln!(out, "{key} = {{ shape = [{}], dtype = {} }}", dims.join(", "), q(&input.dtype));
             }
         }
@@ -184,7 +189,11 @@ license = "Apache-2.0"           # the license you publish the model under (an S
 /// A float as TOML writes it: always with a fraction or an exponent.
 fn toml_float(value: f64) -> String {
     let text = value.to_string();
-    if text.contains(['.', 'e', 'E']) { text } else { format!("{text}.0") }
+    if text.contains(['.', 'e', 'E']) {
+        text
+    } else {
+        format!("{text}.0")
+    }
 }
 
 #[cfg(test)]
@@ -244,7 +253,11 @@ mod tests {
     fn an_image_model_gets_a_feature_vector_at_its_last_pooling_layer() {
         let mut outline = classifier();
         outline.inputs[0].shape = Some(vec![None, Some(96), Some(96), Some(3)]);
-        outline.layers.insert(3, serde_json::from_value(layer("global_average_pooling2d", "GlobalAveragePooling2D", json!([null, 1, 1, 576]), &["hidden_bn"])).unwrap());
+        outline.layers.insert(
+            3,
+            serde_json::from_value(layer("global_average_pooling2d", "GlobalAveragePooling2D", json!([null, 1, 1, 576]), &["hidden_bn"]))
+                .unwrap(),
+        );
         let proposal = Proposal::new("p", "net", "net.keras", &outline);
         let names: Vec<&str> = proposal.pieces.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["classification", "feature-vector"]);

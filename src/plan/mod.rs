@@ -223,10 +223,7 @@ impl Plan {
                 }
             }
         }
-        let graph = self.graph.filter_map(
-            |i, id| keep.contains(&i).then(|| id.clone()),
-            |_, _| Some(()),
-        );
+        let graph = self.graph.filter_map(|i, id| keep.contains(&i).then(|| id.clone()), |_, _| Some(()));
         Ok(Plan { graph })
     }
 
@@ -270,7 +267,9 @@ impl Plan {
                     let steps = StepKind::ALL.map(StepKind::as_str);
                     return Err(UnknownTarget {
                         target: target.to_string(),
-                        help: suggestion::did_you_mean(step, steps).unwrap_or_else(|| "the steps are export, slice, trace, validate, convert-litert, validate-litert and package".to_string()),
+                        help: suggestion::did_you_mean(step, steps).unwrap_or_else(|| {
+                            "the steps are export, slice, trace, validate, convert-litert, validate-litert and package".to_string()
+                        }),
                     });
                 }
             },
@@ -285,24 +284,25 @@ impl Plan {
             .node_indices()
             .filter(|&i| {
                 let id = &self.graph[i];
-                id.model == model
-                    && piece.is_none_or(|p| id.piece.as_deref() == Some(p))
-                    && kind.is_none_or(|k| id.kind == k)
+                id.model == model && piece.is_none_or(|p| id.piece.as_deref() == Some(p)) && kind.is_none_or(|k| id.kind == k)
             })
             .collect();
         if !matches.is_empty() {
             return Ok(matches);
         }
-        let all: Vec<String> = self.graph.node_weights().flat_map(|id| {
-            let mut names = vec![id.model.clone(), id.to_string()];
-            if let Some(p) = &id.piece {
-                names.push(format!("{}/{}", id.model, p));
-            }
-            names
-        }).collect();
-        let help = suggestion::did_you_mean(target, all.iter().map(String::as_str)).unwrap_or_else(|| {
-            "a target is `model`, `model/piece` or `model/piece:step`; `exportctl plan` lists them".to_string()
-        });
+        let all: Vec<String> = self
+            .graph
+            .node_weights()
+            .flat_map(|id| {
+                let mut names = vec![id.model.clone(), id.to_string()];
+                if let Some(p) = &id.piece {
+                    names.push(format!("{}/{}", id.model, p));
+                }
+                names
+            })
+            .collect();
+        let help = suggestion::did_you_mean(target, all.iter().map(String::as_str))
+            .unwrap_or_else(|| "a target is `model`, `model/piece` or `model/piece:step`; `exportctl plan` lists them".to_string());
         Err(UnknownTarget { target: target.to_string(), help })
     }
 }
@@ -366,7 +366,10 @@ mod tests {
         // Targets name the new steps, and selecting one keeps only what it needs.
         let selected = plan.select(&["m/float:validate-litert".to_string()]).unwrap();
         let kinds: BTreeSet<StepKind> = selected.graph.node_weights().map(|id| id.kind).collect();
-        assert_eq!(kinds, BTreeSet::from([StepKind::Export, StepKind::Slice, StepKind::Trace, StepKind::ConvertLitert, StepKind::ValidateLitert]));
+        assert_eq!(
+            kinds,
+            BTreeSet::from([StepKind::Export, StepKind::Slice, StepKind::Trace, StepKind::ConvertLitert, StepKind::ValidateLitert])
+        );
         assert!(plan.select(&["m/float:convert-lite".to_string()]).unwrap_err().help.contains("convert-litert"));
         let _ = plan.topological();
     }

@@ -46,7 +46,12 @@ impl Plan {
         let mut out = String::from("digraph exportctl {\n    rankdir=LR;\n    node [shape=box, fontname=\"Helvetica\"];\n");
         for n in self.topological() {
             let id = &self.graph[n];
-            let _ = writeln!(out, "    \"{id}\" [label=\"{}\\n{}\"];", id.piece.as_deref().map_or(id.model.clone(), |p| format!("{}/{p}", id.model)), id.kind.as_str());
+            let _ = writeln!(
+                out,
+                "    \"{id}\" [label=\"{}\\n{}\"];",
+                id.piece.as_deref().map_or(id.model.clone(), |p| format!("{}/{p}", id.model)),
+                id.kind.as_str()
+            );
         }
         let mut edges: Vec<(String, String)> = self
             .graph

@@ -74,12 +74,7 @@ impl Pins {
 
     /// `name==version` lines of the lock (comments and blank lines left out).
     fn locked(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
-        self.lock
-            .unwrap_or("")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| l.split_once("=="))
+        self.lock.unwrap_or("").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| l.split_once("=="))
     }
 
     /// The version the lock pins for `package` (names compared as PyPI does: case, `-` and `_`
@@ -240,11 +235,11 @@ fn runtimes_dir() -> PathBuf {
 
 /// The base interpreter the virtualenv is made from, and its version.
 fn base_python() -> Result<(PathBuf, String), InstallError> {
-    let candidates = std::env::var_os("EXPORTCTL_BASE_PYTHON").map(PathBuf::from).into_iter().chain(["python3", "python"].map(PathBuf::from));
+    let candidates =
+        std::env::var_os("EXPORTCTL_BASE_PYTHON").map(PathBuf::from).into_iter().chain(["python3", "python"].map(PathBuf::from));
     for candidate in candidates {
-        let out = Command::new(&candidate)
-            .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"])
-            .output();
+        let out =
+            Command::new(&candidate).args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"]).output();
         let Ok(out) = out else { continue };
         if !out.status.success() {
             continue;
@@ -349,7 +344,10 @@ fn load(folder: &Path) -> Option<Runtime> {
     Some(Runtime {
         python,
         choice: Choice::Managed,
-        reason: format!("no runtime.python, $EXPORTCTL_PYTHON or virtualenv with TensorFlow: the managed runtime ({})", record.requirements.join(", ")),
+        reason: format!(
+            "no runtime.python, $EXPORTCTL_PYTHON or virtualenv with TensorFlow: the managed runtime ({})",
+            record.requirements.join(", ")
+        ),
         versions: record.versions,
         tensorflow_dir: record.tensorflow_dir.map(|d| folder.join(d)),
         litert: record.extras.get(LITERT.name).map(|e| e.version.clone()),
@@ -398,7 +396,13 @@ pub fn ensure_extra(runtime: &Runtime, extra: &Extra, show_progress: bool) -> Re
     let uv_on_path = Command::new("uv").arg("--version").output().is_ok_and(|o| o.status.success());
     let uv_in_venv = !uv_on_path && Command::new(&python).args(["-m", "uv", "--version"]).output().is_ok_and(|o| o.status.success());
     let result = if uv_on_path || uv_in_venv {
-        let mut c = if uv_on_path { Command::new("uv") } else { let mut c = Command::new(&python); c.args(["-m", "uv"]); c };
+        let mut c = if uv_on_path {
+            Command::new("uv")
+        } else {
+            let mut c = Command::new(&python);
+            c.args(["-m", "uv"]);
+            c
+        };
         c.args(["pip", "install", "--no-deps", "--python"]).arg(&python).arg("-r").arg(&requirements);
         for package in &packages {
             c.args(["--reinstall-package", package]);
@@ -406,7 +410,8 @@ pub fn ensure_extra(runtime: &Runtime, extra: &Extra, show_progress: bool) -> Re
         run_logged(c, &mut log, &progress, &format!("installing {} with uv", extra.pin()), &log_path)
     } else {
         let mut c = Command::new(&python);
-        c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps", "--force-reinstall", "-r"]).arg(&requirements);
+        c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps", "--force-reinstall", "-r"])
+            .arg(&requirements);
         run_logged(c, &mut log, &progress, &format!("installing {} with pip", extra.pin()), &log_path)
     };
     result.and_then(|()| {
@@ -419,7 +424,8 @@ pub fn ensure_extra(runtime: &Runtime, extra: &Extra, show_progress: bool) -> Re
     let mut record: Record = serde_json::from_slice(&std::fs::read(&record_path).map_err(io_error(&record_path))?)
         .map_err(|e| io_error(&record_path)(std::io::Error::other(e)))?;
     record.extras.insert(extra.name.to_string(), ExtraRecord { version: extra.version.to_string(), lock: extra.digest() });
-    crate::atomic::write_file(&record_path, &serde_json::to_vec_pretty(&record).expect("record serialises")).map_err(io_error(&record_path))?;
+    crate::atomic::write_file(&record_path, &serde_json::to_vec_pretty(&record).expect("record serialises"))
+        .map_err(io_error(&record_path))?;
     let _ = started;
     progress.finish(&format!("added {} to the managed runtime", extra.pin()));
     Ok(())
@@ -516,8 +522,16 @@ fn run_logged(mut command: Command, log: &mut File, progress: &Progress, step: &
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx2 = tx.clone();
-    let a = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| { let _ = tx.send(l); }));
-    let b = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).for_each(|l| { let _ = tx2.send(l); }));
+    let a = std::thread::spawn(move || {
+        BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| {
+            let _ = tx.send(l);
+        })
+    });
+    let b = std::thread::spawn(move || {
+        BufReader::new(stdout).lines().map_while(Result::ok).for_each(|l| {
+            let _ = tx2.send(l);
+        })
+    });
     let mut tail: Vec<String> = Vec::new();
     for line in rx {
         let _ = writeln!(log, "{line}");
@@ -528,16 +542,29 @@ fn run_logged(mut command: Command, log: &mut File, progress: &Progress, step: &
         }
     }
     let _ = (a.join(), b.join());
-    let status = child.wait().map_err(|e| InstallError::Failed { step: step.to_string(), log_tail: e.to_string(), log: log_path.to_path_buf() })?;
+    let status =
+        child.wait().map_err(|e| InstallError::Failed { step: step.to_string(), log_tail: e.to_string(), log: log_path.to_path_buf() })?;
     if status.success() {
         return Ok(());
     }
     let all = tail.join("\n");
     let last: Vec<&str> = tail.iter().map(String::as_str).filter(|l| !l.trim().is_empty()).collect();
     let log_tail = last[last.len().saturating_sub(12)..].join("\n");
-    let network = ["Failed to establish", "Temporary failure in name resolution", "Name or service not known", "Connection refused", "error sending request", "dns error", "Network is unreachable", "Could not fetch URL", "ConnectTimeout", "timed out", "(from versions: none)"]
-        .iter()
-        .any(|needle| all.contains(needle));
+    let network = [
+        "Failed to establish",
+        "Temporary failure in name resolution",
+        "Name or service not known",
+        "Connection refused",
+        "error sending request",
+        "dns error",
+        "Network is unreachable",
+        "Could not fetch URL",
+        "ConnectTimeout",
+        "timed out",
+        "(from versions: none)",
+    ]
+    .iter()
+    .any(|needle| all.contains(needle));
     if network {
         return Err(InstallError::Registry { what: step.to_string(), log_tail, log: log_path.to_path_buf() });
     }

@@ -65,11 +65,7 @@ struct CachedProbe {
 }
 
 fn mtime_ns(path: &Path) -> u128 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos())
+    std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
 }
 
 fn cache_file(python: &Path) -> PathBuf {
@@ -92,17 +88,20 @@ pub(super) fn probe(python: &Path, choice: Choice, reason: String) -> Result<Run
     let file = cache_file(python);
     if let Some(cached) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<CachedProbe>(&b).ok()) {
         if let (true, Some(litert)) = (cached.stamps.iter().all(|(p, t)| mtime_ns(p) == *t), cached.litert) {
-            return Ok(Runtime { python: python.to_path_buf(), choice, reason, versions: cached.versions, tensorflow_dir: cached.tensorflow_dir, litert });
+            return Ok(Runtime {
+                python: python.to_path_buf(),
+                choice,
+                reason,
+                versions: cached.versions,
+                tensorflow_dir: cached.tensorflow_dir,
+                litert,
+            });
         }
     }
-    let output = Command::new(python)
-        .args(["-I", "-c", PROBE])
-        .env_remove("PYTHONPATH")
-        .output()
-        .map_err(|e| RuntimeError::Unusable {
-            message: format!("cannot run {}: {e}", python.display()),
-            help: "check that it is a Python 3 executable".into(),
-        })?;
+    let output = Command::new(python).args(["-I", "-c", PROBE]).env_remove("PYTHONPATH").output().map_err(|e| RuntimeError::Unusable {
+        message: format!("cannot run {}: {e}", python.display()),
+        help: "check that it is a Python 3 executable".into(),
+    })?;
     if !output.status.success() {
         return Err(RuntimeError::Unusable {
             message: format!("{} failed to report its packages: {}", python.display(), String::from_utf8_lossy(&output.stderr).trim()),
@@ -123,8 +122,19 @@ pub(super) fn probe(python: &Path, choice: Choice, reason: String) -> Result<Run
     };
     let mut stamped: Vec<PathBuf> = vec![python.to_path_buf(), answer.executable];
     stamped.extend(answer.path.into_iter().filter(|p| p.is_dir()));
-    let stamps = stamped.into_iter().map(|p| { let t = mtime_ns(&p); (p, t) }).collect();
-    let cached = CachedProbe { stamps, versions: versions.clone(), tensorflow_dir: answer.tensorflow_dir.clone(), litert: Some(answer.litert.clone()) };
+    let stamps = stamped
+        .into_iter()
+        .map(|p| {
+            let t = mtime_ns(&p);
+            (p, t)
+        })
+        .collect();
+    let cached = CachedProbe {
+        stamps,
+        versions: versions.clone(),
+        tensorflow_dir: answer.tensorflow_dir.clone(),
+        litert: Some(answer.litert.clone()),
+    };
     // Remembering is an optimisation: a failure to write is not an error.
     let _ = crate::atomic::write_file(&file, &serde_json::to_vec_pretty(&cached).unwrap_or_default());
     Ok(Runtime { python: python.to_path_buf(), choice, reason, versions, tensorflow_dir: answer.tensorflow_dir, litert: answer.litert })

@@ -100,14 +100,12 @@ impl WorkerError {
                 }
                 (!lines.is_empty()).then(|| lines.join("\n"))
             }
-            WorkerError::Timeout { log_tail, .. } => Some(format!(
-                "raise `runtime.timeout` in the manifest if the step needs longer{}",
-                tail_text(log_tail)
-            )),
-            WorkerError::Died { log_tail, .. } => Some(format!(
-                "the next step starts a fresh worker; the worker's last output:{}",
-                tail_text(log_tail)
-            )),
+            WorkerError::Timeout { log_tail, .. } => {
+                Some(format!("raise `runtime.timeout` in the manifest if the step needs longer{}", tail_text(log_tail)))
+            }
+            WorkerError::Died { log_tail, .. } => {
+                Some(format!("the next step starts a fresh worker; the worker's last output:{}", tail_text(log_tail)))
+            }
             WorkerError::Protocol { .. } => None,
             WorkerError::Runtime { help, .. } => Some(help.clone()),
         }
@@ -197,15 +195,7 @@ impl Worker {
 
     /// A worker whose runtime is found when it first starts.
     pub fn lazy(runtime: Arc<Provider>, options: WorkerOptions) -> Worker {
-        Worker {
-            runtime,
-            options,
-            process: None,
-            next_id: 1,
-            log: Arc::new(Mutex::new(VecDeque::new())),
-            starts: 0,
-            last_start: None,
-        }
+        Worker { runtime, options, process: None, next_id: 1, log: Arc::new(Mutex::new(VecDeque::new())), starts: 0, last_start: None }
     }
 
     /// The process id of the running worker, if one runs.
@@ -260,7 +250,10 @@ impl Worker {
                     // An answer to an earlier request that timed out on our side cannot
                     // happen (that worker was killed); anything else is a protocol error.
                     self.stop();
-                    return Err(WorkerError::Protocol { step: step.to_string(), detail: format!("expected the answer to request {id}, got {line}") });
+                    return Err(WorkerError::Protocol {
+                        step: step.to_string(),
+                        detail: format!("expected the answer to request {id}, got {line}"),
+                    });
                 }
                 match (response.ok, response.error) {
                     (true, _) => Ok(response.result),

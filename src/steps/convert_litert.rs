@@ -42,12 +42,9 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         "quantize": litert.quantize.as_str(),
     });
     let mut clock = Clock::start();
-    steps
-        .call("convert_litert", params, target.step, &mut clock)
-        .map_err(|e| worker_error(e, target, steps.manifest()))?;
-    let bytes = std::fs::metadata(&out_path)
-        .map_err(|e| StepError::new(format!("the converter wrote no {}: {e}", out_path.display())))?
-        .len();
+    steps.call("convert_litert", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
+    let bytes =
+        std::fs::metadata(&out_path).map_err(|e| StepError::new(format!("the converter wrote no {}: {e}", out_path.display())))?.len();
     clock.lap("records");
     let summary = format!("{} ({}, quantize {})", files::TFLITE, human_bytes(bytes), litert.quantize.as_str());
     Ok(clock.outcome(Vec::new(), summary))

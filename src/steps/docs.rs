@@ -42,14 +42,7 @@ impl std::fmt::Display for Handle<'_> {
 /// archive's file name.
 pub(super) fn asset_path(base: Option<&str>, handle: &Handle<'_>) -> String {
     match base {
-        Some(base) => format!(
-            "{}/{}/{}/{}/{}",
-            base.trim_end_matches('/'),
-            handle.model,
-            handle.piece,
-            handle.version,
-            files::ARCHIVE
-        ),
+        Some(base) => format!("{}/{}/{}/{}/{}", base.trim_end_matches('/'), handle.model, handle.piece, handle.version, files::ARCHIVE),
         None => files::ARCHIVE.to_string(),
     }
 }
@@ -119,7 +112,6 @@ const TASKS: &[&str] = &[
     "video-generation",
     "video-text",
 ];
-
 
 /// Where a snippet finds the package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,10 +312,17 @@ impl Docs<'_> {
                 );
             }
             Location::Url { .. } => {
-                let _ = writeln!(out, "`keras.utils.get_file` downloads and unpacks `{}` once; `hub.KerasLayer` does so itself.\n", files::ARCHIVE);
+                let _ = writeln!(
+                    out,
+                    "`keras.utils.get_file` downloads and unpacks `{}` once; `hub.KerasLayer` does so itself.\n",
+                    files::ARCHIVE
+                );
             }
             Location::Kaggle { .. } => {
-                let _ = writeln!(out, "`kagglehub.model_download` downloads this variation once (`pip install kagglehub`) and returns its folder.\n");
+                let _ = writeln!(
+                    out,
+                    "`kagglehub.model_download` downloads this variation once (`pip install kagglehub`) and returns its folder.\n"
+                );
             }
         }
     }
@@ -341,9 +340,10 @@ impl Docs<'_> {
                     (vec!["import keras".into()], format!("path = keras.utils.get_file(\"{name}\", origin=\"{url}\", extract=True)"))
                 }
                 Location::Url { url, .. } => (vec![], format!("path = \"{url}\"")),
-                Location::Kaggle { handle } => {
-                    (vec!["import kagglehub".into()], format!("path = kagglehub.model_download(\"{handle}\")  # its latest version; add /<number> to pin one"))
-                }
+                Location::Kaggle { handle } => (
+                    vec!["import kagglehub".into()],
+                    format!("path = kagglehub.model_download(\"{handle}\")  # its latest version; add /<number> to pin one"),
+                ),
             }
         };
         let imports = |mut own: Vec<&str>, extra: Vec<String>| -> String {
@@ -456,7 +456,11 @@ impl Docs<'_> {
         if self.trainable {
             let params = self.facts.params;
             let counted = if params.total > 0 {
-                format!(" ({} of {} parameters)", crate::tf::inspect::group_digits(params.trainable), crate::tf::inspect::group_digits(params.total))
+                format!(
+                    " ({} of {} parameters)",
+                    crate::tf::inspect::group_digits(params.trainable),
+                    crate::tf::inspect::group_digits(params.total)
+                )
             } else {
                 String::new()
             };
@@ -550,7 +554,8 @@ impl Docs<'_> {
                 );
             }
             Some(_) => {
-                let _ = writeln!(out, "- **Checked in Keras 3**: `keras.layers.TFSMLayer` in a Keras 3 model returned the reference outputs.");
+                let _ =
+                    writeln!(out, "- **Checked in Keras 3**: `keras.layers.TFSMLayer` in a Keras 3 model returned the reference outputs.");
             }
             None => {}
         }
@@ -569,7 +574,8 @@ impl Docs<'_> {
                 crate::tf::inspect::group_digits(params.non_trainable)
             );
         } else if let Some(variables) = &self.report.native.variables {
-            let _ = writeln!(out, "- Parameters: {} in {} variables", crate::tf::inspect::group_digits(variables.parameters), variables.count);
+            let _ =
+                writeln!(out, "- Parameters: {} in {} variables", crate::tf::inspect::group_digits(variables.parameters), variables.count);
         }
         if let Some(size) = &self.report.native.size {
             let _ = writeln!(
@@ -626,7 +632,19 @@ pub(super) fn citation_block(citation: &str) -> String {
 fn example_shape(spec: &Spec) -> Vec<i64> {
     match &spec.shape {
         None => vec![EXAMPLE_BATCH],
-        Some(dims) => dims.iter().enumerate().map(|(i, &d)| if i == 0 { EXAMPLE_BATCH } else if d < 0 { ANY_SIZE } else { d }).collect(),
+        Some(dims) => dims
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                if i == 0 {
+                    EXAMPLE_BATCH
+                } else if d < 0 {
+                    ANY_SIZE
+                } else {
+                    d
+                }
+            })
+            .collect(),
     }
 }
 
@@ -855,10 +873,7 @@ mod tests {
         assert!(md.contains("moved 8 of 8 trainable weights."), "{md}");
         assert!(md.contains("- **Trainable variables**: 8 of 11 variables (3,626 of 3,754 parameters)."), "{md}");
         assert!(md.contains("value at export: 0.004"), "{md}");
-        assert!(
-            md.contains("with `training=True`, dropout is active and batch normalization uses and updates batch statistics."),
-            "{md}"
-        );
+        assert!(md.contains("with `training=True`, dropout is active and batch normalization uses and updates batch statistics."), "{md}");
         assert!(md.contains("- **Dropout**: 1 layer(s), rate set to 0.1 for consumers."), "{md}");
         assert!(md.contains("- **Batch normalization**: 1 layer(s), momentum 0.99, epsilon 0.001 set for consumers."), "{md}");
         assert!(md.contains("trained with Ftrl; its state (28.3 KiB) is not part of this package"), "{md}");
@@ -907,7 +922,10 @@ mod tests {
             md.contains("path = keras.utils.get_file(\"vision-classifier-3\", origin=\"https://storage.example.com/models/vision/classifier/3/model.tar.gz\", extract=True)"),
             "{md}"
         );
-        assert!(md.contains("path = \"https://storage.example.com/models/vision/classifier/3/model.tar.gz\"\nlayer = hub.KerasLayer(path"), "{md}");
+        assert!(
+            md.contains("path = \"https://storage.example.com/models/vision/classifier/3/model.tar.gz\"\nlayer = hub.KerasLayer(path"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -973,7 +991,10 @@ mod tests {
         let [keras3, tf_keras, tensorflow] = docs.snippets(Location::Local);
         assert!(keras3.contains("class ServingLayer(keras.layers.TFSMLayer):"), "{keras3}");
         assert!(keras3.contains("        return self.call_endpoint_fn(**inputs)\n"), "{keras3}");
-        assert!(keras3.contains("    \"input_word_ids\": keras.Input(shape=(None,), dtype=\"int32\", name=\"input_word_ids\"),\n"), "{keras3}");
+        assert!(
+            keras3.contains("    \"input_word_ids\": keras.Input(shape=(None,), dtype=\"int32\", name=\"input_word_ids\"),\n"),
+            "{keras3}"
+        );
         assert!(keras3.contains("outputs = layer(inputs)[\"pooled_output\"]  # a dict: pooled_output, sequence_output"), "{keras3}");
         assert!(keras3.contains("    \"input_word_ids\": np.zeros((2, 8), \"int32\"),\n"), "any size: 8 in the example\n{keras3}");
         assert!(tf_keras.contains("outputs = layer(inputs)[\"pooled_output\"]"), "{tf_keras}");
@@ -991,7 +1012,14 @@ mod tests {
         f.docs.limitations = Some("Not for faces.".into());
         f.docs.citation = Some("@article{x,\n  title={X}\n}".into());
         let (md, _) = render(&f, None, Some("## Overview\n\nMore.\n"));
-        let sections = ["## Size", "## Training data\n\n- ImageNet\n- https://example.com/more-data\n", "## Evaluation\n\nTop-1", "## Limitations\n\nNot for faces.", "## Citation\n\n```bibtex\n@article{x,", "## Overview"];
+        let sections = [
+            "## Size",
+            "## Training data\n\n- ImageNet\n- https://example.com/more-data\n",
+            "## Evaluation\n\nTop-1",
+            "## Limitations\n\nNot for faces.",
+            "## Citation\n\n```bibtex\n@article{x,",
+            "## Overview",
+        ];
         let positions: Vec<usize> = sections.iter().map(|s| md.find(s).unwrap_or_else(|| panic!("{s} missing:\n{md}"))).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}\n{md}");
         f.docs.training_data = vec!["256 random vectors.".into()];

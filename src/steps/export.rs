@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Clock, files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{files, settings, worker_error, worker_warnings, write_json, Clock, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepError, StepInputs, StepOutcome};
 use crate::manifest::{BatchNorm, Model, Source};
 use crate::tf::inspect::human_bytes;
@@ -169,8 +169,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs) -> Result<S
     });
     let mut clock = Clock::start();
     let result = steps.call("export", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
-    let inventory: Inventory = serde_json::from_value(result)
-        .map_err(|e| StepError::new(format!("the worker's export result is not understood: {e}")))?;
+    let inventory: Inventory =
+        serde_json::from_value(result).map_err(|e| StepError::new(format!("the worker's export result is not understood: {e}")))?;
 
     let sources: Vec<FileDigest> = super::digest_files(&dirs.root, &source_files(model, &dirs.root))?;
     write_json(&dirs.out.join(files::SOURCES), &sources)?;

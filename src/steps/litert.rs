@@ -17,7 +17,12 @@ use crate::tf::inspect::human_bytes;
 /// Package's LiteRT part, for a piece whose `formats` has `litert`: `model.tflite` copied from
 /// convert-litert's entry into `out`, and the LiteRT section appended to `markdown`. Returns
 /// the size and digest of `model.tflite` (for `build.json`), `None` for other pieces.
-pub(super) fn package(target: &Target<'_>, cx: &StepContext<'_>, out: &Path, markdown: &mut String) -> Result<Option<(u64, String)>, StepError> {
+pub(super) fn package(
+    target: &Target<'_>,
+    cx: &StepContext<'_>,
+    out: &Path,
+    markdown: &mut String,
+) -> Result<Option<(u64, String)>, StepError> {
     if target.piece().litert.is_none() {
         return Ok(None);
     }
@@ -59,10 +64,7 @@ pub(super) fn model_md_section(report: &LitertReport) -> String {
     }
     let _ = writeln!(out, "- Checked with: `{}`", report.litert);
     out.push('\n');
-    let _ = writeln!(
-        out,
-        "Run it by signature and input name (the flat order of `get_input_details()` is not the signature's):\n"
-    );
+    let _ = writeln!(out, "Run it by signature and input name (the flat order of `get_input_details()` is not the signature's):\n");
     let _ = writeln!(out, "```python\n{}```\n", snippet(&report.inputs, &report.outputs));
     out
 }
@@ -147,6 +149,9 @@ mod tests {
     #[test]
     fn names_that_are_not_python_identifiers_are_passed_as_a_dict() {
         let code = snippet(&[spec("input-ids", &[-1, 8]), spec("mask", &[-1, 8])], &[spec("out", &[-1])]);
-        assert!(code.contains("outputs = runner(**{\"input-ids\": np.zeros((1, 8), np.float32), \"mask\": np.zeros((1, 8), np.float32)})"), "{code}");
+        assert!(
+            code.contains("outputs = runner(**{\"input-ids\": np.zeros((1, 8), np.float32), \"mask\": np.zeros((1, 8), np.float32)})"),
+            "{code}"
+        );
     }
 }

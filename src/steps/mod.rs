@@ -52,8 +52,8 @@ use serde_json::Value;
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, StepRunner};
 use crate::manifest::{LayerRef, Manifest, ManifestError, ManifestErrors, Model, Piece};
 use crate::plan::{StepId, StepKind};
-use crate::runtime::worker::WorkerOptions;
 use crate::runtime::pool::WorkerPool;
+use crate::runtime::worker::WorkerOptions;
 use crate::runtime::{self, Provider, Runtime, Worker, WorkerError};
 use crate::tf::{Native, TfLogs};
 
@@ -163,30 +163,29 @@ impl TfSteps {
         self.native
             .get_or_init(|| {
                 let runtime = self.runtime.get().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
-                let dir = runtime.require_tensorflow_dir().map_err(|e| {
-                    StepError::new(e.to_string()).with_help(e.help().unwrap_or_default())
-                })?;
-                Native::load(dir, &runtime::home().join("native"), self.logs)
-                    .map_err(|e| StepError::new(e.to_string()).with_help(e.help()))
+                let dir =
+                    runtime.require_tensorflow_dir().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
+                Native::load(dir, &runtime::home().join("native"), self.logs).map_err(|e| StepError::new(e.to_string()).with_help(e.help()))
             })
             .clone()
     }
 
     /// The model and piece a step belongs to.
     fn target<'a>(&'a self, step: &'a StepId) -> Result<Target<'a>, StepError> {
-        let model = self
-            .manifest
-            .model(&step.model)
-            .ok_or_else(|| StepError::new(format!("the manifest has no model `{}`", step.model)))?;
+        let model =
+            self.manifest.model(&step.model).ok_or_else(|| StepError::new(format!("the manifest has no model `{}`", step.model)))?;
         let piece = match &step.piece {
             None => None,
-            Some(name) => Some(model.piece(name).ok_or_else(|| {
-                StepError::new(format!("model `{}` has no piece `{name}` in the manifest", model.name))
-            })?),
+            Some(name) => Some(
+                model.piece(name).ok_or_else(|| StepError::new(format!("model `{}` has no piece `{name}` in the manifest", model.name)))?,
+            ),
         };
         if matches!(step.kind, StepKind::ConvertLitert | StepKind::ValidateLitert) && piece.is_some_and(|p| p.litert.is_none()) {
-            return Err(StepError::new(format!("{step}: piece `{}` does not have `litert` in its formats", step.piece.as_deref().unwrap_or_default()))
-                .with_help("add it: formats = [\"saved-model\", \"litert\"]"));
+            return Err(StepError::new(format!(
+                "{step}: piece `{}` does not have `litert` in its formats",
+                step.piece.as_deref().unwrap_or_default()
+            ))
+            .with_help("add it: formats = [\"saved-model\", \"litert\"]"));
         }
         Ok(Target { step, model, piece })
     }
@@ -385,8 +384,7 @@ pub(crate) fn refuse_untrusted_ops(dir: &Path, allowed: &[String], what: &str) -
 
 /// Reads a JSON file a step (or the worker) wrote.
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StepError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         StepError::new(format!("{} is not what this version of exportctl wrote: {e}", path.display()))
             .with_help("run `exportctl clean --cache` and build again")
@@ -426,8 +424,7 @@ fn digest_files(root: &Path, paths: &[PathBuf]) -> Result<Vec<FileDigest>, StepE
         .into_iter()
         .map(|relative| {
             let full = root.join(&relative);
-            let digest = crate::hash::digest_file(&full)
-                .map_err(|e| StepError::new(format!("cannot read {}: {e}", full.display())))?;
+            let digest = crate::hash::digest_file(&full).map_err(|e| StepError::new(format!("cannot read {}: {e}", full.display())))?;
             let bytes = std::fs::metadata(&full).map(|m| m.len()).unwrap_or(0);
             Ok(FileDigest { path: slash_path(&relative), bytes, digest })
         })
@@ -467,9 +464,22 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
         // a traceback. Any other Python exception keeps its type and traceback.
         let ours = matches!(
             kind.as_str(),
-            "BadParams" | "BadSource" | "CheckpointMismatch" | "UnsupportedModel" | "MissingPackage" | "InputMismatch"
-                | "NeedInputs" | "BadSamples" | "UnsupportedCut" | "UnknownLayer" | "UnalignedCut" | "BackendSpecific"
-                | "LitertUnsupportedOps" | "LitertDynamicShape" | "LitertConversion" | "LitertSignature"
+            "BadParams"
+                | "BadSource"
+                | "CheckpointMismatch"
+                | "UnsupportedModel"
+                | "MissingPackage"
+                | "InputMismatch"
+                | "NeedInputs"
+                | "BadSamples"
+                | "UnsupportedCut"
+                | "UnknownLayer"
+                | "UnalignedCut"
+                | "BackendSpecific"
+                | "LitertUnsupportedOps"
+                | "LitertDynamicShape"
+                | "LitertConversion"
+                | "LitertSignature"
         );
         let mut help: Vec<String> = Vec::new();
         if let Some(suggestions) = data.get("suggestions").and_then(Value::as_array) {
@@ -508,19 +518,14 @@ fn layer_error(kind: &str, message: &str, data: &Value, model: &Model, piece: &P
         "UnknownLayer" => {
             let name = field("name")?;
             let which = field("kind").unwrap_or("to");
-            let layer = if which == "from" { find_from(name) } else { find_to(name) }.or_else(|| find_to(name)).or_else(|| find_from(name))?;
-            let suggestions: Vec<&str> = data
-                .get("suggestions")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let layer =
+                if which == "from" { find_from(name) } else { find_to(name) }.or_else(|| find_to(name)).or_else(|| find_from(name))?;
+            let suggestions: Vec<&str> =
+                data.get("suggestions").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             let help = match suggestions.as_slice() {
                 [] => Some(format!("`exportctl inspect` or the export's inventory lists the layers of model `{}`", model.name)),
                 [one] => Some(format!("did you mean `{one}`?")),
-                many => Some(format!(
-                    "did you mean {}?",
-                    many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
-                )),
+                many => Some(format!("did you mean {}?", many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))),
             };
             (layer, "unknown-layer", format!("model `{}` has no layer `{name}` (`{which}` of piece `{}`)", model.name, piece.name), help)
         }
@@ -528,11 +533,8 @@ fn layer_error(kind: &str, message: &str, data: &Value, model: &Model, piece: &P
             let output = field("output");
             let from = field("from");
             let layer = output.and_then(find_to).or_else(|| from.and_then(find_from)).or(piece.cut.to.first())?;
-            let path: Vec<&str> = data
-                .get("path")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let path: Vec<&str> =
+                data.get("path").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             let help = Some(if path.is_empty() {
                 "every path from a `to` layer back to the model's inputs must pass through `from`".to_string()
             } else {
@@ -563,12 +565,8 @@ fn layer_error(kind: &str, message: &str, data: &Value, model: &Model, piece: &P
 
 /// Converts the worker's free-text warnings into step warnings.
 fn worker_warnings(code: crate::contract::Lint, warnings: &[String]) -> Vec<crate::exec::Warning> {
-    warnings
-        .iter()
-        .map(|message| crate::exec::Warning { code, message: message.clone(), help: None })
-        .collect()
+    warnings.iter().map(|message| crate::exec::Warning { code, message: message.clone(), help: None }).collect()
 }
-
 
 /// A float the way people write it, 4 significant digits: `0.004`, `0.99`, `1e-5`.
 pub(crate) fn short_float(value: f64) -> String {

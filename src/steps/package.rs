@@ -34,7 +34,7 @@ use super::kaggle_card::ModelCard;
 use super::slice;
 use super::trace;
 use super::validate;
-use super::{dep_dir, files, Clock, settings, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{dep_dir, files, settings, write_json, Clock, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::{BatchNorm, DocsSettings, KaggleSettings, Manifest, Model};
 use crate::plan::StepKind;
@@ -113,12 +113,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         })?),
         None => None,
     };
-    let handle = Handle {
-        publisher: &manifest.project.publisher,
-        model: &target.model.name,
-        piece: &piece.name,
-        version: manifest.project.version,
-    };
+    let handle =
+        Handle { publisher: &manifest.project.publisher, model: &target.model.name, piece: &piece.name, version: manifest.project.version };
     let docs = Docs {
         handle: &handle,
         asset_path: asset_path(manifest.project.asset_base_url.as_deref(), &handle),
@@ -231,13 +227,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     };
     write_json(&dirs.out.join(files::BUILD), &provenance)?;
 
-    let summary = format!(
-        "{} ({}, {} entries), {}, Kaggle metadata",
-        files::ARCHIVE,
-        human_bytes(archive.bytes),
-        archive.entries,
-        files::DOCS
-    );
+    let summary =
+        format!("{} ({}, {} entries), {}, Kaggle metadata", files::ARCHIVE, human_bytes(archive.bytes), archive.entries, files::DOCS);
     clock.lap("docs");
     Ok(clock.outcome(warnings, summary))
 }
@@ -340,9 +331,7 @@ fn collect_entries(root: &Path, relative: &Path, out: &mut Vec<(PathBuf, bool)>)
         let entry = entry?;
         let name = entry.file_name();
         let path = relative.join(&name);
-        let refuse = |why: &str| {
-            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} {why}", path.display())))
-        };
+        let refuse = |why: &str| Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} {why}", path.display())));
         if name.to_string_lossy().starts_with('.') {
             return refuse("starts with a dot: packages hold no hidden files");
         }
@@ -515,13 +504,7 @@ mod tests {
         }
         assert_eq!(
             seen,
-            vec![
-                "fingerprint.pb",
-                "saved_model.pb",
-                "variables/",
-                "variables/variables.data-00000-of-00001",
-                "variables/variables.index"
-            ]
+            vec!["fingerprint.pb", "saved_model.pb", "variables/", "variables/variables.data-00000-of-00001", "variables/variables.index"]
         );
         // What exportctl's own reader (TF Hub's rules) accepts.
         let extracted = crate::tf::extract_archive(&out, tmp.path()).unwrap();
@@ -541,5 +524,4 @@ mod tests {
         let err = archive_saved_model(&dir, &tmp.path().join("x.tar.gz")).unwrap_err();
         assert!(err.to_string().contains(".DS_Store starts with a dot"), "{err}");
     }
-
 }

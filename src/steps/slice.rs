@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::export::{self, Params, Spec};
-use super::{Clock, dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, Target, TfSteps};
+use super::{dep_dir, files, settings, worker_error, worker_warnings, write_json, Clock, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::BatchNorm;
 use crate::plan::StepKind;
@@ -78,8 +78,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     });
     let mut clock = Clock::start();
     let result = steps.call("slice", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
-    let facts: SliceFacts = serde_json::from_value(result)
-        .map_err(|e| StepError::new(format!("the worker's slice result is not understood: {e}")))?;
+    let facts: SliceFacts =
+        serde_json::from_value(result).map_err(|e| StepError::new(format!("the worker's slice result is not understood: {e}")))?;
     write_json(&dirs.out.join(files::SLICE), &facts)?;
 
     let outputs: Vec<String> = facts.outputs.iter().map(|o| format!("`{}`", o.name)).collect();

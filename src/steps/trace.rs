@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::export::{self, Spec};
-use super::{Clock, dep_dir, files, settings, worker_error, worker_warnings, write_json, Dirs, FileDigest, Target, TfSteps};
+use super::{dep_dir, files, settings, worker_error, worker_warnings, write_json, Clock, Dirs, FileDigest, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::{GoldenInputs, InputSpec};
 use crate::plan::StepKind;
@@ -63,12 +63,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     let declared: Value = if target.model.inputs.is_empty() {
         Value::Null
     } else {
-        target
-            .model
-            .inputs
-            .iter()
-            .map(|i| json!({"name": i.name, "shape": i.shape, "dtype": i.dtype}))
-            .collect()
+        target.model.inputs.iter().map(|i| json!({"name": i.name, "shape": i.shape, "dtype": i.dtype})).collect()
     };
     let golden = match &piece.validate.golden {
         GoldenInputs::Random { batch, seed } => json!({"batch": batch, "seed": seed}),
@@ -86,8 +81,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     });
     let mut clock = Clock::start();
     let result = steps.call("trace", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
-    let facts: TraceFacts = serde_json::from_value(result)
-        .map_err(|e| StepError::new(format!("the worker's trace result is not understood: {e}")))?;
+    let facts: TraceFacts =
+        serde_json::from_value(result).map_err(|e| StepError::new(format!("the worker's trace result is not understood: {e}")))?;
     write_json(&dirs.out.join(files::TRACE), &facts)?;
     let sources: Vec<FileDigest> = super::digest_files(&dirs.root, &sample_files(&piece.validate.golden))?;
     write_json(&dirs.out.join(files::SOURCES), &sources)?;

@@ -25,15 +25,15 @@
 
 use crate::contract::Lint;
 use std::collections::BTreeMap;
-use std::time::Duration;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
-use super::{dep_dir, files, Clock, read_json, settings, short_float, write_json, Dirs, Target, TfSteps};
+use super::{dep_dir, files, read_json, settings, short_float, write_json, Clock, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, InputSpec, Piece};
 use crate::plan::StepKind;
@@ -275,13 +275,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
 /// One line: how many checks, and the largest output difference.
 fn summary(report: &Report) -> String {
     let checks = report.native.checks.len() + report.reusable.checks.len();
-    let diff = report
-        .native
-        .checks
-        .iter()
-        .find(|c| c.name == "outputs")
-        .and_then(|c| c.details.get("max_abs_diff"))
-        .and_then(Value::as_f64);
+    let diff =
+        report.native.checks.iter().find(|c| c.name == "outputs").and_then(|c| c.details.get("max_abs_diff")).and_then(Value::as_f64);
     match diff {
         Some(diff) => format!("{checks} checks passed (native max |diff| {})", short_float(diff)),
         None => format!("{checks} checks passed"),
@@ -322,15 +317,17 @@ fn failure(report: &Report) -> StepError {
 
 /// The native checks: `load`, `no_optimizer_state`, `signature`, `outputs`. Without golden
 /// files (`None`), `signature` only requires `serving_default` and `outputs` is left out.
-pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden)>, expect: &Expectations<'_>, clock: &mut Clock) -> NativeReport {
+pub fn native_checks(
+    native: &Native,
+    dir: &Path,
+    golden: Option<(&Path, &Golden)>,
+    expect: &Expectations<'_>,
+    clock: &mut Clock,
+) -> NativeReport {
     let mut report = NativeReport::default();
     let files = Files::measure(dir);
-    report.size = Some(SizeSummary {
-        saved_model_pb: files.saved_model_pb,
-        variables: files.variables,
-        assets: files.assets,
-        total: files.total,
-    });
+    report.size =
+        Some(SizeSummary { saved_model_pb: files.saved_model_pb, variables: files.variables, assets: files.assets, total: files.total });
 
     // The variables, from the object graph (no session needed).
     match SavedModelPb::read(dir) {
@@ -391,7 +388,10 @@ pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden
     clock.lap("native load");
     let model = match model {
         Ok(model) => {
-            report.checks.insert(0, check("load", true, "loaded with tag `serve` through the TensorFlow C API".into(), json!({"tags": [tf::model::SERVE]})));
+            report.checks.insert(
+                0,
+                check("load", true, "loaded with tag `serve` through the TensorFlow C API".into(), json!({"tags": [tf::model::SERVE]})),
+            );
             model
         }
         Err(e) => {
@@ -413,7 +413,8 @@ pub fn native_checks(native: &Native, dir: &Path, golden: Option<(&Path, &Golden
         report.checks.push(check("signature", false, message, json!({"available": available})));
         return finish(report);
     };
-    let spec = |t: &tf::TensorSpec| Spec { name: t.key.clone(), shape: t.shape.clone(), dtype: t.dtype.name().into_owned(), activation: None };
+    let spec =
+        |t: &tf::TensorSpec| Spec { name: t.key.clone(), shape: t.shape.clone(), dtype: t.dtype.name().into_owned(), activation: None };
     report.signature = Some(SignatureSummary {
         inputs: signature.inputs.iter().map(spec).collect(),
         outputs: signature.outputs.iter().map(spec).collect(),
@@ -619,10 +620,8 @@ pub fn reusable_checks(
         "require_training": expect.require_training,
     });
     let result = super::call_worker(worker, "validate", params, label, clock)?;
-    let mut report: ReusableReport = serde_json::from_value(result).map_err(|e| WorkerError::Protocol {
-        step: label.to_string(),
-        detail: format!("the validate result is not understood: {e}"),
-    })?;
+    let mut report: ReusableReport = serde_json::from_value(result)
+        .map_err(|e| WorkerError::Protocol { step: label.to_string(), detail: format!("the validate result is not understood: {e}") })?;
     for check in &mut report.checks {
         if let Some(details) = check.details.as_object_mut() {
             details.remove("seconds");
@@ -656,10 +655,9 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
             Some(l) if matches!(l.class.as_str(), "Activation" | "Softmax") && l.inbound.len() == 1 => {
                 format!("cut before it: `to = \"{}\"` gives consumers the logits", l.inbound[0])
             }
-            Some(l) => format!(
-                "layer `{}` ({}) applies it itself: give it a linear activation, or cut at the layer before it",
-                l.name, l.class
-            ),
+            Some(l) => {
+                format!("layer `{}` ({}) applies it itself: give it a linear activation, or cut at the layer before it", l.name, l.class)
+            }
             None => "cut the piece before the activation (`to` = the layer producing the logits)".to_string(),
         };
         warnings.push(Warning {
@@ -674,8 +672,7 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
     if let Some(optimizer) = &inventory.optimizer {
         // A frozen piece is not fine-tuned through this package: nothing to warn about.
         if !optimizer.lost_regularization.is_empty() && piece.trainable {
-            let lost: Vec<String> =
-                optimizer.lost_regularization.iter().map(|r| format!("{} = {}", r.name, r.value)).collect();
+            let lost: Vec<String> = optimizer.lost_regularization.iter().map(|r| format!("{} = {}", r.name, r.value)).collect();
             warnings.push(Warning {
                 code: Lint::LostRegularization,
                 message: format!(
@@ -704,7 +701,10 @@ pub(crate) fn lints(piece: &Piece, inventory: &Inventory, facts: &SliceFacts) ->
                 "{} batch-normalization layer(s) keep their training-time momentum/epsilon: no `batch-norm` setting chosen for consumers",
                 facts.batch_norm_layers.unwrap_or(0)
             ),
-            help: Some("set `batch-norm = { momentum = 0.99, epsilon = 0.001 }` (or your values) in [defaults], the model or the piece".to_string()),
+            help: Some(
+                "set `batch-norm = { momentum = 0.99, epsilon = 0.001 }` (or your values) in [defaults], the model or the piece"
+                    .to_string(),
+            ),
         });
     }
     warnings
@@ -732,12 +732,7 @@ pub struct Standalone<'a> {
 }
 
 /// Validate's checks on any SavedModel directory. Returns the report (not written anywhere).
-pub fn validate_saved_model(
-    native: &Native,
-    worker: &mut Worker,
-    dir: &Path,
-    options: &Standalone<'_>,
-) -> Result<Report, StepError> {
+pub fn validate_saved_model(native: &Native, worker: &mut Worker, dir: &Path, options: &Standalone<'_>) -> Result<Report, StepError> {
     super::refuse_untrusted_ops(dir, options.allow_ops, &format!("the SavedModel {}", dir.display()))?;
     let trainable = SavedModelPb::read(dir)
         .ok()
@@ -831,13 +826,26 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
         let shape: Vec<usize> = dims
             .iter()
             .enumerate()
-            .map(|(i, &d)| if d >= 0 { d as usize } else if i == 0 { options.batch } else { 8 })
+            .map(|(i, &d)| {
+                if d >= 0 {
+                    d as usize
+                } else if i == 0 {
+                    options.batch
+                } else {
+                    8
+                }
+            })
             .collect();
         let array = random_array(spec.dtype, shape.clone(), &mut rng)
             .ok_or_else(|| fail("signature", format!("input `{}` is {}: give --golden DIR with its values", spec.key, spec.dtype)))?;
         let file = format!("inputs/{}.npy", file_name(&spec.key));
         tf::npy::write(&out.join(&file), &array).map_err(|e| fail("inputs", e.to_string()))?;
-        inputs.push(GoldenTensor { name: spec.key.clone(), dtype: spec.dtype.name().into_owned(), shape: shape.iter().map(|&d| d as i64).collect(), file });
+        inputs.push(GoldenTensor {
+            name: spec.key.clone(),
+            dtype: spec.dtype.name().into_owned(),
+            shape: shape.iter().map(|&d| d as i64).collect(),
+            file,
+        });
         feeds.push((spec.key.clone(), array));
     }
     let got = model.run(SERVING_DEFAULT, &feeds).map_err(|e| {
@@ -926,7 +934,9 @@ fn random_array(dtype: DType, shape: Vec<usize>, rng: &mut SplitMix64) -> Option
 /// The report as a person reads it: one line per check.
 pub fn render_report(report: &Report) -> String {
     let mut out = String::new();
-    for (title, checks) in [("Native (TensorFlow C API)", &report.native.checks), ("Reusable SavedModel API (Python)", &report.reusable.checks)] {
+    for (title, checks) in
+        [("Native (TensorFlow C API)", &report.native.checks), ("Reusable SavedModel API (Python)", &report.reusable.checks)]
+    {
         out.push_str(title);
         out.push('\n');
         for c in checks {
@@ -982,10 +992,7 @@ pub(super) fn max_differences(report: &Report) -> BTreeMap<String, f64> {
         .and_then(|c| c.details.get("outputs"))
         .and_then(Value::as_object)
         .map(|outputs| {
-            outputs
-                .iter()
-                .filter_map(|(name, d)| d.get("max_abs_diff").and_then(Value::as_f64).map(|v| (name.clone(), v)))
-                .collect()
+            outputs.iter().filter_map(|(name, d)| d.get("max_abs_diff").and_then(Value::as_f64).map(|v| (name.clone(), v))).collect()
         })
         .unwrap_or_default()
 }
@@ -1003,12 +1010,7 @@ mod tests {
             trainable: true,
             dropout,
             batch_norm,
-            validate: ValidateSettings {
-                golden: GoldenInputs::Random { batch: 2, seed: 0 },
-                atol: 1e-5,
-                rtol: 1e-5,
-                fine_tune_step: true,
-            },
+            validate: ValidateSettings { golden: GoldenInputs::Random { batch: 2, seed: 0 }, atol: 1e-5, rtol: 1e-5, fine_tune_step: true },
             docs: DocsSettings::default(),
             litert: None,
         }
@@ -1110,7 +1112,8 @@ mod tests {
             inputs: vec![spec("x", DType::Float32, vec![-1, 4])],
             outputs: vec![spec("y", DType::Float32, vec![-1, 3])],
         };
-        let tensor = |name: &str, dtype: &str, shape: Vec<i64>| GoldenTensor { name: name.into(), dtype: dtype.into(), shape, file: String::new() };
+        let tensor =
+            |name: &str, dtype: &str, shape: Vec<i64>| GoldenTensor { name: name.into(), dtype: dtype.into(), shape, file: String::new() };
         let golden = Golden {
             format: 1,
             flavour: "keras3".into(),

@@ -81,10 +81,7 @@ struct Written {
 pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
     let settings = target.litert();
     let mut clock = Clock::start();
-    steps
-        .runtime()
-        .get_with_litert()
-        .map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
+    steps.runtime().get_with_litert().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
     clock.lap("litert runtime");
     let trace_dir = dep_dir(target, cx, StepKind::Trace)?;
     let golden_dir = trace_dir.join(files::GOLDEN);
@@ -95,10 +92,9 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     // The interpreter's outputs pass through a scratch folder of the entry, removed below.
     let scratch = dirs.out.join(".outputs");
     let params = json!({ "model_path": model_path, "golden_dir": golden_dir, "out_dir": scratch });
-    let result = steps
-        .call("run_litert", params, target.step, &mut clock)
-        .map_err(|e| worker_error(e, target, steps.manifest()))?;
-    let ran: Ran = serde_json::from_value(result).map_err(|e| StepError::new(format!("the worker's run_litert result is not understood: {e}")))?;
+    let result = steps.call("run_litert", params, target.step, &mut clock).map_err(|e| worker_error(e, target, steps.manifest()))?;
+    let ran: Ran =
+        serde_json::from_value(result).map_err(|e| StepError::new(format!("the worker's run_litert result is not understood: {e}")))?;
 
     let mut checks = vec![signature_check(&ran, &traced.signature)];
     let (outputs, max_abs_diff) = outputs_check(&ran, &scratch, &golden_dir, &golden, settings.atol, settings.rtol);

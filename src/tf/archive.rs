@@ -73,8 +73,7 @@ pub fn extract_archive(archive: &Path, scratch_dir: &Path) -> Result<ExtractedAr
 
 /// [`extract_archive`] with other limits.
 pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) -> Result<ExtractedArchive, ArchiveError> {
-    let file = std::fs::File::open(archive)
-        .map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
+    let file = std::fs::File::open(archive).map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
     let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
     crate::scratch::clean_stale(scratch_dir);
     let extracted = fresh_dir(scratch_dir)?;
@@ -86,9 +85,7 @@ pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) 
     }
     if !root.is_file() {
         let mut top: Vec<String> = std::fs::read_dir(extracted.path())
-            .map(|entries| {
-                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
-            })
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         top.sort();
         return Err(ArchiveError::NoSavedModelAtRoot { archive: archive.to_owned(), top_level: top });
@@ -134,8 +131,7 @@ fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Re
     for entry in tar.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
         let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let unsafe_member =
-            |why: &'static str| ArchiveError::Unsafe { archive: PathBuf::new(), member: member.clone(), why };
+        let unsafe_member = |why: &'static str| ArchiveError::Unsafe { archive: PathBuf::new(), member: member.clone(), why };
         members += 1;
         if members > limits.max_members {
             return Err(ArchiveError::TooLarge { archive: PathBuf::new(), what: format!("more than {} members", limits.max_members) });
@@ -176,10 +172,8 @@ fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Re
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
         let mut out = std::fs::File::create(&target).map_err(write_error)?;
-        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(|e| ArchiveError::Read {
-            archive: PathBuf::new(),
-            error: format!("member `{member}`: {e}"),
-        })?;
+        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out)
+            .map_err(|e| ArchiveError::Read { archive: PathBuf::new(), error: format!("member `{member}`: {e}") })?;
         unpacked += copied;
     }
     // After the tar's end-of-archive blocks, only zero padding may follow...
@@ -201,7 +195,10 @@ fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Re
     let mut underlying = rest.inner.into_inner();
     let left = underlying.fill_buf().map_err(read_error)?;
     if !left.is_empty() {
-        return Err(ArchiveError::Trailing { archive: PathBuf::new(), what: "data after the end of the gzip stream (a second gzip member?)" });
+        return Err(ArchiveError::Trailing {
+            archive: PathBuf::new(),
+            what: "data after the end of the gzip stream (a second gzip member?)",
+        });
     }
     Ok(())
 }
@@ -464,10 +461,7 @@ mod tests {
     #[test]
     fn a_nested_saved_model_is_explained() {
         let err = refused(TarGz::new().file("my_model/saved_model.pb", b""));
-        assert_eq!(
-            err,
-            ArchiveError::NoSavedModelAtRoot { archive: err_archive(&err), top_level: vec!["my_model".into()] }
-        );
+        assert_eq!(err, ArchiveError::NoSavedModelAtRoot { archive: err_archive(&err), top_level: vec!["my_model".into()] });
         assert!(err.help().unwrap().contains("tar -czf model.tar.gz -C my_model ."));
     }
 

@@ -186,12 +186,7 @@ impl Elements {
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.shape_mismatch {
-            return write!(
-                f,
-                "shape {} expected, got {}",
-                ShapeDisplay(&self.expected_shape),
-                ShapeDisplay(&self.got_shape)
-            );
+            return write!(f, "shape {} expected, got {}", ShapeDisplay(&self.expected_shape), ShapeDisplay(&self.got_shape));
         }
         if self.dtype_mismatch {
             write!(f, "dtype {} expected, got {}; ", self.expected_dtype, self.got_dtype)?;

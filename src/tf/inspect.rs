@@ -58,10 +58,14 @@ pub struct Files {
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum NativeLoad {
     Ok,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Not tried: loading runs the model's init and restore functions, and the op scan
     /// refused the model.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// Inspects the SavedModel directory `dir`. Loading it natively runs its restore and init
@@ -106,7 +110,13 @@ pub fn inspect_archive(native: &Native, archive: &Path, scratch_dir: &Path, allo
 }
 
 /// [`inspect_archive`] with other extraction limits.
-pub fn inspect_archive_with(native: &Native, archive: &Path, scratch_dir: &Path, allowed: &[String], limits: Limits) -> Result<Inspection, InspectError> {
+pub fn inspect_archive_with(
+    native: &Native,
+    archive: &Path,
+    scratch_dir: &Path,
+    allowed: &[String],
+    limits: Limits,
+) -> Result<Inspection, InspectError> {
     let extracted = extract_archive_with(archive, scratch_dir, limits)?;
     let mut inspection = inspect(native, extracted.path(), allowed)?;
     inspection.path = archive.to_owned();
@@ -178,9 +188,7 @@ fn tree_size(path: &Path) -> u64 {
     if !meta.is_dir() {
         return 0;
     }
-    std::fs::read_dir(path)
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| tree_size(&e.path())).sum())
-        .unwrap_or(0)
+    std::fs::read_dir(path).map(|entries| entries.filter_map(|e| e.ok()).map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
 }
 
 /// How many variables the human report lists before summarising the rest.
@@ -332,9 +340,8 @@ impl Inspection {
 /// Writes `rows` with each column padded to its widest cell (the last column unpadded).
 fn write_table(out: &mut String, rows: &[Vec<String>]) -> std::fmt::Result {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter(|r| r.len() > c + 1).map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().filter(|r| r.len() > c + 1).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
@@ -451,15 +458,8 @@ mod tests {
             },
             optimizer: OptimizerState {
                 present: true,
-                objects: vec![OptimizerObject {
-                    path: "optimizer".into(),
-                    evidence: "saved as a Keras optimizer".into(),
-                }],
-                variables: vec![OptimizerVariable {
-                    name: "adam/dense_kernel_momentum".into(),
-                    path: None,
-                    kind: "slot",
-                }],
+                objects: vec![OptimizerObject { path: "optimizer".into(), evidence: "saved as a Keras optimizer".into() }],
+                variables: vec![OptimizerVariable { name: "adam/dense_kernel_momentum".into(), path: None, kind: "slot" }],
                 slots: 1,
                 bytes: 48,
             },

@@ -82,10 +82,7 @@ impl LoadedModel {
             let (op, index) = self.endpoint(key, &spec.tensor)?;
             tokens.push(args.request_fetch(&op, index));
         }
-        self.bundle
-            .session
-            .run(&mut args)
-            .map_err(|status| ModelError::Run { signature: key.to_owned(), message: status.to_string() })?;
+        self.bundle.session.run(&mut args).map_err(|status| ModelError::Run { signature: key.to_owned(), message: status.to_string() })?;
         signature
             .outputs
             .iter()
@@ -122,47 +119,27 @@ impl fmt::Debug for LoadedModel {
 }
 
 /// Loads the SavedModel in `dir` and runs one signature: the native check in one call.
-pub fn run_signature(
-    native: &Native,
-    dir: &Path,
-    key: &str,
-    inputs: &[(String, Array)],
-) -> Result<Vec<(String, Array)>, ModelError> {
+pub fn run_signature(native: &Native, dir: &Path, key: &str, inputs: &[(String, Array)]) -> Result<Vec<(String, Array)>, ModelError> {
     LoadedModel::load(native, dir)?.run(key, inputs)
 }
 
 /// Pairs each input spec with its array, in signature order, or says what does not fit.
-fn check_inputs<'a>(
-    signature: &'a Signature,
-    inputs: &'a [(String, Array)],
-) -> Result<Vec<(&'a TensorSpec, &'a Array)>, ModelError> {
+fn check_inputs<'a>(signature: &'a Signature, inputs: &'a [(String, Array)]) -> Result<Vec<(&'a TensorSpec, &'a Array)>, ModelError> {
     let expected = || signature.inputs.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
     if let Some((name, _)) = inputs.iter().find(|(name, _)| signature.input(name).is_none()) {
-        return Err(ModelError::UnexpectedInput {
-            signature: signature.key.clone(),
-            name: name.clone(),
-            expected: expected(),
-        });
+        return Err(ModelError::UnexpectedInput { signature: signature.key.clone(), name: name.clone(), expected: expected() });
     }
     let mut feeds = Vec::new();
     for spec in &signature.inputs {
         let Some((_, array)) = inputs.iter().find(|(name, _)| *name == spec.key) else {
-            return Err(ModelError::MissingInput {
-                signature: signature.key.clone(),
-                name: spec.key.clone(),
-                expected: expected(),
-            });
+            return Err(ModelError::MissingInput { signature: signature.key.clone(), name: spec.key.clone(), expected: expected() });
         };
         check_runnable(&signature.key, spec)?;
         if array.dtype() != spec.dtype {
             return Err(ModelError::InputDtype { name: spec.key.clone(), expected: spec.dtype, got: array.dtype() });
         }
         if !spec.accepts_shape(array.shape()) {
-            return Err(ModelError::InputShape {
-                name: spec.key.clone(),
-                expected: spec.shape.clone(),
-                got: array.shape().to_vec(),
-            });
+            return Err(ModelError::InputShape { name: spec.key.clone(), expected: spec.shape.clone(), got: array.shape().to_vec() });
         }
         feeds.push((spec, array));
     }
@@ -201,9 +178,7 @@ impl FeedTensor {
         let dims: Vec<u64> = array.shape().iter().map(|&d| d as u64).collect();
         macro_rules! tensor {
             ($variant:ident, $v:expr) => {
-                FeedTensor::$variant(
-                    Tensor::new(&dims).with_values($v).expect("an Array's element count matches its shape"),
-                )
+                FeedTensor::$variant(Tensor::new(&dims).with_values($v).expect("an Array's element count matches its shape"))
             };
         }
         match array.data() {
@@ -238,11 +213,7 @@ impl FeedTensor {
     }
 }
 
-fn fetch(
-    args: &mut SessionRunArgs<'_>,
-    token: tensorflow::FetchToken,
-    dtype: DType,
-) -> Result<Array, tensorflow::Status> {
+fn fetch(args: &mut SessionRunArgs<'_>, token: tensorflow::FetchToken, dtype: DType) -> Result<Array, tensorflow::Status> {
     macro_rules! fetch_as {
         ($t:ty) => {{
             let tensor: Tensor<$t> = args.fetch(token)?;
@@ -367,14 +338,8 @@ impl fmt::Display for ModelError {
                 write!(f, "input '{name}' must have shape {}, got {}", SpecShape(expected), ShapeDisplay(got))
             }
             ModelError::Unsupported { signature, name, dtype, encoding } => match encoding {
-                Encoding::Dense => write!(
-                    f,
-                    "signature '{signature}': '{name}' is a {dtype} tensor, which the native check cannot handle"
-                ),
-                _ => write!(
-                    f,
-                    "signature '{signature}': '{name}' is a {encoding:?} tensor, which the native check cannot handle"
-                ),
+                Encoding::Dense => write!(f, "signature '{signature}': '{name}' is a {dtype} tensor, which the native check cannot handle"),
+                _ => write!(f, "signature '{signature}': '{name}' is a {encoding:?} tensor, which the native check cannot handle"),
             },
             ModelError::Run { signature, message } if signature.is_empty() => write!(f, "TensorFlow failed: {message}"),
             ModelError::Run { signature, message } => write!(f, "running signature '{signature}' failed: {message}"),
@@ -419,8 +384,7 @@ mod tests {
     #[test]
     fn inputs_are_matched_by_name_in_signature_order() {
         let sig = signature();
-        let inputs =
-            [input("x", Array::new(vec![2, 4], vec![0f32; 8]).unwrap()), input("ids", Array::vector(vec![1i32, 2]))];
+        let inputs = [input("x", Array::new(vec![2, 4], vec![0f32; 8]).unwrap()), input("ids", Array::vector(vec![1i32, 2]))];
         let feeds = check_inputs(&sig, &inputs).unwrap();
         assert_eq!(feeds.iter().map(|(s, _)| s.key.as_str()).collect::<Vec<_>>(), vec!["ids", "x"]);
     }
@@ -431,17 +395,13 @@ mod tests {
         let x = || input("x", Array::new(vec![2, 4], vec![0f32; 8]).unwrap());
         let err = check_inputs(&sig, &[x()]).unwrap_err();
         assert_eq!(err.to_string(), "signature 'serving_default' needs input 'ids' (its inputs: ids, x)");
-        let err =
-            check_inputs(&sig, &[x(), input("ids", Array::vector(vec![1i32])), input("z", Array::vector(vec![1i32]))])
-                .unwrap_err();
+        let err = check_inputs(&sig, &[x(), input("ids", Array::vector(vec![1i32])), input("z", Array::vector(vec![1i32]))]).unwrap_err();
         assert_eq!(err.to_string(), "signature 'serving_default' has no input 'z' (its inputs: ids, x)");
         let err = check_inputs(&sig, &[x(), input("ids", Array::vector(vec![1i64]))]).unwrap_err();
         assert_eq!(err.to_string(), "input 'ids' must be int32, got int64");
-        let err = check_inputs(
-            &sig,
-            &[input("x", Array::new(vec![2, 5], vec![0f32; 10]).unwrap()), input("ids", Array::vector(vec![1i32]))],
-        )
-        .unwrap_err();
+        let err =
+            check_inputs(&sig, &[input("x", Array::new(vec![2, 5], vec![0f32; 10]).unwrap()), input("ids", Array::vector(vec![1i32]))])
+                .unwrap_err();
         assert_eq!(err.to_string(), "input 'x' must have shape [-1, 4], got [2, 5]");
     }
 }

@@ -250,8 +250,7 @@ fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
 }
 
 fn links_are_valid(dir: &Path, package_dir: &Path) -> bool {
-    let points_to =
-        |link: &str, target: &str| std::fs::read_link(dir.join(link)).is_ok_and(|t| t == package_dir.join(target));
+    let points_to = |link: &str, target: &str| std::fs::read_link(dir.join(link)).is_ok_and(|t| t == package_dir.join(target));
     points_to(LOADED_NAME, CC_LIBRARY) && points_to(FRAMEWORK_LIBRARY, FRAMEWORK_LIBRARY)
 }
 
@@ -311,11 +310,9 @@ impl NativeError {
             NativeError::Cache { .. } => {
                 "check that the cache directory ($EXPORTCTL_HOME, default ~/.cache/exportctl) is writable".to_owned()
             }
-            NativeError::Open { .. } => {
-                "the TensorFlow install may be incomplete or built for another platform or CPU; reinstall it \
+            NativeError::Open { .. } => "the TensorFlow install may be incomplete or built for another platform or CPU; reinstall it \
                  (`exportctl runtime install` for the managed runtime)"
-                    .to_owned()
-            }
+                .to_owned(),
             NativeError::AlreadyLoaded { .. } => {
                 "a process can load one TensorFlow only: use the same runtime for the whole command".to_owned()
             }
@@ -343,12 +340,9 @@ impl fmt::Display for NativeError {
             NativeError::Open { library, message } => {
                 write!(f, "cannot load TensorFlow's C library {}: {message}", library.display())
             }
-            NativeError::AlreadyLoaded { loaded, requested } => write!(
-                f,
-                "TensorFlow from {} is already loaded; cannot also load {}",
-                loaded.display(),
-                requested.display()
-            ),
+            NativeError::AlreadyLoaded { loaded, requested } => {
+                write!(f, "TensorFlow from {} is already loaded; cannot also load {}", loaded.display(), requested.display())
+            }
             NativeError::CpuUnsupported { missing } => {
                 write!(f, "this CPU has no {missing} instructions, which TensorFlow needs")
             }

@@ -39,10 +39,9 @@ pub fn parse(bytes: &[u8]) -> Result<Array, NpyErrorKind> {
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         _ => return Err(NpyErrorKind::UnsupportedVersion(major, minor)),
     };
-    let header_end =
-        header_start.checked_add(header_len).filter(|&end| end <= bytes.len()).ok_or(NpyErrorKind::Truncated)?;
-    let header = std::str::from_utf8(&bytes[header_start..header_end])
-        .map_err(|_| NpyErrorKind::BadHeader("the header is not text".to_owned()))?;
+    let header_end = header_start.checked_add(header_len).filter(|&end| end <= bytes.len()).ok_or(NpyErrorKind::Truncated)?;
+    let header =
+        std::str::from_utf8(&bytes[header_start..header_end]).map_err(|_| NpyErrorKind::BadHeader("the header is not text".to_owned()))?;
     let header = Header::parse(header)?;
     let (dtype, order) = parse_descr(&header.descr)?;
     let n = element_count(&header.shape).ok_or_else(|| NpyErrorKind::BadHeader("the shape is too large".to_owned()))?;
@@ -327,8 +326,7 @@ impl Literal<'_> {
                 self.pos += 1;
             }
             let digits = std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
-            let dim =
-                digits.parse().map_err(|_| NpyErrorKind::BadHeader(format!("expected a dimension at byte {start}")))?;
+            let dim = digits.parse().map_err(|_| NpyErrorKind::BadHeader(format!("expected a dimension at byte {start}")))?;
             dims.push(dim);
             self.eat(b'L');
             self.skip_space();

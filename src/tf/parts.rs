@@ -128,12 +128,7 @@ impl SavedModelParts {
     }
 }
 
-fn read_meta_graph(
-    bytes: &[u8],
-    index: usize,
-    h: &mut Hashers,
-    functions: &mut BTreeMap<String, String>,
-) -> Result<(), ProtoError> {
+fn read_meta_graph(bytes: &[u8], index: usize, h: &mut Hashers, functions: &mut BTreeMap<String, String>) -> Result<(), ProtoError> {
     let index_bytes = (index as u64).to_le_bytes();
     for hasher in [&mut h.graph, &mut h.object_graph, &mut h.signatures, &mut h.meta_info, &mut h.other] {
         hasher.update(&index_bytes);
@@ -226,10 +221,7 @@ mod tests {
         assert_eq!(objects.differences(&a), ["object graph"]);
 
         let fewer = SavedModelParts::of(&saved_model(vec![function("f_0", "x")], "objects", "sig2")).unwrap();
-        assert_eq!(
-            fewer.differences(&a),
-            ["function library: 1 function renamed/changed, 2 functions before, 1 now", "signatures"]
-        );
+        assert_eq!(fewer.differences(&a), ["function library: 1 function renamed/changed, 2 functions before, 1 now", "signatures"]);
     }
 
     #[test]

@@ -45,8 +45,7 @@ impl<'a> Fields<'a> {
     fn varint(&mut self) -> Result<u64, ProtoError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte =
-                *self.buf.get(self.pos).ok_or_else(|| ProtoError(format!("truncated varint at byte {}", self.pos)))?;
+            let byte = *self.buf.get(self.pos).ok_or_else(|| ProtoError(format!("truncated varint at byte {}", self.pos)))?;
             self.pos += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
@@ -58,8 +57,7 @@ impl<'a> Fields<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len());
-        let end =
-            end.ok_or_else(|| ProtoError(format!("field of {n} bytes at byte {} runs past the end", self.pos)))?;
+        let end = end.ok_or_else(|| ProtoError(format!("field of {n} bytes at byte {} runs past the end", self.pos)))?;
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
         Ok(bytes)

@@ -199,8 +199,7 @@ fn parse_signature(key: String, bytes: &[u8]) -> Result<Signature, ProtoError> {
 }
 
 fn parse_tensor_info(key: String, bytes: &[u8]) -> Result<TensorSpec, ProtoError> {
-    let mut spec =
-        TensorSpec { key, tensor: String::new(), dtype: DType::Other(0), shape: None, encoding: Encoding::Dense };
+    let mut spec = TensorSpec { key, tensor: String::new(), dtype: DType::Other(0), shape: None, encoding: Encoding::Dense };
     for field in fields(bytes) {
         match field? {
             (1, v) => spec.tensor = v.string()?,
@@ -283,8 +282,7 @@ fn parse_object(bytes: &[u8]) -> Result<ObjectNode, ProtoError> {
                 node.kind = ObjectKind::UserObject { identifier };
             }
             (7, v) => {
-                let mut var =
-                    SavedVariable { name: String::new(), dtype: DType::Other(0), shape: None, trainable: false };
+                let mut var = SavedVariable { name: String::new(), dtype: DType::Other(0), shape: None, trainable: false };
                 for part in fields(v.bytes()?) {
                     match part? {
                         (1, n) => var.dtype = DType::from_proto(n.int()? as i32),
@@ -395,11 +393,7 @@ impl fmt::Display for SavedModelError {
                 write!(f, "{} is not a SavedModel: it has no {SAVED_MODEL_PB}", dir.display())
             }
             SavedModelError::TextFormat { dir } => {
-                write!(
-                    f,
-                    "{} holds a text-format SavedModel (saved_model.pbtxt), which is not supported",
-                    dir.display()
-                )
+                write!(f, "{} holds a text-format SavedModel (saved_model.pbtxt), which is not supported", dir.display())
             }
             SavedModelError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
             SavedModelError::Malformed { path, error } => write!(f, "{} is malformed: {error}", path.display()),
@@ -494,12 +488,7 @@ mod tests {
         let vars = parse_graph_variables(&graph.0).unwrap();
         assert_eq!(
             vars,
-            vec![GraphVariable {
-                name: "dense/kernel".into(),
-                op: "VariableV2".into(),
-                dtype: DType::Float32,
-                shape: Some(vec![3, 2])
-            }]
+            vec![GraphVariable { name: "dense/kernel".into(), op: "VariableV2".into(), dtype: DType::Float32, shape: Some(vec![3, 2]) }]
         );
     }
 
@@ -509,10 +498,7 @@ mod tests {
         assert!(matches!(SavedModelPb::read(dir.path()).unwrap_err(), SavedModelError::NoSavedModelPb { .. }));
         std::fs::write(dir.path().join("saved_model.pbtxt"), "meta_graphs {}").unwrap();
         assert!(matches!(SavedModelPb::read(dir.path()).unwrap_err(), SavedModelError::TextFormat { .. }));
-        assert!(matches!(
-            SavedModelPb::read(&dir.path().join("missing")).unwrap_err(),
-            SavedModelError::NotADirectory { .. }
-        ));
+        assert!(matches!(SavedModelPb::read(&dir.path().join("missing")).unwrap_err(), SavedModelError::NotADirectory { .. }));
         std::fs::write(dir.path().join(SAVED_MODEL_PB), [0x12, 0xff]).unwrap();
         let err = SavedModelPb::read(dir.path()).unwrap_err();
         assert!(err.to_string().contains("is malformed"), "{err}");

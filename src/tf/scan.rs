@@ -258,7 +258,11 @@ fn scan_meta_graph(meta: &[u8]) -> Result<Scan, ProtoError> {
         }
         let Some(node) = by_name.get(name) else { continue };
         if CHECKPOINT_IO.contains(&node.op.as_str()) {
-            findings.insert(Finding { op: node.op.clone(), location: format!("graph node {name}"), why: "checkpoint I/O outside the loader's restore".into() });
+            findings.insert(Finding {
+                op: node.op.clone(),
+                location: format!("graph node {name}"),
+                why: "checkpoint I/O outside the loader's restore".into(),
+            });
         }
         reached_functions.extend(node.calls.iter().map(String::as_str));
         if functions.contains_key(node.op.as_str()) {

@@ -68,9 +68,7 @@ impl TensorSpec {
     pub fn accepts_shape(&self, shape: &[usize]) -> bool {
         match &self.shape {
             None => true,
-            Some(dims) => {
-                dims.len() == shape.len() && dims.iter().zip(shape).all(|(&d, &s)| d < 0 || d as u64 == s as u64)
-            }
+            Some(dims) => dims.len() == shape.len() && dims.iter().zip(shape).all(|(&d, &s)| d < 0 || d as u64 == s as u64),
         }
     }
 }

@@ -115,8 +115,7 @@ pub fn analyse(meta: &MetaGraph) -> (Variables, OptimizerState) {
 fn from_object_graph(graph: &ObjectGraph) -> (Variables, OptimizerState) {
     let nodes = &graph.nodes;
     let paths = object_paths(graph, |_| true);
-    let optimizers: BTreeMap<usize, String> =
-        (0..nodes.len()).filter_map(|i| optimizer_evidence(graph, i).map(|e| (i, e))).collect();
+    let optimizers: BTreeMap<usize, String> = (0..nodes.len()).filter_map(|i| optimizer_evidence(graph, i).map(|e| (i, e))).collect();
     // What the root reaches without going through an optimizer.
     let model_reach = if optimizers.contains_key(&0) {
         vec![None; nodes.len()] // the optimizer itself was saved: everything is its state
@@ -168,10 +167,7 @@ fn from_object_graph(graph: &ObjectGraph) -> (Variables, OptimizerState) {
     }
     let objects = optimizers
         .iter()
-        .map(|(&i, evidence)| OptimizerObject {
-            path: paths[i].clone().unwrap_or_else(|| format!("node {i}")),
-            evidence: evidence.clone(),
-        })
+        .map(|(&i, evidence)| OptimizerObject { path: paths[i].clone().unwrap_or_else(|| format!("node {i}")), evidence: evidence.clone() })
         .collect();
     let slot_indices: Vec<bool> = nodes
         .iter()
@@ -273,11 +269,7 @@ fn optimizer_state(list: &[VariableInfo], objects: Vec<OptimizerObject>, slot_re
         .filter(|(v, _)| v.optimizer)
         .map(|(v, &by_ref)| {
             let per_weight = by_ref || v.shape.as_ref().is_some_and(|s| !s.is_empty());
-            OptimizerVariable {
-                name: v.name.clone(),
-                path: v.path.clone(),
-                kind: if per_weight { "slot" } else { "state" },
-            }
+            OptimizerVariable { name: v.name.clone(), path: v.path.clone(), kind: if per_weight { "slot" } else { "state" } }
         })
         .collect();
     OptimizerState {
@@ -296,8 +288,7 @@ fn summarise(source: &'static str, list: Vec<VariableInfo>) -> Variables {
             *groups.entry((v.name.as_str(), v.dtype, v.shape.as_ref())).or_default() += 1;
         }
     }
-    let mut repeated_names: Vec<String> =
-        groups.iter().filter(|(_, &n)| n > 1).map(|((name, _, _), _)| name.to_string()).collect();
+    let mut repeated_names: Vec<String> = groups.iter().filter(|(_, &n)| n > 1).map(|((name, _, _), _)| name.to_string()).collect();
     repeated_names.dedup();
     Variables {
         source,
@@ -331,12 +322,7 @@ mod tests {
 
     fn var(name: &str, dtype: DType, shape: &[i64], trainable: bool) -> ObjectNode {
         ObjectNode {
-            kind: ObjectKind::Variable(SavedVariable {
-                name: name.into(),
-                dtype,
-                shape: Some(shape.to_vec()),
-                trainable,
-            }),
+            kind: ObjectKind::Variable(SavedVariable { name: name.into(), dtype, shape: Some(shape.to_vec()), trainable }),
             ..ObjectNode::default()
         }
     }
@@ -366,16 +352,13 @@ mod tests {
         let nodes = vec![
             object("_generic_user_object", &[("model", 1), ("optimizer", 2)]), // 0
             object("_generic_user_object", &[("_kernel", 3)]),                 // 1 model
-            object(
-                "_generic_user_object",
-                &[("_variables", 4), ("_trainable_variables", 5), ("_iterations", 6), ("_momentums", 7)],
-            ), // 2 optimizer
-            var("dense/kernel", DType::Float32, &[4, 3], true),                // 3
-            object("trackable_list_wrapper", &[("0", 6), ("1", 8)]),           // 4
-            object("trackable_list_wrapper", &[("0", 3)]),                     // 5
-            var("adam/iteration", DType::Int64, &[], false),                   // 6
-            object("trackable_list_wrapper", &[("0", 8)]),                     // 7
-            var("adam/dense_kernel_momentum", DType::Float32, &[4, 3], false), // 8
+            object("_generic_user_object", &[("_variables", 4), ("_trainable_variables", 5), ("_iterations", 6), ("_momentums", 7)]), // 2 optimizer
+            var("dense/kernel", DType::Float32, &[4, 3], true),                                                                       // 3
+            object("trackable_list_wrapper", &[("0", 6), ("1", 8)]),                                                                  // 4
+            object("trackable_list_wrapper", &[("0", 3)]),                                                                            // 5
+            var("adam/iteration", DType::Int64, &[], false),                                                                          // 6
+            object("trackable_list_wrapper", &[("0", 8)]),                                                                            // 7
+            var("adam/dense_kernel_momentum", DType::Float32, &[4, 3], false),                                                        // 8
         ];
         let (vars, opt) = analyse(&meta(nodes));
         assert!(opt.present);

@@ -219,7 +219,9 @@ fn watch_warning(path: &Path, error: &notify::Error) -> Warning {
 
 fn watch_help(error: &notify::Error) -> String {
     match &error.kind {
-        notify::ErrorKind::MaxFilesWatch => "the system's inotify watch limit is reached: raise it, e.g. `sysctl fs.inotify.max_user_watches=524288`".into(),
+        notify::ErrorKind::MaxFilesWatch => {
+            "the system's inotify watch limit is reached: raise it, e.g. `sysctl fs.inotify.max_user_watches=524288`".into()
+        }
         _ => "check that the project's folders are readable".into(),
     }
 }

@@ -38,10 +38,7 @@ def build():
     let out = project.run(&["build", "--color", "never"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains("layer `softplus` (JaxSoftplus) runs JAX code (`jax`) in its `call`, which cannot run on TensorFlow"),
-        "{err}"
-    );
+    assert!(err.contains("layer `softplus` (JaxSoftplus) runs JAX code (`jax`) in its `call`, which cannot run on TensorFlow"), "{err}");
     assert!(err.contains("Write the layer with keras.ops instead"), "{err}");
     assert!(err.contains("JaxSoftplus.call is at model.py:7"), "{err}");
     assert!(!err.contains("Traceback"), "no traceback for people: {err}");

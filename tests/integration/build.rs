@@ -65,10 +65,7 @@ fn editing_the_docs_body_reruns_only_package() {
 fn a_deleted_cache_entry_reruns_just_that_step() {
     let project = built_quickstart();
     let (_, events) = project.build_json(&[]);
-    let validate = events
-        .iter()
-        .find(|e| e["event"] == "step-cached" && e["step"] == "classifier/encoder:validate")
-        .unwrap();
+    let validate = events.iter().find(|e| e["event"] == "step-cached" && e["step"] == "classifier/encoder:validate").unwrap();
     let key = validate["key"].as_str().unwrap();
     std::fs::remove_dir_all(project.path().join(".exportctl/cache/v2/entries").join(key)).unwrap();
     let (out, events) = project.build_json(&[]);
@@ -83,10 +80,7 @@ fn a_target_builds_only_what_it_needs() {
     let project = Project::example("quickstart");
     let (out, events) = project.build_json(&["classifier/encoder:trace"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        steps_with(&events, "step-finished"),
-        ["classifier/encoder:slice", "classifier/encoder:trace", "classifier:export"]
-    );
+    assert_eq!(steps_with(&events, "step-finished"), ["classifier/encoder:slice", "classifier/encoder:trace", "classifier:export"]);
     assert!(!project.path().join("dist").exists(), "no package was built, so dist/ is untouched");
 }
 

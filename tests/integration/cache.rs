@@ -68,10 +68,8 @@ fn corrupt_cache_entries_are_never_shipped_and_locked_hashes_what_ships() {
         std::fs::remove_dir_all(project.path().join("dist")).unwrap();
         let (out, events) = project.build_json(&["--locked"]);
         assert!(out.status.success(), "{damage}: {}", stderr(&out));
-        let warned: Vec<&serde_json::Value> = events
-            .iter()
-            .filter(|e| e["event"] == "warning" && e["diagnostics"][0]["code"] == "corrupt-cache-entry")
-            .collect();
+        let warned: Vec<&serde_json::Value> =
+            events.iter().filter(|e| e["event"] == "warning" && e["diagnostics"][0]["code"] == "corrupt-cache-entry").collect();
         assert_eq!(warned.len(), 1, "{damage}: {events:?}");
         assert_eq!(warned[0]["step"], "classifier/encoder:trace");
         assert!(steps_with(&events, "step-finished").contains(&"classifier/encoder:trace".to_string()), "{damage}: the step ran again");

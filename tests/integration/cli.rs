@@ -120,7 +120,12 @@ fn init_with_a_model_it_cannot_read_says_so_and_writes_nothing() {
 }
 
 fn broken_project() -> Project {
-    Project::new().file("Export.toml", "[project]\nname = \"p\"\n[models.m]\nsource = \"m.keras\"\ndropuot = 0.1\n[[models.m.pieces]]\nname = \"full\"\n").file("m.keras", "")
+    Project::new()
+        .file(
+            "Export.toml",
+            "[project]\nname = \"p\"\n[models.m]\nsource = \"m.keras\"\ndropuot = 0.1\n[[models.m.pieces]]\nname = \"full\"\n",
+        )
+        .file("m.keras", "")
 }
 
 #[test]
@@ -216,7 +221,10 @@ fn check_prints_json_and_its_errors_as_json() {
     let out = valid.run(&["check", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let value = json_of(&out);
-    assert_eq!((value["ok"].as_bool(), value["models"].as_u64(), value["pieces"].as_u64(), value["steps"].as_u64()), (Some(true), Some(1), Some(1), Some(5)));
+    assert_eq!(
+        (value["ok"].as_bool(), value["models"].as_u64(), value["pieces"].as_u64(), value["steps"].as_u64()),
+        (Some(true), Some(1), Some(1), Some(5))
+    );
 
     let out = broken_project().run(&["check", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
@@ -318,8 +326,10 @@ fn report_says_where_the_last_report_is() {
 fn no_file_cites_a_document_outside_the_repository() {
     let needles = [concat!("SPEC", ".md"), concat!("SPEC", " §"), concat!("(SPEC", ")")];
     let mut offenders = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> =
-        ["src", "docs", "tests", "examples", "schemas", "benches", "README.md", "Export.toml.example"].iter().map(|p| crate::support::repo().join(p)).collect();
+    let mut stack: Vec<std::path::PathBuf> = ["src", "docs", "tests", "examples", "schemas", "benches", "README.md", "Export.toml.example"]
+        .iter()
+        .map(|p| crate::support::repo().join(p))
+        .collect();
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             if path.file_name().is_some_and(|n| n == "dist" || n == ".exportctl" || n == "target" || n == "__pycache__") {

@@ -43,7 +43,11 @@ pub fn run_model_md_snippets(dir: &Path) -> String {
     let usage = usage.split_once("\n## ").map_or(usage, |(section, _)| section);
     let blocks = python_blocks(usage);
     assert_eq!(blocks.len(), 3, "three usage snippets in {}:\n{md}", dir.display());
-    assert!(blocks[0].contains("keras.layers.TFSMLayer(") || blocks[0].contains("class ServingLayer(keras.layers.TFSMLayer)"), "Keras 3 first:\n{}", blocks[0]);
+    assert!(
+        blocks[0].contains("keras.layers.TFSMLayer(") || blocks[0].contains("class ServingLayer(keras.layers.TFSMLayer)"),
+        "Keras 3 first:\n{}",
+        blocks[0]
+    );
     assert!(blocks[1].contains("hub.KerasLayer(path"), "tf_keras second:\n{}", blocks[1]);
     assert!(blocks[2].contains("tf.saved_model.load(path)"), "TensorFlow alone third:\n{}", blocks[2]);
     let scratch = tempfile::Builder::new().prefix("snippets-").tempdir_in(target_tmp()).unwrap();
@@ -59,7 +63,8 @@ pub fn run_model_md_snippets(dir: &Path) -> String {
         std::fs::write(&file, program).unwrap();
         files.push(file);
     }
-    let driver = "import runpy, sys\nfor f in sys.argv[1:]:\n    print(f'--- {f}', flush=True)\n    runpy.run_path(f, run_name='__main__')\n";
+    let driver =
+        "import runpy, sys\nfor f in sys.argv[1:]:\n    print(f'--- {f}', flush=True)\n    runpy.run_path(f, run_name='__main__')\n";
     let out = Command::new(&runtime().python)
         .arg("-c")
         .arg(driver)
@@ -146,11 +151,7 @@ pub fn publish_offline(project: &Project, args: &[&str]) -> (std::process::Outpu
             ("EXPORTCTL_TEST_KAGGLE_LOG", &log.to_string_lossy()),
         ],
     );
-    let sent = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let sent = std::fs::read_to_string(&log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (out, sent)
 }
 

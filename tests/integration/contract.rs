@@ -84,7 +84,10 @@ fn every_check_of_a_real_validation_is_in_the_table() {
             let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
             for check in report["checks"].as_array().into_iter().flatten() {
                 let name = check["name"].as_str().unwrap();
-                assert!(CHECKS.iter().any(|c| c.name == name && c.loader == Loader::LiteRt), "LiteRT check `{name}` is not in src/contract.rs");
+                assert!(
+                    CHECKS.iter().any(|c| c.name == name && c.loader == Loader::LiteRt),
+                    "LiteRT check `{name}` is not in src/contract.rs"
+                );
                 litert += 1;
             }
         }

@@ -107,7 +107,8 @@ fn legacy_keras_h5_with_ftrl() {
     assert!(md.contains("<!-- fine-tunable: false -->"), "{md}");
     assert!(!md.contains("regularization lost"), "{md}");
     let sent = assert_publishable(&project, &["iris/classifier", "iris/features"]);
-    let fine_tunable: Vec<&Value> = sent.iter().filter(|e| e["request"] == "create_model_instance").map(|e| &e["body"]["body"]["fineTunable"]).collect();
+    let fine_tunable: Vec<&Value> =
+        sent.iter().filter(|e| e["request"] == "create_model_instance").map(|e| &e["body"]["body"]["fineTunable"]).collect();
     assert_eq!(fine_tunable, [&Value::Bool(true), &Value::Bool(false)], "the frozen piece is not fine-tunable on Kaggle either");
 }
 
@@ -127,9 +128,11 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
 
     // Dict inputs and outputs, as BERT encoders on TF Hub have them.
     let scratch = tempfile::tempdir().unwrap();
-    let encoder = tf::inspect_archive(native(), &piece_dir(&project, "encoder", "encoder").join("model.tar.gz"), scratch.path(), &[]).unwrap();
+    let encoder =
+        tf::inspect_archive(native(), &piece_dir(&project, "encoder", "encoder").join("model.tar.gz"), scratch.path(), &[]).unwrap();
     let serving = encoder.signatures.iter().find(|s| s.key == "serving_default").unwrap();
-    let names = |specs: &[tf::TensorSpec]| specs.iter().map(|s| (s.key.clone(), s.dtype.name().into_owned(), s.shape.clone())).collect::<Vec<_>>();
+    let names =
+        |specs: &[tf::TensorSpec]| specs.iter().map(|s| (s.key.clone(), s.dtype.name().into_owned(), s.shape.clone())).collect::<Vec<_>>();
     let int = |name: &str| (name.to_string(), "int32".to_string(), Some(vec![-1, 16]));
     assert_eq!(names(&serving.inputs), [int("input_mask"), int("input_type_ids"), int("input_word_ids")]);
     assert_eq!(
@@ -139,7 +142,8 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
             ("sequence_output".to_string(), "float32".to_string(), Some(vec![-1, 16, 32])),
         ]
     );
-    let mlm = tf::inspect_archive(native(), &piece_dir(&project, "encoder-with-mlm", "mlm").join("model.tar.gz"), scratch.path(), &[]).unwrap();
+    let mlm =
+        tf::inspect_archive(native(), &piece_dir(&project, "encoder-with-mlm", "mlm").join("model.tar.gz"), scratch.path(), &[]).unwrap();
     let mlm_serving = mlm.signatures.iter().find(|s| s.key == "serving_default").unwrap();
     let logits = mlm_serving.outputs.iter().find(|s| s.key == "mlm_logits").expect("the MLM variant has its head");
     assert_eq!(logits.shape, Some(vec![-1, 16, 128]));
@@ -200,7 +204,10 @@ fn jax_trained_model_exports_under_tensorflow() {
     assert_eq!(finished(&events)["ran"], 5, "{events:#?}");
     let dir = piece_dir(&project, "classifier", "classifier");
     let build = assert_sound_package(&dir);
-    assert_eq!(build["validation"]["keras3"]["trainable_weights"], 6, "Dense (L2), BatchNormalization, logits: kernel and bias/gamma/beta each");
+    assert_eq!(
+        build["validation"]["keras3"]["trainable_weights"], 6,
+        "Dense (L2), BatchNormalization, logits: kernel and bias/gamma/beta each"
+    );
     assert_eq!(build["validation"]["keras3"]["moved"], 6, "a small model: one fit step moves every weight");
     assert_eq!(build["validation"]["regularization_loss_values"].as_array().unwrap().len(), 1, "the L2 regularizer");
 
@@ -231,10 +238,15 @@ fn jax_trained_model_exports_under_tensorflow() {
     // The Kaggle model card carries the manifest's model card fields.
     let card = read_json(&project.path().join("dist/classifier/model-metadata.json"));
     let description = card["description"].as_str().unwrap();
-    for section in ["# Data Overview\n\n512 random vectors", "# Evaluation Results\n\nTraining accuracy", "# Limitations\n\nTrained on random data"] {
+    for section in
+        ["# Data Overview\n\n512 random vectors", "# Evaluation Results\n\nTraining accuracy", "# Limitations\n\nTrained on random data"]
+    {
         assert!(description.contains(section), "{section}:\n{description}");
     }
     let sent = assert_publishable(&project, &["classifier/classifier"]);
     let instance = sent.iter().find(|e| e["request"] == "create_model_instance").unwrap();
-    assert_eq!(instance["body"]["body"]["trainingData"][0], "512 random vectors of 8 measurements, labelled by the largest of the first three (train.py).");
+    assert_eq!(
+        instance["body"]["body"]["trainingData"][0],
+        "512 random vectors of 8 measurements, labelled by the largest of the first three (train.py)."
+    );
 }

@@ -142,9 +142,8 @@ fn build_killed_after(project: &Project, delay: Duration) -> Ending {
 #[test]
 fn builds_killed_at_random_points_ship_the_bytes_of_a_clean_build() {
     runtime();
-    let seed = env_number("EXPORTCTL_FAULT_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = env_number("EXPORTCTL_FAULT_SEED")
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     let rounds = env_number("EXPORTCTL_FAULT_ROUNDS").unwrap_or(8).max(2);
     eprintln!("fault test: seed {seed} (EXPORTCTL_FAULT_SEED={seed} replays it), {rounds} rounds");
     let mut rng = Rng(seed);
@@ -211,7 +210,10 @@ fn builds_killed_at_random_points_ship_the_bytes_of_a_clean_build() {
         }
         eprintln!("{what}: {}", if matches!(ending, Ending::Killed) { "killed, rebuilt" } else { "finished before the kill" });
     }
-    eprintln!("fault test: seed {seed}: {killed} kills survived, {finished_first} builds finished before their kill, {} mismatches", mismatches.len());
+    eprintln!(
+        "fault test: seed {seed}: {killed} kills survived, {finished_first} builds finished before their kill, {} mismatches",
+        mismatches.len()
+    );
     assert!(killed > 0, "no build was cut: every one finished before its kill");
     assert!(mismatches.is_empty(), "seed {seed}:\n{}", mismatches.join("\n"));
 }

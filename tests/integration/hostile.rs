@@ -81,7 +81,11 @@ fn validate_refuses_a_saved_model_that_writes_files_and_writes_nothing() {
     let out = project.run(&["inspect", "toucher"]);
     assert!(out.status.success(), "{}", combined(&out));
     let text = stdout(&out);
-    for expected in ["op scan: REFUSED: ReadFile (reads a file) in function __inference___call___", "WriteFile (writes a file)", "native load: not tried: loading runs the model's own functions"] {
+    for expected in [
+        "op scan: REFUSED: ReadFile (reads a file) in function __inference___call___",
+        "WriteFile (writes a file)",
+        "native load: not tried: loading runs the model's own functions",
+    ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
     let out = project.run(&["inspect", "--format", "json", "toucher"]);
@@ -204,7 +208,10 @@ fn every_hostile_input_is_refused_naming_what_and_nothing_escapes_the_scratch_fo
             // inspect reads a SavedModel without running it: it reports the scan's verdict.
             let reports_scan = command == "inspect" && (kind == "saved-model" || name == "archive_of_a_model_that_writes_files.tar.gz");
             if reports_scan {
-                if out.status.code() != Some(0) || !stdout(&out).contains("op scan: REFUSED: ") || !stdout(&out).contains("native load: not tried") {
+                if out.status.code() != Some(0)
+                    || !stdout(&out).contains("op scan: REFUSED: ")
+                    || !stdout(&out).contains("native load: not tried")
+                {
                     fail(format!("exit {:?}: no REFUSED verdict", out.status.code()));
                 }
             } else if out.status.code() != Some(1) {

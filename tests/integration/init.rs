@@ -53,7 +53,10 @@ fn inspect_lists_a_models_layers_and_where_to_cut() {
     let names: Vec<&str> = outline["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["features", "hidden", "hidden_bn", "dropout", "embedding", "logits", "probabilities"]);
     assert_eq!(outline["final_activation"], "softmax");
-    assert_eq!(outline["params"]["total"], outline["layers"].as_array().unwrap().iter().map(|l| l["parameters"].as_u64().unwrap()).sum::<u64>());
+    assert_eq!(
+        outline["params"]["total"],
+        outline["layers"].as_array().unwrap().iter().map(|l| l["parameters"].as_u64().unwrap()).sum::<u64>()
+    );
 }
 
 #[test]
@@ -62,7 +65,12 @@ fn init_then_build_is_clean_on_the_quickstart_model() {
     let project = project_with_the_quickstart_model();
     init_and_build(&project, "models/classifier.keras");
     let manifest = std::fs::read_to_string(project.path().join("Export.toml")).unwrap();
-    for expected in ["to = \"logits\"", "dropout = 0.3 ", "batch-norm = { momentum = 0.99, epsilon = 0.001 }", "features = { shape = [-1, 16], dtype = \"float32\" }"] {
+    for expected in [
+        "to = \"logits\"",
+        "dropout = 0.3 ",
+        "batch-norm = { momentum = 0.99, epsilon = 0.001 }",
+        "features = { shape = [-1, 16], dtype = \"float32\" }",
+    ] {
         assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
     }
     assert!(project.path().join("dist/classifier/classification/1/model.md").is_file());
@@ -86,7 +94,14 @@ fn init_then_build_is_clean_on_mobilenet() {
     assert!(made.status.success(), "{}", stderr(&made));
     let events = init_and_build(&project, "models/mobilenet.keras");
     let manifest = std::fs::read_to_string(project.path().join("Export.toml")).unwrap();
-    for expected in ["name = \"classification\"\nto = \"flatten\"", "name = \"feature-vector\"\nto = \"global_average_pooling2d\"", "dropout = 0.2 ", "batch-norm = {", "image-classification", "image-feature-vector"] {
+    for expected in [
+        "name = \"classification\"\nto = \"flatten\"",
+        "name = \"feature-vector\"\nto = \"global_average_pooling2d\"",
+        "dropout = 0.2 ",
+        "batch-norm = {",
+        "image-classification",
+        "image-feature-vector",
+    ] {
         assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
     }
     assert_eq!(finished(&events)["failed"], 0);

@@ -47,7 +47,10 @@ fn the_quickstart_ships_a_validated_float_tflite_whose_snippet_runs() {
 
     let build = read_json(&dir.join("build.json"));
     assert_eq!(build["outputs"]["model.tflite"]["bytes"].as_u64(), Some(tflite.len() as u64));
-    assert_eq!(build["outputs"]["model.tflite"]["digest"].as_str(), Some(exportctl::hash::digest_file(&dir.join("model.tflite")).unwrap().as_str()));
+    assert_eq!(
+        build["outputs"]["model.tflite"]["digest"].as_str(),
+        Some(exportctl::hash::digest_file(&dir.join("model.tflite")).unwrap().as_str())
+    );
 
     let md = std::fs::read_to_string(dir.join("model.md")).unwrap();
     assert!(md.contains("- Quantization: none (float32 weights and activations)"), "{md}");
@@ -80,10 +83,8 @@ fn litert_settings_touch_only_the_litert_steps_and_package() {
     let text = std::fs::read_to_string(&manifest).unwrap();
 
     // Another quantization: convert again, validate again, package again; nothing else.
-    let float16 = text.replace(
-        "formats = [\"saved-model\", \"litert\"]",
-        "formats = [\"saved-model\", \"litert\"]\nlitert = { quantize = \"float16\" }",
-    );
+    let float16 = text
+        .replace("formats = [\"saved-model\", \"litert\"]", "formats = [\"saved-model\", \"litert\"]\nlitert = { quantize = \"float16\" }");
     assert_ne!(float16, text);
     std::fs::write(&manifest, &float16).unwrap();
     let (out, events) = project.build_json(&[]);

@@ -34,7 +34,12 @@ fn bad_manifests() {
         for e in &errors.errors {
             let help = e.help.as_deref().unwrap_or("");
             assert!(!help.trim().is_empty(), "{}: error[{}] `{}` has no help", path.display(), e.code, e.message);
-            assert!(e.span.start <= e.span.end && e.span.end <= errors.source.text.len(), "{}: span {:?} outside the text", path.display(), e.span);
+            assert!(
+                e.span.start <= e.span.end && e.span.end <= errors.source.text.len(),
+                "{}: span {:?} outside the text",
+                path.display(),
+                e.span
+            );
         }
         let rendered = errors.render_plain();
         let repo_dir = repo().display().to_string();
@@ -46,10 +51,7 @@ fn bad_manifests() {
 /// The corpus is the review material: keep it large and in both formats.
 #[test]
 fn the_corpus_covers_both_formats() {
-    let cases: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/bad-manifests/cases"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let cases: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/bad-manifests/cases")).unwrap().map(|e| e.unwrap().path()).collect();
     let count = |ext: &str| cases.iter().filter(|p| p.extension().is_some_and(|e| e == ext)).count();
     assert!(count("toml") >= 30, "{} TOML cases", count("toml"));
     assert!(count("yaml") >= 15, "{} YAML cases", count("yaml"));

@@ -48,11 +48,75 @@ impl Rng {
 /// What parsers trip on: structure characters, whitespace they care about, multibyte text,
 /// numbers at the edges, YAML's special forms, and nesting deep enough to hit recursion limits.
 const TOKENS: &[&str] = &[
-    "[", "]", "[[", "]]", "{", "}", "\"", "'", "\"\"\"", ":", ": ", "- ", "=", ",", ".", "#", "\t", "\n", "\r\n", "\r", " ",
-    "\\", "\\u", "é", "日本語", "🦀", "\u{301}", "\u{feff}", "\u{0}", "ß", "İ", "99999999999999999999", "-9223372036854775809", "1e999",
-    "-0", "0x", "0o7", "nan", "-inf", ".inf", "1979-05-27T07:32:00Z", "&a ", "*a", "!!str ", "!!int ", "!tag ", "---\n", "...\n",
-    "? ", "| ", "> ", "~", "null", "true", "yes", "[[[[[[", "{{{{{{", "]]]]]]", "- - - - - - ", "name = ", "name: ",
-    "[models.x]\n", "[[models.x.pieces]]\n", "source = \"a.py:f\"\n", "../", "/", "~/", "models/", ".exportctl",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    "\"\"\"",
+    ":",
+    ": ",
+    "- ",
+    "=",
+    ",",
+    ".",
+    "#",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    " ",
+    "\\",
+    "\\u",
+    "é",
+    "日本語",
+    "🦀",
+    "\u{301}",
+    "\u{feff}",
+    "\u{0}",
+    "ß",
+    "İ",
+    "99999999999999999999",
+    "-9223372036854775809",
+    "1e999",
+    "-0",
+    "0x",
+    "0o7",
+    "nan",
+    "-inf",
+    ".inf",
+    "1979-05-27T07:32:00Z",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!int ",
+    "!tag ",
+    "---\n",
+    "...\n",
+    "? ",
+    "| ",
+    "> ",
+    "~",
+    "null",
+    "true",
+    "yes",
+    "[[[[[[",
+    "{{{{{{",
+    "]]]]]]",
+    "- - - - - - ",
+    "name = ",
+    "name: ",
+    "[models.x]\n",
+    "[[models.x.pieces]]\n",
+    "source = \"a.py:f\"\n",
+    "../",
+    "/",
+    "~/",
+    "models/",
+    ".exportctl",
 ];
 
 fn mutate(rng: &mut Rng, text: &[u8], donors: &[Vec<u8>]) -> Vec<u8> {
@@ -121,7 +185,8 @@ fn mutate(rng: &mut Rng, text: &[u8], donors: &[Vec<u8>]) -> Vec<u8> {
 /// Parses `text` as `name`, and checks what the loader promises about any input.
 fn check_one(name: &str, text: &str, root: &Path) -> Result<(), String> {
     let source = ManifestSource::new(PathBuf::from(name), name.to_string(), text.to_string());
-    let parsed = catch_unwind(AssertUnwindSafe(|| manifest::parse(source, root))).map_err(|panic| format!("parse panicked: {}", panic_message(&*panic)))?;
+    let parsed = catch_unwind(AssertUnwindSafe(|| manifest::parse(source, root)))
+        .map_err(|panic| format!("parse panicked: {}", panic_message(&*panic)))?;
     let Err(errors) = parsed else { return Ok(()) };
     if errors.errors.is_empty() {
         return Err("an Err without errors".into());
@@ -140,7 +205,8 @@ fn check_one(name: &str, text: &str, root: &Path) -> Result<(), String> {
 }
 
 fn render(errors: &ManifestErrors) -> Result<(), String> {
-    let plain = catch_unwind(AssertUnwindSafe(|| errors.render_plain())).map_err(|p| format!("render_plain panicked: {}", panic_message(&*p)))?;
+    let plain =
+        catch_unwind(AssertUnwindSafe(|| errors.render_plain())).map_err(|p| format!("render_plain panicked: {}", panic_message(&*p)))?;
     if !plain.contains("error[") {
         return Err(format!("render_plain shows no error:\n{plain}"));
     }

@@ -19,10 +19,7 @@ use crate::support::target_tmp;
 ///
 /// For now it comes from `EXPORTCTL_TEST_TF_DIR`; it will be the managed runtime's.
 fn tensorflow_dir() -> PathBuf {
-    crate::support::runtime()
-        .require_tensorflow_dir()
-        .expect("the managed runtime has TensorFlow")
-        .to_path_buf()
+    crate::support::runtime().require_tensorflow_dir().expect("the managed runtime has TensorFlow").to_path_buf()
 }
 
 fn python() -> PathBuf {
@@ -82,13 +79,9 @@ impl Model {
     }
 
     fn arrays(&self, kind: &str) -> Vec<(String, Array)> {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(self.root.join(kind)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.root.join(kind)).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
-        files
-            .iter()
-            .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), tf::npy::read(p).unwrap()))
-            .collect()
+        files.iter().map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), tf::npy::read(p).unwrap())).collect()
     }
 
     fn inputs(&self) -> Vec<(String, Array)> {
@@ -139,10 +132,7 @@ fn keras3_export_loads_and_matches_python() {
     // Keras 3's export stores each of the 4 weights twice (`variables` and `_all_variables`).
     assert_eq!(inspection.variables.count, 8);
     assert_eq!(inspection.variables.parameters, 2 * (4 * 8 + 8 + 8 * 3 + 3));
-    assert_eq!(
-        inspection.variables.repeated_names,
-        vec!["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]
-    );
+    assert_eq!(inspection.variables.repeated_names, vec!["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]);
     assert!(inspection.files.variables > 0 && inspection.files.total > inspection.files.saved_model_pb);
 }
 
@@ -187,10 +177,7 @@ fn keras3_optimizer_is_caught_by_its_structure() {
     for (name, slots) in [("keras3_holder_with_optimizer", 4), ("keras3_direct_rmsprop", 2)] {
         let optimizer = Model::named(name).inspect().optimizer;
         assert!(optimizer.present, "{name}");
-        assert_eq!(
-            optimizer.objects[0].evidence,
-            "has a Keras optimizer's `_iterations` counter and `_variables` list"
-        );
+        assert_eq!(optimizer.objects[0].evidence, "has a Keras optimizer's `_iterations` counter and `_variables` list");
         assert_eq!(optimizer.slots, slots, "{name}");
         assert_eq!(optimizer.variables.len(), slots + 2, "{name}: plus the iteration counter and learning rate");
     }
@@ -218,13 +205,8 @@ fn reusable_keras3_wrapper_matches_python() {
 fn the_guides_mul_model_runs() {
     let model = Model::named("mymul");
     model.assert_native_matches_python();
-    let out = tf::run_signature(
-        native(),
-        &model.saved_model(),
-        "serving_default",
-        &[("inputs".into(), Array::vector(vec![10f32, 20.0]))],
-    )
-    .unwrap();
+    let out = tf::run_signature(native(), &model.saved_model(), "serving_default", &[("inputs".into(), Array::vector(vec![10f32, 20.0]))])
+        .unwrap();
     assert_eq!(out, vec![("output_0".to_owned(), Array::vector(vec![20f32, 40.0]))]);
     let inspection = model.inspect();
     let input = &inspection.signatures[0].inputs[0];
@@ -321,8 +303,7 @@ for name in ["f32", "i64", "u8", "b", "scalar"]:
 #[test]
 fn a_second_tensorflow_is_refused_and_a_missing_one_explained() {
     native();
-    let missing =
-        Native::load(Path::new("/nonexistent/site-packages/tensorflow"), &target_tmp(), TfLogs::Quiet).unwrap_err();
+    let missing = Native::load(Path::new("/nonexistent/site-packages/tensorflow"), &target_tmp(), TfLogs::Quiet).unwrap_err();
     assert!(matches!(missing, NativeError::PackageMissing { .. }), "{missing}");
 
     let other = tempfile::Builder::new().prefix("native-other-tf-").tempdir_in(target_tmp()).unwrap();

@@ -32,9 +32,13 @@ fn executable() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).map(|dir| dir.join("nginx")).find(|p| p.is_file()))
         .unwrap_or_default();
-    on_path.or_else(|| ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"].map(PathBuf::from).into_iter().find(|p| p.is_file())).unwrap_or_else(|| {
-        panic!("nginx is required by the remote cache's tests and is not installed: `apt-get install nginx` (.ci/run does it)")
-    })
+    on_path
+        .or_else(|| {
+            ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"].map(PathBuf::from).into_iter().find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("nginx is required by the remote cache's tests and is not installed: `apt-get install nginx` (.ci/run does it)")
+        })
 }
 
 fn free_port() -> u16 {
@@ -119,7 +123,8 @@ http {{
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             // Bound to this process: a test run that is killed leaves no server behind.
-            let child = exportctl::runtime::process::spawn_bound(command).unwrap_or_else(|e| panic!("cannot start {}: {e}", nginx.display()));
+            let child =
+                exportctl::runtime::process::spawn_bound(command).unwrap_or_else(|e| panic!("cannot start {}: {e}", nginx.display()));
             let mut server = Nginx { child: Some(child), port, dir };
             if server.wait_ready() {
                 return server;

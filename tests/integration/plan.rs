@@ -27,10 +27,7 @@ name = "full"
 "#;
 
 fn project() -> Project {
-    Project::new()
-        .file("Export.toml", TWO_MODELS)
-        .file("models/mobilenet.keras", "")
-        .file("models/tiny.h5", "")
+    Project::new().file("Export.toml", TWO_MODELS).file("models/mobilenet.keras", "").file("models/tiny.h5", "")
 }
 
 #[test]
@@ -90,11 +87,8 @@ fn dot_is_a_valid_graph_with_the_spec_edges() {
         assert!(edges.contains(&(edge.0.to_string(), edge.1.to_string())), "missing edge {edge:?}");
     }
     // Graphviz, when present, must render it.
-    if let Ok(mut child) = std::process::Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+    if let Ok(mut child) =
+        std::process::Command::new("dot").arg("-Tsvg").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()
     {
         use std::io::Write as _;
         child.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();

@@ -33,7 +33,11 @@ fn publishing_before_building_names_the_missing_files() {
 
     let out = project.run(&["publish", "--dry-run", "--color", "never", "clasifier"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no model `clasifier` in the manifest") && stderr(&out).contains("did you mean `classifier`?"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no model `clasifier` in the manifest") && stderr(&out).contains("did you mean `classifier`?"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

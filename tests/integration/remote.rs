@@ -98,7 +98,8 @@ fn a_without_local_packages() -> Project {
     let cache = project.path().join(".exportctl/cache/v2");
     for (id, key) in lock_keys(&project) {
         if id.ends_with(":package") {
-            let entry: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("entries").join(&key).join("entry.json")).unwrap()).unwrap();
+            let entry: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(cache.join("entries").join(&key).join("entry.json")).unwrap()).unwrap();
             for (file, digest) in entry["files"].as_object().unwrap() {
                 if !file.starts_with("saved_model/") {
                     let digest = digest.as_str().unwrap();
@@ -149,13 +150,19 @@ fn a_clean_clone_builds_everything_from_the_remote_cache_without_python_or_a_run
     assert_eq!((done["ran"].as_u64(), done["cached"].as_u64()), (Some(0), Some(11)));
     assert_eq!(done["python_started"], false);
     assert_eq!(done["native_loaded"], false);
-    assert!(events.iter().filter(|e| e["event"] == "step-cached").all(|e| e["source"] == "remote"), "every step came from the remote cache");
+    assert!(
+        events.iter().filter(|e| e["event"] == "step-cached").all(|e| e["source"] == "remote"),
+        "every step came from the remote cache"
+    );
     assert_eq!(done["remote"]["hits"], 9, "{done}");
     assert!(done["remote"]["downloaded_bytes"].as_u64().unwrap() > 0, "{done}");
     assert_eq!(done["remote"]["uploaded_entries"], 0, "nothing ran, so nothing is uploaded: {done}");
     assert!(std::fs::read_dir(home.path()).unwrap().next().is_none(), "the runtime home was written");
     assert_same_dist(&warm.a, &b);
-    assert_eq!(std::fs::read_to_string(b.path().join("Export.lock")).unwrap(), std::fs::read_to_string(warm.a.path().join("Export.lock")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("Export.lock")).unwrap(),
+        std::fs::read_to_string(warm.a.path().join("Export.lock")).unwrap()
+    );
 
     // Now in the local cache: the next build asks nobody.
     let (out, events) = b.build_json_with_env(&[], &env);

@@ -111,7 +111,11 @@ fn the_quickstarts_report_renders_with_every_piece_and_check() {
     assert!(summary.contains("; report: ") && summary.ends_with(".exportctl/reports/latest.html"), "{summary}");
     let latest = project.path().join(".exportctl/reports/latest.html");
     let html = std::fs::read_to_string(&latest).unwrap();
-    let stamped: Vec<_> = std::fs::read_dir(latest.parent().unwrap()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("build-")).collect();
+    let stamped: Vec<_> = std::fs::read_dir(latest.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+        .collect();
     assert_eq!(stamped.len(), 1);
 
     // Self-contained: nothing to fetch.
@@ -143,7 +147,8 @@ fn the_quickstarts_report_renders_with_every_piece_and_check() {
     // Phases of the steps that ran, from their step-finished data.
     assert!(text.contains("worker start") || text.contains("load"), "no phase shown");
     // The link to model.md resolves from the reports folder.
-    let link = html.split("href=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).find(|l| l.ends_with("model.md")).expect("a link to model.md");
+    let link =
+        html.split("href=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).find(|l| l.ends_with("model.md")).expect("a link to model.md");
     assert!(latest.parent().unwrap().join(link).is_file(), "{link} does not resolve");
 
     // A picture of it: in target/, and in docs/ when asked (EXPORTCTL_UPDATE_SCREENSHOT=1).

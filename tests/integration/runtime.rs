@@ -44,10 +44,7 @@ fn a_python_exception_is_reported_and_the_worker_lives_on() {
             assert_eq!(kind, "ValueError");
             assert_eq!(message, "shapes (2, 3) and (4,) do not match");
             // The frame of the worker's own file that raised, labelled with its short name.
-            assert!(
-                traceback.iter().any(|f| f.starts_with("worker/debug.py:") && f.ends_with(" in m_debug_raise")),
-                "{traceback:?}"
-            );
+            assert!(traceback.iter().any(|f| f.starts_with("worker/debug.py:") && f.ends_with(" in m_debug_raise")), "{traceback:?}");
         }
         other => panic!("expected a Python error, got {other:?}"),
     }
@@ -103,11 +100,7 @@ fn runtime_status_names_the_choice_and_versions() {
     assert!(text.contains("(backend tensorflow: the worker sets KERAS_BACKEND whatever your shell or ~/.keras/keras.json say)"), "{text}");
 
     // $EXPORTCTL_PYTHON wins over the managed runtime, and the status says why.
-    let out = exportctl()
-        .args(["runtime", "status", "--format", "json"])
-        .env("EXPORTCTL_PYTHON", &runtime().python)
-        .output()
-        .unwrap();
+    let out = exportctl().args(["runtime", "status", "--format", "json"]).env("EXPORTCTL_PYTHON", &runtime().python).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["keras_backend"], "tensorflow");
     assert_eq!(status["choice"], "environment");
@@ -159,7 +152,13 @@ fn an_unreachable_registry_is_explained_and_leaves_nothing_behind() {
         .filter(|n| n != ".lock" && n != "last-install-failure.log")
         .collect();
     assert!(runtimes.is_empty(), "a failed install left {runtimes:?}");
-    let status = exportctl().args(["runtime", "status"]).env("EXPORTCTL_HOME", home.path()).env_remove("VIRTUAL_ENV").env_remove("EXPORTCTL_PYTHON").output().unwrap();
+    let status = exportctl()
+        .args(["runtime", "status"])
+        .env("EXPORTCTL_HOME", home.path())
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("EXPORTCTL_PYTHON")
+        .output()
+        .unwrap();
     assert!(stderr(&status).contains("is not installed"));
     assert_eq!(status.status.code(), Some(1));
 }
@@ -187,7 +186,13 @@ fn concurrent_installs_install_once_and_a_killed_install_is_redone() {
     std::thread::sleep(Duration::from_secs(4));
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let status = exportctl().args(["runtime", "status"]).env("EXPORTCTL_HOME", home.path()).env_remove("VIRTUAL_ENV").env_remove("EXPORTCTL_PYTHON").output().unwrap();
+    let status = exportctl()
+        .args(["runtime", "status"])
+        .env("EXPORTCTL_HOME", home.path())
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("EXPORTCTL_PYTHON")
+        .output()
+        .unwrap();
     assert!(stderr(&status).contains("is not installed"), "a killed install must not look installed: {}", stderr(&status));
 
     // Two at once.
@@ -215,7 +220,11 @@ fn concurrent_installs_install_once_and_a_killed_install_is_redone() {
     assert!(entries[0].starts_with("tf-2.21.0-py"), "{entries:?}");
     // The runtime works from where it was renamed to.
     let venv = home.path().join("runtimes").join(&entries[0]).join("venv");
-    let ok = Command::new(venv.join("bin/python")).args(["-c", "import tensorflow_hub, tf_keras"]).env("TF_CPP_MIN_LOG_LEVEL", "3").status().unwrap();
+    let ok = Command::new(venv.join("bin/python"))
+        .args(["-c", "import tensorflow_hub, tf_keras"])
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .status()
+        .unwrap();
     assert!(ok.success());
     a_managed_runtime_is_relocated_to_its_final_folder(&venv);
 }
@@ -268,7 +277,10 @@ fn runtime_list_shows_pins_size_last_use_and_projects() {
     let out = list(&["runtime", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("tf-2.21.0-py3.11.7-aaaaaaaa\n  pins:      tensorflow-cpu==2.21.0, tf-keras==2.21.0, tensorflow-hub==0.16.1"), "{text}");
+    assert!(
+        text.contains("tf-2.21.0-py3.11.7-aaaaaaaa\n  pins:      tensorflow-cpu==2.21.0, tf-keras==2.21.0, tensorflow-hub==0.16.1"),
+        "{text}"
+    );
     assert!(text.contains("tf-2.20.0-py3.11.7-bbbbbbbb  (stale: not the pins this exportctl installs)"), "{text}");
     assert!(text.contains("  projects:  /work/vision"), "{text}");
     assert!(text.contains("  projects:  none recorded"), "{text}");
@@ -322,7 +334,11 @@ fn runtime_prune_removes_unused_and_stale_runtimes_but_not_one_in_use() {
     drop(lock);
     let out = prune(&["--older-than", "100"]);
     assert!(stdout(&out).contains("removed tf-2.21.0-py3.11.7-busy ("), "{}", stdout(&out));
-    let left: Vec<String> = std::fs::read_dir(home.path().join("runtimes")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| !n.starts_with('.')).collect();
+    let left: Vec<String> = std::fs::read_dir(home.path().join("runtimes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
     assert_eq!(left, ["tf-2.21.0-py3.11.7-recent"]);
 }
 

@@ -29,9 +29,7 @@ fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
         Yaml::String(s) => serde_json::json!(s),
         Yaml::Boolean(b) => serde_json::json!(b),
         Yaml::Array(a) => serde_json::Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::Hash(h) => serde_json::Value::Object(
-            h.iter().map(|(k, v)| (k.as_str().unwrap().to_string(), yaml_to_json(v))).collect(),
-        ),
+        Yaml::Hash(h) => serde_json::Value::Object(h.iter().map(|(k, v)| (k.as_str().unwrap().to_string(), yaml_to_json(v))).collect()),
         _ => serde_json::Value::Null,
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use exportctl::exec::{Dependency, StepContext, StepError, StepOutcome, StepRunner};
 use exportctl::manifest::{self, Manifest};
 use exportctl::plan::{Plan, StepId, StepKind};
-use exportctl::runtime::worker::WorkerOptions;
 use exportctl::runtime::pool::WorkerPool;
+use exportctl::runtime::worker::WorkerOptions;
 use exportctl::steps::{Report, TfSteps};
 use exportctl::tf::{self, Native, TfLogs};
 use serde_json::Value;
@@ -58,7 +58,12 @@ impl Build {
             manifest::load(&project.path().join("Export.toml"), "Export.toml")
                 .unwrap_or_else(|e| panic!("the test manifest is valid: {e}")),
         );
-        let steps = TfSteps::with_pool(manifest.clone(), std::sync::Arc::new(exportctl::runtime::Provider::ready(runtime().clone())), shared_workers(), 0);
+        let steps = TfSteps::with_pool(
+            manifest.clone(),
+            std::sync::Arc::new(exportctl::runtime::Provider::ready(runtime().clone())),
+            shared_workers(),
+            0,
+        );
         Build { project, manifest, steps, outputs: Mutex::new(BTreeMap::new()) }
     }
 
@@ -181,7 +186,11 @@ fn the_optimizer_is_left_out_and_proven_absent() {
     assert_eq!(export["optimizer"]["class"], "Adam");
     let optimizer_bytes = export["optimizer"]["bytes_in_source"].as_u64().unwrap();
     assert!(optimizer_bytes > 20_000, "Adam's state of 3,626 trainable weights: {optimizer_bytes} bytes");
-    assert!(q.outcomes[&StepKind::Export].summary.contains("Adam optimizer state (28.3 KiB) left out"), "{}", q.outcomes[&StepKind::Export].summary);
+    assert!(
+        q.outcomes[&StepKind::Export].summary.contains("Adam optimizer state (28.3 KiB) left out"),
+        "{}",
+        q.outcomes[&StepKind::Export].summary
+    );
 
     // The dropout and batch-norm settings rewrote the layers' configuration (train.py used
     // dropout 0.3).
@@ -194,7 +203,8 @@ fn the_optimizer_is_left_out_and_proven_absent() {
     let recipe: Value = serde_json::from_str(&std::fs::read_to_string(export_dir.join("recipe.json")).unwrap()).unwrap();
     assert_eq!(recipe["path"], "models/classifier.keras");
     assert_eq!(recipe["dropout"], 0.1);
-    let piece: Value = serde_json::from_str(&std::fs::read_to_string(q.build.dir(&step(StepKind::Slice)).join("piece.json")).unwrap()).unwrap();
+    let piece: Value =
+        serde_json::from_str(&std::fs::read_to_string(q.build.dir(&step(StepKind::Slice)).join("piece.json")).unwrap()).unwrap();
     assert_eq!(piece["to"], serde_json::json!(["logits"]));
     for dir in [export_dir, q.build.dir(&step(StepKind::Slice))] {
         let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -261,7 +271,10 @@ fn the_package_matches_the_keras_model_within_tolerance() {
     let diff = outputs.details["outputs"]["logits"]["max_abs_diff"].as_f64().unwrap();
     let tolerance = outputs.details["outputs"]["logits"]["tolerance"].as_f64().unwrap();
     assert!(diff <= tolerance && tolerance >= 1e-5, "{diff} vs {tolerance}");
-    assert_eq!(report.native.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["load", "no_optimizer_state", "signature", "outputs"]);
+    assert_eq!(
+        report.native.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["load", "no_optimizer_state", "signature", "outputs"]
+    );
     assert_eq!(report.reusable.checks.len(), 13, "{:#?}", report.reusable.checks);
     assert_eq!(report.reusable.checks.last().map(|c| c.name.as_str()), Some("keras3_tfsm_layer"));
 }
@@ -317,8 +330,14 @@ fn two_packagings_give_identical_bytes() {
     assert!(!build.contains(&root) && !build.contains("/tmp/") && !build.contains("/root/"), "no absolute paths: {build}");
     let build: Value = serde_json::from_str(&build).unwrap();
     assert_eq!(build["inputs"][0]["path"], "models/classifier.keras");
-    assert_eq!(build["inputs"][0]["digest"].as_str().unwrap(), exportctl::hash::digest_file(&q.build.project.path().join("models/classifier.keras")).unwrap());
-    assert_eq!(build["outputs"]["model.tar.gz"]["digest"].as_str().unwrap(), exportctl::hash::digest_file(&first.join("model.tar.gz")).unwrap());
+    assert_eq!(
+        build["inputs"][0]["digest"].as_str().unwrap(),
+        exportctl::hash::digest_file(&q.build.project.path().join("models/classifier.keras")).unwrap()
+    );
+    assert_eq!(
+        build["outputs"]["model.tar.gz"]["digest"].as_str().unwrap(),
+        exportctl::hash::digest_file(&first.join("model.tar.gz")).unwrap()
+    );
     assert_eq!(build["validation"]["hub"]["moved"], 8);
 }
 
@@ -401,7 +420,12 @@ fn a_failed_comparison_names_the_output_the_values_and_the_tolerance() {
 fn asking_what_steps_read_starts_neither_python_nor_tensorflow() {
     let build = Build::example("quickstart", "");
     let pool = Arc::new(WorkerPool::new(runtime(), WorkerOptions::default(), 2));
-    let steps = TfSteps::with_pool(build.manifest.clone(), std::sync::Arc::new(exportctl::runtime::Provider::ready(runtime().clone())), pool.clone(), 0);
+    let steps = TfSteps::with_pool(
+        build.manifest.clone(),
+        std::sync::Arc::new(exportctl::runtime::Provider::ready(runtime().clone())),
+        pool.clone(),
+        0,
+    );
     let plan = Plan::new(&build.manifest);
     for node in plan.topological() {
         let id = &plan.graph[node];
@@ -476,7 +500,10 @@ fn the_low_level_saved_model_keeps_its_regularization_loss() {
     }
 
     let md = std::fs::read_to_string(build.dir(&id(StepKind::Package)).join("model.md")).unwrap();
-    assert!(md.contains("- **Regularization losses**: 1 (`regularization_losses`, one per weight regularizer; value at export: 0.004)."), "{md}");
+    assert!(
+        md.contains("- **Regularization losses**: 1 (`regularization_losses`, one per weight regularizer; value at export: 0.004)."),
+        "{md}"
+    );
     assert!(md.contains("what it changes is up to the source SavedModel's own `__call__`"), "{md}");
     assert!(outcomes[&StepKind::Trace].warnings.iter().any(|w| w.message.contains("no __call__ with a 'training' argument")));
     let codes: Vec<&str> = outcomes[&StepKind::Package].warnings.iter().map(|w| w.code.code()).collect();

@@ -119,10 +119,8 @@ impl Project {
         let mut full = vec!["build", "--message-format", "json"];
         full.extend_from_slice(args);
         let out = self.run_with_env(&full, env);
-        let events = stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
-            .collect();
+        let events =
+            stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}"))).collect();
         (out, events)
     }
 }
