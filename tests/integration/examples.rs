@@ -184,7 +184,7 @@ fn mobilenet_v3_small_logits_and_feature_vector() {
 
 #[test]
 fn quickstart_packages_are_used_and_published_as_consumers_would() {
-    let (project, _) = build_twice("quickstart", 9);
+    let (project, _) = build_twice("quickstart", 11);
     assert_sound_package(&piece_dir(&project, "classifier", "classifier"));
     assert_sound_package(&piece_dir(&project, "classifier", "encoder"));
     assert_publishable(&project, &["classifier/classifier", "classifier/encoder"]);

@@ -154,7 +154,7 @@ fn a_clean_clone_builds_everything_from_the_remote_cache_without_python_or_a_run
         events.iter().filter(|e| e["event"] == "step-cached").all(|e| e["source"] == "remote"),
         "every step came from the remote cache"
     );
-    assert_eq!(done["remote"]["hits"], 9, "{done}");
+    assert_eq!(done["remote"]["hits"], 11, "{done}");
     assert!(done["remote"]["downloaded_bytes"].as_u64().unwrap() > 0, "{done}");
     assert_eq!(done["remote"]["uploaded_entries"], 0, "nothing ran, so nothing is uploaded: {done}");
     assert!(std::fs::read_dir(home.path()).unwrap().next().is_none(), "the runtime home was written");
@@ -323,7 +323,7 @@ fn three_shards_fill_the_cache_and_a_locked_job_assembles_dist_without_running_a
     assert_eq!(shards[0].1, Vec::<String>::new());
     assert!(shards[1].1.iter().all(|s| s == "classifier:export" || s.starts_with("classifier/classifier:")), "{:?}", shards[1]);
     assert!(shards[2].1.iter().all(|s| s == "classifier:export" || s.starts_with("classifier/encoder:")), "{:?}", shards[2]);
-    assert_eq!(shards[1].1.len() + shards[2].1.len(), 10);
+    assert_eq!(shards[1].1.len() + shards[2].1.len(), 12);
 
     // The assembling job: the committed Export.lock, an empty runtime home, --locked.
     let assemble = Project::example("quickstart");

@@ -74,7 +74,7 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
     let watch = Watch::start(&project);
 
     let first = watch.until_watching(Duration::from_secs(240));
-    assert_eq!(finished(&first)["ran"], 9);
+    assert_eq!(finished(&first)["ran"], 11);
     let worker_pid = finished(&first)["worker_pid"].as_u64().expect("the first build ran Python");
     let watching = first.last().unwrap();
     assert!(watching["paths"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with("models/classifier.keras")));
@@ -113,7 +113,7 @@ fn watch_rebuilds_what_changed_with_a_warm_worker_and_stops_cleanly() {
     assert!(status.success());
     std::fs::rename(tmp.with_extension("tmp.keras"), &model).unwrap();
     let events = watch.until_watching(Duration::from_secs(180));
-    assert_eq!(finished(&events)["ran"], 9, "{:#?}", ran(&events));
+    assert_eq!(finished(&events)["ran"], 11, "{:#?}", ran(&events));
     assert_eq!(finished(&events)["worker_pid"].as_u64(), Some(worker_pid), "the worker stayed warm");
     assert_eq!(finished(&events)["python_started"], false);
 
