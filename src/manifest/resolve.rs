@@ -480,7 +480,10 @@ impl Resolver<'_> {
     /// `formats` (the most specific table that sets it) and, when it has `litert`, the
     /// `[…litert]` settings, key by key from the most specific table.
     fn litert(&mut self, layers: &Layers<'_>) -> Option<LitertSettings> {
-        let formats_node = layers.get("formats")?;
+        let Some(formats_node) = layers.get("formats") else {
+            self.unused_litert(layers);
+            return None;
+        };
         let formats: Vec<(&str, &Node)> = formats_node.as_array()?.iter().filter_map(|n| Some((n.as_str()?, n))).collect();
         for (i, (format, node)) in formats.iter().enumerate() {
             if formats[..i].iter().any(|(earlier, _)| earlier == format) {
@@ -509,12 +512,32 @@ impl Resolver<'_> {
             );
         }
         if !formats.iter().any(|(f, _)| *f == "litert") {
+            self.unused_litert(layers);
             return None;
         }
         let table = layers.sub("litert");
         let quantize = table.str("quantize").and_then(Quantize::parse).unwrap_or(Quantize::None);
         let (atol, rtol) = quantize.default_tolerances();
         Some(LitertSettings { quantize, atol: table.f64("atol").unwrap_or(atol), rtol: table.f64("rtol").unwrap_or(rtol) })
+    }
+
+    /// `litert` settings on a piece that is not built as LiteRT: a forgotten `formats`.
+    /// (`[defaults.litert]` or a model's may serve other pieces, so only the piece's own count.)
+    fn unused_litert(&mut self, layers: &Layers<'_>) {
+        if let Some(entry) = layers.0.first().and_then(|piece| piece.entry("litert")) {
+            self.error(
+                ManifestError::new(
+                    "litert-without-format",
+                    entry.key_span.clone(),
+                    "`litert` settings on a piece that is not built as LiteRT",
+                )
+                .label("never used")
+                .help(format!(
+                    "add \"litert\" to the piece's formats ({}), or remove the `litert` table",
+                    self.assign("formats", "[\"saved-model\", \"litert\"]")
+                )),
+            );
+        }
     }
 
     fn validate(&mut self, layers: &Layers<'_>) -> ValidateSettings {
