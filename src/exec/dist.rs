@@ -80,6 +80,7 @@ pub fn materialize(
             out_ready = true;
         }
         let dest = real_dirs(root, &out_dir.join(&rel), Some(out_dir))?;
+        remove_leftovers(dest.parent().expect("dist paths have parents"))?;
         if let Some(made) = state.get(&rel) {
             if made.package == package.digest && made.trace == trace.digest && stamps(&dest).ok().as_ref() == Some(&made.files) {
                 continue;
@@ -147,6 +148,7 @@ pub fn materialize(
         }
         let folder = real_dirs(root, &out_dir.join(&result.id.model), Some(out_dir))?;
         // Linked beside its destination, then renamed over it: never seen half-written.
+        remove_leftovers(&folder)?;
         let tmp = crate::atomic::TempDir::new_in(&folder)?;
         let staged = tmp.path().join(crate::kaggle::MODEL_METADATA);
         link_or_copy(&source, &staged, digest)?;
@@ -379,6 +381,18 @@ fn stamps(dir: &Path) -> io::Result<BTreeMap<String, Stamp>> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out)?;
     Ok(out)
+}
+
+/// Removes the `.tmp-*` folders a killed build left in `dir` (dist/ is written under the
+/// project lock: no other build can be writing one now).
+fn remove_leftovers(dir: &Path) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            remove_any(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -147,6 +147,8 @@ pub(super) struct Docs<'a> {
     pub traced: &'a TraceFacts,
     pub report: &'a Report,
     pub archive_bytes: u64,
+    /// Sections of the package's other formats (LiteRT), after the generated ones.
+    pub formats: Option<String>,
     pub body: Option<&'a str>,
 }
 
@@ -213,6 +215,13 @@ impl Docs<'_> {
         self.fine_tuning(&mut out, "##");
         self.size(&mut out);
         self.model_card(&mut out, "##");
+        if let Some(formats) = &self.formats {
+            if !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+            out.push_str(formats);
+        }
+        // The user's own text comes last.
         if let Some(body) = self.body {
             out.push_str(body.trim_end());
             out.push('\n');
@@ -831,6 +840,7 @@ mod tests {
             traced: &f.traced,
             report: &f.report,
             archive_bytes: 20_480,
+            formats: None,
             body,
         };
         docs.render()
@@ -986,6 +996,7 @@ mod tests {
             traced: &f.traced,
             report: &f.report,
             archive_bytes: 1,
+            formats: None,
             body: None,
         };
         let [keras3, tf_keras, tensorflow] = docs.snippets(Location::Local);

@@ -15,14 +15,9 @@ use crate::plan::StepKind;
 use crate::tf::inspect::human_bytes;
 
 /// Package's LiteRT part, for a piece whose `formats` has `litert`: `model.tflite` copied from
-/// convert-litert's entry into `out`, and the LiteRT section appended to `markdown`. Returns
-/// the size and digest of `model.tflite` (for `build.json`), `None` for other pieces.
-pub(super) fn package(
-    target: &Target<'_>,
-    cx: &StepContext<'_>,
-    out: &Path,
-    markdown: &mut String,
-) -> Result<Option<(u64, String)>, StepError> {
+/// convert-litert's entry into `out`. Returns the size and digest of `model.tflite` (for
+/// `build.json`) and model.md's LiteRT section; `None` for other pieces.
+pub(super) fn package(target: &Target<'_>, cx: &StepContext<'_>, out: &Path) -> Result<Option<(u64, String, String)>, StepError> {
     if target.piece().litert.is_none() {
         return Ok(None);
     }
@@ -30,12 +25,8 @@ pub(super) fn package(
     let source = dep_dir(target, cx, StepKind::ConvertLitert)?.join(files::TFLITE);
     let dest = out.join(files::TFLITE);
     std::fs::copy(&source, &dest).map_err(|e| StepError::new(format!("cannot copy {} to {}: {e}", source.display(), dest.display())))?;
-    if !markdown.ends_with("\n\n") {
-        markdown.push('\n');
-    }
-    markdown.push_str(&model_md_section(&report));
     let digest = crate::hash::digest_file(&dest).map_err(|e| StepError::new(format!("cannot read {}: {e}", dest.display())))?;
-    Ok(Some((report.bytes, digest)))
+    Ok(Some((report.bytes, digest, model_md_section(&report))))
 }
 
 /// The `## LiteRT` section (ending with a blank line).

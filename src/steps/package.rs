@@ -115,6 +115,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     };
     let handle =
         Handle { publisher: &manifest.project.publisher, model: &target.model.name, piece: &piece.name, version: manifest.project.version };
+    let litert = super::litert::package(target, cx, &dirs.out)?;
     let docs = Docs {
         handle: &handle,
         asset_path: asset_path(manifest.project.asset_base_url.as_deref(), &handle),
@@ -129,10 +130,11 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         traced: &traced,
         report: &report,
         archive_bytes: archive.bytes,
+        formats: litert.as_ref().map(|(_, _, section)| section.clone()),
         body: body.as_deref(),
     };
-    let (mut markdown, mut warnings) = docs.render();
-    let litert = super::litert::package(target, cx, &dirs.out, &mut markdown)?;
+    let (markdown, mut warnings) = docs.render();
+    let litert = litert.map(|(bytes, digest, _)| (bytes, digest));
     let docs_path = dirs.out.join(files::DOCS);
     std::fs::write(&docs_path, &markdown).map_err(|e| StepError::new(format!("cannot write {}: {e}", docs_path.display())))?;
 

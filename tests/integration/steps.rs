@@ -102,7 +102,10 @@ impl Build {
             let (outcome, _) = self.run(&export).unwrap_or_else(|e| panic!("{export}: {e}\n{:?}", e.help));
             outcomes.insert(StepKind::Export, outcome);
         }
-        for kind in StepKind::PIECE_STEPS {
+        // A LiteRT piece's package also waits for its LiteRT steps.
+        let litert = self.manifest.model(model).and_then(|m| m.piece(piece)).is_some_and(|p| p.litert.is_some());
+        let kinds = StepKind::ALL.into_iter().filter(|k| *k != StepKind::Export);
+        for kind in kinds.filter(|k| litert || !matches!(k, StepKind::ConvertLitert | StepKind::ValidateLitert)) {
             let id = piece_step(model, piece, kind);
             let (outcome, _) = self.run(&id).unwrap_or_else(|e| panic!("{id}: {e}\n{:?}", e.help));
             outcomes.insert(kind, outcome);
