@@ -6,30 +6,11 @@
 //!
 //! `cargo bench --bench cold_build`. Target: median ratio ≤ 0.8.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{copy_dir, repo};
+
 use std::process::Command;
 use std::time::Instant;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "dist" | ".exportctl" | "Export.lock") {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -54,7 +35,7 @@ fn main() {
     for run in 1..=runs {
         let tmp = tempfile::tempdir().unwrap();
         let project = tmp.path().join("mobilenet");
-        copy_dir(&example, &project);
+        copy_dir(&example, &project, &[]);
         let started = Instant::now();
         let out = Command::new(exportctl).arg("-C").arg(&project).args(["build", "--message-format", "json"]).output().unwrap();
         let seconds = started.elapsed().as_secs_f64();

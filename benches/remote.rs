@@ -12,10 +12,13 @@
 //!
 //! `cargo bench --bench remote`; `EXPORTCTL_BENCH_MB=256` for a smaller blob.
 
+mod common;
+use common::{copy_dir, repo};
+
 #[path = "../tests/integration/nginx.rs"]
 mod nginx;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,27 +29,6 @@ use exportctl::cache::{Remote, RemoteConfig};
 use exportctl::exec::StepOutcome;
 use exportctl::manifest::CacheSettings;
 use nginx::Nginx;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "dist" | ".exportctl" | "Export.lock") {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// Runs a JSON build of `project`; returns the seconds it took and its `build-finished` event.
 fn build(project: &Path, envs: &[(&str, &Path)], url: &str) -> (f64, serde_json::Value) {
@@ -72,12 +54,12 @@ fn warm_clone(server: &Nginx, tmp: &Path) {
     let example = repo().join("examples/mobilenet");
     let url = server.url("cache");
     let a = tmp.join("a/mobilenet");
-    copy_dir(&example, &a);
+    copy_dir(&example, &a, &[]);
     let (cold, finished_a) = build(&a, &[], &url);
     println!("clone A, cold, uploads:            {cold:6.1} s  ({} steps ran)", finished_a["ran"]);
 
     let b = tmp.join("b/mobilenet");
-    copy_dir(&example, &b);
+    copy_dir(&example, &b, &[]);
     let home = tmp.join("b/empty-home");
     std::fs::create_dir_all(&home).unwrap();
     let (warm, finished_b) = build(&b, &[("EXPORTCTL_HOME", &home)], &url);

@@ -10,6 +10,9 @@
 //! Memory is the peak resident set (`VmHWM`) of each process of the tree, sampled every 50 ms;
 //! disk counts each file once however many hard links it has.
 
+mod common;
+use common::{copy_dir, repo};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,30 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "dist" | ".exportctl" | "Export.lock" | "ckpt") {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// The example with BERT-base's dimensions and a freshly written checkpoint.
 fn bert_base(python: &Path, dir: &Path) {
-    copy_dir(&repo().join("examples/bert-style"), dir);
+    copy_dir(&repo().join("examples/bert-style"), dir, &["ckpt"]);
     let path = dir.join("encoder.py");
     let mut text = std::fs::read_to_string(&path).unwrap();
     for (name, value) in [("VOCAB", 30522), ("SEQ_LEN", 128), ("HIDDEN", 768), ("HEADS", 12), ("LAYERS", 12), ("INTERMEDIATE", 3072)] {
