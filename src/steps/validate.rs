@@ -24,6 +24,7 @@
 //! native outputs as the reference, so Python is checked against C++.
 
 use crate::contract::Lint;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -246,7 +247,8 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
         });
         let reusable = steps.with_worker(target.step, &mut clock, |worker, clock| {
             super::recycle_if_bloated(worker, StepKind::Validate);
-            reusable_checks(worker, &saved_model, &golden_dir, &expect, &target.step.to_string(), clock)
+            let outputs_dir = dirs.out.join(".outputs");
+            reusable_checks(worker, &saved_model, (&golden_dir, &golden), &outputs_dir, &expect, &target.step.to_string(), clock)
         });
         let (native, native_phases) = native_half.join().expect("the native checks do not panic");
         for (name, ms) in native_phases {
@@ -540,39 +542,79 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
             return check("outputs", false, e.to_string(), details);
         }
     };
+    let judged = judge_outputs(golden_dir, golden, "serving_default", expect.atol, expect.rtol, |name| {
+        got.iter().find(|(n, _)| n == name).map(|(_, array)| Ok(Cow::Borrowed(array)))
+    });
+    clock.lap("compare");
+    check("outputs", judged.ok, judged.message, judged.details)
+}
+
+/// How a loader's outputs compare with the reference outputs: every output judged by
+/// [`tf::compare`] (shape, dtype, `|got - ref| <= atol + rtol·|ref|`), whoever computed it —
+/// the native loader, the worker's loaders or the LiteRT interpreter.
+pub(super) struct Judged {
+    pub ok: bool,
+    /// `N output(s) match …`, or every failure (`output `x`: …`) joined by `; `.
+    pub message: String,
+    /// `outputs` (per output: [`comparison_details`]), `atol`, `rtol`, `max_abs_diff`.
+    pub details: Value,
+    /// Per output, the largest difference.
+    pub maxima: BTreeMap<String, f64>,
+}
+
+/// Judges the outputs `got` returns for each of the golden outputs (`None`: the loader did not
+/// return that output; `Err`: it could not be read). `by` names the loader in messages.
+pub(super) fn judge_outputs<'a>(
+    golden_dir: &Path,
+    golden: &Golden,
+    by: &str,
+    atol: f64,
+    rtol: f64,
+    mut got: impl FnMut(&str) -> Option<Result<Cow<'a, Array>, String>>,
+) -> Judged {
     let mut per_output = Map::new();
+    let mut maxima = BTreeMap::new();
     let mut failures = Vec::new();
-    let mut max_diff: f64 = 0.0;
     for output in &golden.outputs {
         let expected = match tf::npy::read(&golden_dir.join(&output.file)) {
             Ok(a) => a,
-            Err(e) => return check("outputs", false, format!("reference output `{}`: {e}", output.name), Value::Null),
+            Err(e) => {
+                failures.push(format!("reference output `{}`: {e}", output.name));
+                continue;
+            }
         };
-        let Some((_, array)) = got.iter().find(|(name, _)| *name == output.name) else {
-            failures.push(format!("output `{}`: expected, but serving_default did not return it", output.name));
-            continue;
+        let array = match got(&output.name) {
+            None => {
+                failures.push(format!("output `{}`: expected, but {by} did not return it", output.name));
+                continue;
+            }
+            Some(Err(e)) => {
+                failures.push(format!("output `{}` of {by}: {e}", output.name));
+                continue;
+            }
+            Some(Ok(array)) => array,
         };
-        let comparison = tf::compare(&expected, array, expect.atol, expect.rtol);
-        max_diff = max_diff.max(comparison.max_abs_diff());
+        let comparison = tf::compare(&expected, &array, atol, rtol);
+        maxima.insert(output.name.clone(), comparison.max_abs_diff());
         if !comparison.ok {
             failures.push(format!("output `{}`: {comparison}", output.name));
         }
         per_output.insert(output.name.clone(), comparison_details(&comparison));
     }
-    clock.lap("compare");
-    let details = json!({"outputs": per_output, "atol": expect.atol, "rtol": expect.rtol, "max_abs_diff": max_diff});
-    if failures.is_empty() {
-        let message = format!(
+    let max = maxima.values().copied().fold(0.0, f64::max);
+    let details = json!({"outputs": per_output, "atol": atol, "rtol": rtol, "max_abs_diff": max});
+    let message = if failures.is_empty() {
+        format!(
             "{} output(s) match the reference within atol {} + rtol {}·|ref| (max |diff| {})",
             golden.outputs.len(),
-            short_float(expect.atol),
-            short_float(expect.rtol),
-            short_float(max_diff)
-        );
-        check("outputs", true, message, details)
+            short_float(atol),
+            short_float(rtol),
+            short_float(max)
+        )
     } else {
-        check("outputs", false, failures.join("; "), details)
-    }
+        failures.join("; ")
+    };
+    Judged { ok: failures.is_empty(), message, details, maxima }
 }
 
 pub(super) fn comparison_details(c: &Comparison) -> Value {
@@ -601,37 +643,92 @@ pub(super) fn comparison_details(c: &Comparison) -> Value {
 // The Reusable SavedModel half (the worker).
 // ---------------------------------------------------------------------------------------------
 
-/// The worker's `validate`, with its timings taken out (reports are reproducible).
+/// The worker's `validate`, with its timings taken out (reports are reproducible). The worker
+/// does not judge outputs: a check that ran the package on the golden inputs hands over what it
+/// computed (`computed`: one `.npy` per output, written under `outputs_dir`), and it is judged
+/// here by the native check's rule ([`judge_outputs`]), dtypes included. `outputs_dir` is
+/// removed afterwards.
 pub fn reusable_checks(
     worker: &mut Worker,
     dir: &Path,
-    golden_dir: &Path,
+    golden: (&Path, &Golden),
+    outputs_dir: &Path,
     expect: &Expectations<'_>,
     label: &str,
     clock: &mut Clock,
 ) -> Result<ReusableReport, WorkerError> {
+    let (golden_dir, golden) = golden;
     let params = json!({
         "saved_model_dir": dir,
         "golden_dir": golden_dir,
-        "atol": expect.atol,
-        "rtol": expect.rtol,
+        "outputs_dir": outputs_dir,
         "fine_tune_step": expect.fine_tune_step,
         "expect_trainable": expect.expect_trainable,
         "require_training": expect.require_training,
     });
-    let result = super::call_worker(worker, "validate", params, label, clock)?;
-    let mut report: ReusableReport = serde_json::from_value(result)
-        .map_err(|e| WorkerError::Protocol { step: label.to_string(), detail: format!("the validate result is not understood: {e}") })?;
-    for check in &mut report.checks {
-        if let Some(details) = check.details.as_object_mut() {
-            details.remove("seconds");
-            // A training step's loss depends on how the CPU's kernels round (AVX-512 or not):
-            // the check records that it is finite, the report does not keep its digits.
-            details.remove("loss");
+    let result = super::call_worker(worker, "validate", params, label, clock);
+    let judged = result.and_then(|result| {
+        let protocol = |e: serde_json::Error| WorkerError::Protocol {
+            step: label.to_string(),
+            detail: format!("the validate result is not understood: {e}"),
+        };
+        let mut report: ReusableReport = serde_json::from_value(result.clone()).map_err(protocol)?;
+        let computed: Vec<WorkerCheck> = serde_json::from_value(result["checks"].clone()).map_err(protocol)?;
+        for (check, worker_check) in report.checks.iter_mut().zip(computed) {
+            if let Some(computed) = worker_check.computed {
+                judge_computed(check, &computed, (golden_dir, golden), outputs_dir, expect);
+            }
+            if let Some(details) = check.details.as_object_mut() {
+                details.remove("seconds");
+                // A training step's loss depends on how the CPU's kernels round (AVX-512 or
+                // not): the check records that it is finite, the report does not keep its digits.
+                details.remove("loss");
+            }
         }
+        report.ok = report.checks.iter().all(|c| c.ok);
+        Ok(report)
+    });
+    let _ = std::fs::remove_dir_all(outputs_dir);
+    clock.lap("compare");
+    judged
+}
+
+/// A check of the worker, with what it computed for exportctl to judge.
+#[derive(Deserialize)]
+struct WorkerCheck {
+    #[serde(default)]
+    computed: Option<Computed>,
+}
+
+/// What a worker check computed on the golden inputs: who computed it (`__call__(training=False)`,
+/// …) and each golden output's file under the outputs folder (`None`: not returned).
+#[derive(Deserialize)]
+struct Computed {
+    by: String,
+    outputs: BTreeMap<String, Option<String>>,
+}
+
+/// Judges a worker check's outputs: the check holds when the worker found nothing wrong and
+/// every output matches. The message names who computed them; the details get the same
+/// per-output record as the native check's.
+fn judge_computed(check: &mut Check, computed: &Computed, golden: (&Path, &Golden), outputs_dir: &Path, expect: &Expectations<'_>) {
+    let (golden_dir, golden) = golden;
+    let judged = judge_outputs(golden_dir, golden, &computed.by, expect.atol, expect.rtol, |name| {
+        let file = computed.outputs.get(name)?.as_ref()?;
+        Some(tf::npy::read(&outputs_dir.join(file)).map(Cow::Owned).map_err(|e| e.to_string()))
+    });
+    let mut parts = Vec::new();
+    if !judged.ok || check.ok {
+        parts.push(format!("{}: {}", computed.by, judged.message));
     }
-    report.ok = report.checks.iter().all(|c| c.ok);
-    Ok(report)
+    if !check.message.is_empty() {
+        parts.push(check.message.clone());
+    }
+    check.message = parts.join("; ");
+    check.ok = check.ok && judged.ok;
+    if let (Some(details), Value::Object(judged)) = (check.details.as_object_mut(), judged.details) {
+        details.extend(judged);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -781,7 +878,9 @@ pub fn validate_saved_model(native: &Native, worker: &mut Worker, dir: &Path, op
     let native_report = native_checks(native, dir, Some((&golden_dir, &golden)), &expect, &mut clock);
     let dir = super::absolute(dir)?;
     let golden_dir = super::absolute(&golden_dir)?;
-    let reusable = reusable_checks(worker, &dir, &golden_dir, &expect, "validate", &mut clock).map_err(|e| {
+    let scratch = crate::scratch::process_dir(options.scratch).map_err(StepError::new)?;
+    let outputs = tempfile::Builder::new().prefix("outputs-").tempdir_in(&scratch).map_err(io_error)?;
+    let reusable = reusable_checks(worker, &dir, (&golden_dir, &golden), outputs.path(), &expect, "validate", &mut clock).map_err(|e| {
         let help = e.help();
         let error = StepError::new(e.to_string());
         match help {
@@ -793,7 +892,7 @@ pub fn validate_saved_model(native: &Native, worker: &mut Worker, dir: &Path, op
 }
 
 fn io_error(e: std::io::Error) -> StepError {
-    StepError::new(format!("cannot write temporary golden files: {e}"))
+    StepError::new(format!("cannot make a temporary folder for golden files and outputs: {e}"))
 }
 
 /// Seeded random inputs for `serving_default`, and the native outputs as the reference,
@@ -1137,6 +1236,126 @@ mod tests {
                 "output `y`: not expected (reference outputs: logits)",
                 "input `x`: the manifest declares shape [-1, 5], serving_default has [-1, 4]",
             ]
+        );
+    }
+
+    /// A golden folder with one reference output per `(name, array)`.
+    fn golden_with(dir: &Path, outputs: &[(&str, Array)]) -> Golden {
+        let mut tensors = Vec::new();
+        for (i, (name, array)) in outputs.iter().enumerate() {
+            let file = format!("out{i}.npy");
+            tf::npy::write(&dir.join(&file), array).unwrap();
+            let shape = array.shape().iter().map(|&d| d as i64).collect();
+            tensors.push(GoldenTensor { name: name.to_string(), dtype: array.dtype().to_string(), shape, file });
+        }
+        Golden {
+            format: 1,
+            flavour: "keras3".into(),
+            input_structure: "single".into(),
+            output_structure: "dict".into(),
+            inputs: Vec::new(),
+            outputs: tensors,
+            seed: 0,
+            batch: 2,
+            source: "keras".into(),
+            has_dropout: None,
+            has_batch_norm: None,
+            trainable: true,
+        }
+    }
+
+    fn expectations() -> Expectations<'static> {
+        Expectations {
+            atol: 1e-5,
+            rtol: 1e-5,
+            allow_optimizer: false,
+            declared: &[],
+            fine_tune_step: true,
+            expect_trainable: true,
+            require_training: true,
+        }
+    }
+
+    /// What the worker hands over for a check that ran the package: its verdict on everything
+    /// else, and its outputs as files.
+    fn worker_check(name: &str, ok: bool, message: &str) -> Check {
+        check(name, ok, message.into(), json!({"takes_training": true}))
+    }
+
+    fn computed(outputs: &[(&str, Option<&str>)]) -> Computed {
+        Computed {
+            by: "__call__(training=False)".into(),
+            outputs: outputs.iter().map(|(n, f)| (n.to_string(), f.map(String::from))).collect(),
+        }
+    }
+
+    #[test]
+    fn the_workers_outputs_are_judged_by_the_native_rule_dtypes_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let golden = golden_with(dir.path(), &[("logits", Array::vector(vec![1.0f32, 2.0])), ("ids", Array::vector(vec![3i64, 4]))]);
+        let outputs = dir.path().join("outputs");
+        std::fs::create_dir(&outputs).unwrap();
+        // The same values, but float64 where the reference is float32: the rule the native
+        // check applies fails it, whoever computed it.
+        tf::npy::write(&outputs.join("0.npy"), &Array::vector(vec![1.0f64, 2.0])).unwrap();
+        tf::npy::write(&outputs.join("1.npy"), &Array::vector(vec![3i64, 4])).unwrap();
+        let mut c = worker_check("call_training_false", true, "");
+        judge_computed(
+            &mut c,
+            &computed(&[("logits", Some("0.npy")), ("ids", Some("1.npy"))]),
+            (dir.path(), &golden),
+            &outputs,
+            &expectations(),
+        );
+        assert!(!c.ok);
+        assert_eq!(c.message, "__call__(training=False): output `logits`: dtype float32 expected, got float64; 2 elements within tolerance; max |diff| 0 at [0] (tolerance there 2.00e-5)");
+        assert_eq!(c.details["outputs"]["logits"]["dtype"], "float64");
+        assert_eq!(c.details["outputs"]["ids"]["mismatches"], 0);
+        assert_eq!(c.details["takes_training"], true, "the worker's details are kept");
+
+        // Integers get the same tolerance rule as in the native check (not exact equality).
+        tf::npy::write(&outputs.join("0.npy"), &Array::vector(vec![1.0f32, 2.00001])).unwrap();
+        tf::npy::write(&outputs.join("1.npy"), &Array::vector(vec![3i64, 5])).unwrap();
+        let mut c = worker_check("serving_default", true, "");
+        judge_computed(
+            &mut c,
+            &computed(&[("logits", Some("0.npy")), ("ids", Some("1.npy"))]),
+            (dir.path(), &golden),
+            &outputs,
+            &expectations(),
+        );
+        assert!(!c.ok);
+        assert!(c.message.contains("output `ids`: 1 of 2 elements outside tolerance"), "{}", c.message);
+        assert!(!c.message.contains("output `logits`"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_judged_check_keeps_what_else_the_worker_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let golden = golden_with(dir.path(), &[("y", Array::vector(vec![0.5f32]))]);
+        let outputs = dir.path().join("outputs");
+        std::fs::create_dir(&outputs).unwrap();
+        tf::npy::write(&outputs.join("0.npy"), &Array::vector(vec![0.5f32])).unwrap();
+        let both = computed(&[("y", Some("0.npy"))]);
+
+        let mut c = worker_check("keras3_tfsm_layer", true, "all 6 trainable weights get a gradient");
+        judge_computed(&mut c, &both, (dir.path(), &golden), &outputs, &expectations());
+        assert!(c.ok);
+        assert_eq!(
+            c.message,
+            "__call__(training=False): 1 output(s) match the reference within atol 1e-5 + rtol 1e-5·|ref| (max |diff| 0); \
+             all 6 trainable weights get a gradient"
+        );
+
+        let mut c = worker_check("keras3_tfsm_layer", false, "one fit step moved none of the 6 trainable weights");
+        judge_computed(&mut c, &both, (dir.path(), &golden), &outputs, &expectations());
+        assert_eq!((c.ok, c.message.as_str()), (false, "one fit step moved none of the 6 trainable weights"));
+
+        let mut c = worker_check("serving_default", true, "");
+        judge_computed(&mut c, &computed(&[("y", None)]), (dir.path(), &golden), &outputs, &expectations());
+        assert_eq!(
+            (c.ok, c.message.as_str()),
+            (false, "__call__(training=False): output `y`: expected, but __call__(training=False) did not return it")
         );
     }
 }

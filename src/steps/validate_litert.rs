@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::export::Spec;
 use super::trace;
-use super::validate::{check, comparison_details, Check, Golden};
+use super::validate::{check, judge_outputs, Check, Golden};
 use super::{dep_dir, files, read_json, settings, short_float, worker_error, write_json, Clock, Dirs, Target, TfSteps};
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::Quantize;
@@ -198,7 +198,7 @@ fn signature_check(ran: &Ran, signature: &trace::SignatureFacts) -> Check {
     check("signature", problems.is_empty(), message, json!({ "problems": problems }))
 }
 
-/// Every reference output against what the interpreter returned.
+/// Every reference output against what the interpreter returned, by validate's rule.
 fn outputs_check(
     ran: &Ran,
     scratch: &std::path::Path,
@@ -207,44 +207,11 @@ fn outputs_check(
     atol: f64,
     rtol: f64,
 ) -> (Check, BTreeMap<String, f64>) {
-    let mut per_output = Map::new();
-    let mut maxima = BTreeMap::new();
-    let mut failures = Vec::new();
-    for output in &golden.outputs {
-        let expected = match crate::tf::npy::read(&golden_dir.join(&output.file)) {
-            Ok(a) => a,
-            Err(e) => return (check("outputs", false, format!("reference output `{}`: {e}", output.name), Value::Null), maxima),
-        };
-        let Some(written) = ran.results.iter().find(|r| r.name == output.name) else {
-            failures.push(format!("output `{}`: expected, but the LiteRT model did not return it", output.name));
-            continue;
-        };
-        let got = match crate::tf::npy::read(&scratch.join(&written.file)) {
-            Ok(a) => a,
-            Err(e) => return (check("outputs", false, format!("LiteRT output `{}`: {e}", output.name), Value::Null), maxima),
-        };
-        let comparison = crate::tf::compare(&expected, &got, atol, rtol);
-        maxima.insert(output.name.clone(), comparison.max_abs_diff());
-        if !comparison.ok {
-            failures.push(format!("output `{}`: {comparison}", output.name));
-        }
-        per_output.insert(output.name.clone(), comparison_details(&comparison));
-    }
-    let max = maxima.values().copied().fold(0.0, f64::max);
-    let details = json!({ "outputs": per_output, "atol": atol, "rtol": rtol, "max_abs_diff": max });
-    let check = if failures.is_empty() {
-        let message = format!(
-            "{} output(s) match the reference within atol {} + rtol {}·|ref| (max |diff| {})",
-            golden.outputs.len(),
-            short_float(atol),
-            short_float(rtol),
-            short_float(max)
-        );
-        check("outputs", true, message, details)
-    } else {
-        check("outputs", false, failures.join("; "), details)
-    };
-    (check, maxima)
+    let judged = judge_outputs(golden_dir, golden, "the LiteRT model", atol, rtol, |name| {
+        let written = ran.results.iter().find(|r| r.name == name)?;
+        Some(crate::tf::npy::read(&scratch.join(&written.file)).map(std::borrow::Cow::Owned).map_err(|e| e.to_string()))
+    });
+    (check("outputs", judged.ok, judged.message, judged.details), judged.maxima)
 }
 
 pub(super) fn load(dir: &std::path::Path) -> Result<LitertReport, StepError> {

@@ -1,12 +1,17 @@
-"""The record of a validation's checks (``Checks``), how outputs are compared with the golden
-ones (``compare_arrays``, ``compare_outputs``: ``|got - ref| <= atol + rtol*|ref|``, reporting
-the largest difference and where), and ``fingerprint``, a digest of a variable's bytes.
+"""The record of a validation's checks (``Checks``), what a check computed on the golden inputs
+(``computed``: its outputs written as ``.npy`` files, for exportctl to judge), and
+``fingerprint``, a digest of a variable's bytes.
 
-Pure but for ``fingerprint`` (which reads a variable) and the phase timings; imports NumPy
-lazily and nothing else heavy.
+The worker never judges outputs against the reference ones: exportctl compares what every
+loader computed by one rule (shape, dtype, ``|got - ref| <= atol + rtol*|ref|``), so a check that
+runs the package hands over its outputs with ``computed`` and its own verdict covers only what
+else it saw.
+
+Writes only under the outputs folder it is given; imports NumPy lazily and nothing else heavy.
 """
 
 import hashlib
+import os
 import time
 
 from . import phases
@@ -24,11 +29,17 @@ class Checks:
         elapsed, self._mark = now - self._mark, now
         return round(elapsed, 3)
 
-    def add(self, name, ok, message, **details):
+    def add(self, name, ok, message, computed=None, **details):
+        """Records a check. ``computed`` (from ``computed()``): outputs exportctl judges too; the
+        check then holds only if they match, and ``message`` says what else was seen ("" if
+        nothing)."""
         _known(name)
         details["seconds"] = self._elapsed()
         phases.add(f"check {name}", details["seconds"])
-        self.items.append({"name": name, "ok": bool(ok), "message": message, "details": details})
+        item = {"name": name, "ok": bool(ok), "message": message, "details": details}
+        if computed is not None:
+            item["computed"] = computed
+        self.items.append(item)
         return ok
 
     def skip(self, name, reason):
@@ -52,46 +63,15 @@ def _known(name):
         raise ValueError(f"check {name!r} is not in contract.CHECKS: add it to src/contract.rs and docs/validation.md")
 
 
-def compare_arrays(got, ref, atol, rtol):
-    """Returns (ok, details) for |got - ref| <= atol + rtol*|ref|."""
+def computed(out_struct, golden, out_dir, check, by):
+    """Writes what ``by`` (a loader, in words) computed for the golden inputs, one ``.npy`` per
+    golden output under ``out_dir/check/``, and returns the check's ``computed`` record:
+    ``{"by": by, "outputs": {name: file relative to out_dir, or None when not returned}}``.
+
+    ``out_struct`` is matched to the golden outputs by name (a dict), by position (a list or
+    tuple of as many), or is the only output."""
     import numpy as np
 
-    got, ref = np.asarray(got), np.asarray(ref)
-    details = {"shape": list(got.shape), "expected_shape": list(ref.shape), "dtype": got.dtype.name}
-    if got.shape != ref.shape:
-        return False, details
-    if got.size == 0:
-        details.update(max_abs_diff=0.0, index=None, mismatches=0)
-        return True, details
-    if ref.dtype.kind not in "fc" and got.dtype.kind not in "fc":
-        bad = got != ref
-        details.update(mismatches=int(bad.sum()), max_abs_diff=None)
-        if bad.any():
-            idx = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            details.update(index=[int(i) for i in idx], got=got[idx].item(), expected=ref[idx].item())
-        return not bad.any(), details
-    g, r = got.astype(np.float64), ref.astype(np.float64)
-    diff = np.abs(g - r)
-    nan_mismatch = np.isnan(g) != np.isnan(r)
-    both_nan = np.isnan(g) & np.isnan(r)
-    diff = np.where(both_nan, 0.0, diff)
-    diff = np.where(nan_mismatch, np.inf, diff)
-    tol = atol + rtol * np.abs(np.where(np.isnan(r), 0.0, r))
-    bad = diff > tol
-    idx = np.unravel_index(int(np.argmax(np.where(np.isnan(diff), np.inf, diff))), diff.shape)
-    details.update(
-        max_abs_diff=float(diff[idx]),
-        index=[int(i) for i in idx],
-        got=float(g[idx]),
-        expected=float(r[idx]),
-        tolerance=float(tol[idx]),
-        mismatches=int(bad.sum()),
-    )
-    return not bad.any(), details
-
-
-def compare_outputs(out_struct, golden, refs, atol, rtol):
-    """Compare an output structure with the golden outputs; returns (ok, message, details)."""
     names = [o["name"] for o in golden["outputs"]]
     if isinstance(out_struct, dict):
         got = {k: out_struct.get(k) for k in names}
@@ -99,31 +79,18 @@ def compare_outputs(out_struct, golden, refs, atol, rtol):
         got = dict(zip(names, list(out_struct))) if len(out_struct) == len(names) else {}
     else:
         got = {names[0]: out_struct} if len(names) == 1 else {}
-    per, failures = {}, []
-    for n in names:
-        if got.get(n) is None:
-            per[n] = {"missing": True}
-            failures.append(f"output '{n}' is missing")
+    os.makedirs(os.path.join(out_dir, check), exist_ok=True)
+    files = {}
+    for i, name in enumerate(names):
+        value = got.get(name)
+        if value is None:
+            files[name] = None
             continue
-        value = got[n].numpy() if hasattr(got[n], "numpy") else got[n]
-        ok, d = compare_arrays(value, refs[n], atol, rtol)
-        per[n] = d
-        if not ok:
-            if d["shape"] != d["expected_shape"]:
-                failures.append(f"output '{n}': shape {d['shape']}, expected {d['expected_shape']}")
-            elif d.get("max_abs_diff") is None:
-                failures.append(f"output '{n}': {d['mismatches']} element(s) differ, first at {d.get('index')}")
-            else:
-                failures.append(
-                    f"output '{n}': max |diff| {d['max_abs_diff']:.3g} at {d['index']} "
-                    f"(got {d['got']:.7g}, expected {d['expected']:.7g}) "
-                    f"exceeds atol {atol:g} + rtol {rtol:g}*|ref| = {d['tolerance']:.3g}; "
-                    f"{d['mismatches']} element(s) out of tolerance"
-                )
-    if failures:
-        return False, "; ".join(failures), per
-    worst = max((d.get("max_abs_diff") or 0.0) for d in per.values()) if per else 0.0
-    return True, f"{len(names)} output(s) match (max |diff| {worst:.3g})", per
+        file = f"{check}/{i}.npy"
+        array = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+        np.save(os.path.join(out_dir, file), np.ascontiguousarray(array), allow_pickle=False)
+        files[name] = file
+    return {"by": by, "outputs": files}
 
 
 def fingerprint(variable):
