@@ -8,7 +8,12 @@ Reusable SavedModel (`__call__` traced with training True/False, `variables`,
 package and compare its outputs with the Keras model's, load each in `hub.KerasLayer(trainable=True)`
 in a second process and fine-tune it one step, and write `model.tar.gz`.
 
-    python baseline_mobilenet.py EXAMPLE_DIR OUT_DIR
+With `--litert`, also what the manifest's LiteRT variant does: convert `classification` with
+dynamic-range quantization (`tf.lite.TFLiteConverter`), run `model.tflite` with the LiteRT
+interpreter (`ai_edge_litert`) on the same images and compare its logits with the Keras
+model's within 0.1, and list the ops it uses.
+
+    python baseline_mobilenet.py EXAMPLE_DIR OUT_DIR [--litert]
 
 `benches/cold_build.rs` times it against exportctl in the same run.
 """
@@ -24,9 +29,10 @@ PIECES = {"classification": "flatten", "feature-vector": "global_average_pooling
 DROPOUT = 0.1
 MOMENTUM, EPSILON = 0.99, 0.001
 ATOL = RTOL = 1e-4
+LITERT_PIECE, LITERT_TOL = "classification", 0.1
 
 
-def export(example, out):
+def export(example, out, litert):
     import numpy as np
     import tensorflow as tf
     import keras
@@ -87,6 +93,27 @@ def export(example, out):
             for entry in sorted(os.listdir(path)):
                 tar.add(os.path.join(path, entry), arcname=entry)
 
+        if litert and name == LITERT_PIECE:
+            convert_and_check(path, os.path.join(out, name, "model.tflite"), images, expected)
+
+
+def convert_and_check(saved_model, tflite, images, expected):
+    """model.tflite with int8 weights, run by the LiteRT interpreter, within LITERT_TOL."""
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with open(tflite, "wb") as f:
+        f.write(converter.convert())
+    interpreter = Interpreter(model_path=tflite, num_threads=1)
+    got = interpreter.get_signature_runner("serving_default")(image=images)["output_0"]
+    if not np.allclose(got, expected, atol=LITERT_TOL, rtol=LITERT_TOL):
+        sys.exit(f"{LITERT_PIECE}: LiteRT differs from Keras by {np.abs(got - expected).max()}")
+    ops = sorted({d["op_name"] for d in interpreter._get_ops_details()})
+    print(f"{LITERT_PIECE}: model.tflite {os.path.getsize(tflite)} bytes, ops {ops}")
+
 
 def hub_check(out):
     """In a second process, as a consumer: each package in hub.KerasLayer, one fit step."""
@@ -111,5 +138,5 @@ if __name__ == "__main__":
         hub_check(sys.argv[2])
     else:
         example, out = sys.argv[1], sys.argv[2]
-        export(example, out)
+        export(example, out, litert="--litert" in sys.argv[3:])
         subprocess.run([sys.executable, __file__, "--hub", out], check=True)

@@ -191,6 +191,16 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
         if let Some(bytes) = piece.archive_bytes {
             let _ = write!(out, "<tr><th>model.tar.gz</th><td>{}</td></tr>", human_bytes(bytes));
         }
+        if let Some(litert) = &piece.litert {
+            let _ = write!(
+                out,
+                "<tr><th>model.tflite</th><td>{}, quantize = {}, {} ops: <code>{}</code></td></tr>",
+                human_bytes(litert.bytes),
+                esc(litert.quantize.as_str()),
+                litert.ops.len(),
+                esc(&litert.ops.join(" "))
+            );
+        }
         if let Some(signature) = &report.native.signature {
             let specs = |specs: &[crate::steps::Spec]| {
                 specs
@@ -211,8 +221,9 @@ fn piece_section(out: &mut String, piece: &PieceReport) {
 
         // The checks.
         out.push_str(r#"<table class="checks"><thead><tr><th>loader</th><th>check</th><th>result</th><th class="num">largest |diff|</th><th>tolerance</th><th>message</th></tr></thead><tbody>"#);
-        for (loader, checks) in [("native", &report.native.checks), ("reusable", &report.reusable.checks)] {
-            for check in checks.iter() {
+        let litert = piece.litert.as_ref().map(|l| l.checks.as_slice()).unwrap_or_default();
+        for (loader, checks) in [("native", &report.native.checks[..]), ("reusable", &report.reusable.checks[..]), ("LiteRT", litert)] {
+            for check in checks {
                 check_row(out, loader, check);
             }
         }

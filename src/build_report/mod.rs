@@ -7,7 +7,7 @@
 //! | a timeline of the steps on the scheduler's threads, cache hits marked | each result's [`Slot`] (start, thread) and duration |
 //! | each step's phases (worker start, load, trace, each check, archive) and peak memory | [`StepOutcome::phases`](crate::exec::StepOutcome) |
 //! | the plan as a graph, each node coloured by its outcome | the petgraph [`Plan`], laid out in layers by depth |
-//! | per piece: validate's checks with the largest differences and tolerances, sizes, parameters, the signature, warnings with their help, a link to the package's `model.md` | validate's `report.json` ([`Report`]) and every step's warnings |
+//! | per piece: validate's checks (and validate-litert's, for a LiteRT piece) with the largest differences and tolerances, sizes, parameters, the signature, `model.tflite`'s size, quantization and ops, warnings with their help, a link to the package's `model.md` | validate's `report.json` ([`Report`]), validate-litert's `litert-report.json` ([`LitertReport`]) and every step's warnings |
 //!
 //! **Self-contained**: CSS, SVG and the script are inline and nothing is fetched, so the page
 //! opens offline, from CI artifacts and in a mail attachment alike. The pictures are drawn
@@ -31,6 +31,7 @@ use crate::manifest::Manifest;
 use crate::plan::{Plan, StepKind};
 use crate::steps::files;
 use crate::steps::validate::Report;
+use crate::steps::validate_litert::LitertReport;
 
 /// How many timestamped reports are kept besides `latest.html`.
 pub const KEEP: usize = 10;
@@ -107,6 +108,8 @@ pub struct PieceReport {
     pub piece: String,
     /// validate's report, when validate ran or came from the cache.
     pub validation: Option<Report>,
+    /// validate-litert's report, for a piece with the LiteRT format.
+    pub litert: Option<LitertReport>,
     /// Every warning of the piece's steps (and of its model's export), with the step's name.
     pub warnings: Vec<(String, Warning)>,
     /// The package's `model.md`, relative to the reports folder, when the package is in dist/.
@@ -181,6 +184,10 @@ impl BuildReport {
                     .and_then(|r| r.entry.as_ref())
                     .and_then(|e| std::fs::read(e.out().join(files::REPORT)).ok())
                     .and_then(|bytes| serde_json::from_slice::<Report>(&bytes).ok());
+                let litert = step(StepKind::ValidateLitert)
+                    .and_then(|r| r.entry.as_ref())
+                    .and_then(|e| std::fs::read(e.out().join(files::LITERT_REPORT)).ok())
+                    .and_then(|bytes| serde_json::from_slice::<LitertReport>(&bytes).ok());
                 let mut warnings: Vec<(String, Warning)> = Vec::new();
                 for r in &results {
                     for w in r.entry.iter().flat_map(|e| &e.outcome.warnings) {
@@ -199,6 +206,7 @@ impl BuildReport {
                     model: model.name.clone(),
                     piece: piece.name.clone(),
                     validation,
+                    litert,
                     warnings,
                     docs_link,
                     archive_bytes,

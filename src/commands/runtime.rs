@@ -108,7 +108,20 @@ fn print_status(r: &Runtime) {
     println!("tf_keras:        {}", or_missing(&v.tf_keras));
     println!("tensorflow_hub:  {}", or_missing(&v.tensorflow_hub));
     println!("numpy:           {}", or_missing(&v.numpy));
+    match &r.litert {
+        Some(version) => println!("ai_edge_litert:  {version}  (for pieces with formats = [.., \"litert\"])"),
+        None if r.choice == runtime::Choice::Managed => println!(
+            "ai_edge_litert:  not installed  (installed into this runtime by the first build of a piece with formats = [.., \"litert\"])"
+        ),
+        None => {
+            println!("ai_edge_litert:  not installed  (pieces with formats = [.., \"litert\"] need `pip install {}`)", managed_litert())
+        }
+    }
     println!("home:            {}", runtime::home().display());
+}
+
+fn managed_litert() -> String {
+    format!("{}=={}", runtime::managed::LITERT.package, runtime::managed::LITERT.version)
 }
 
 /// A runtime that cannot be had fails the command like a failed step (exit 1).

@@ -114,7 +114,7 @@ fn legacy_keras_h5_with_ftrl() {
 
 #[test]
 fn bert_style_encoder_from_a_pretrainer_checkpoint() {
-    let (project, events) = build_twice("bert-style", 14);
+    let (project, events) = build_twice("bert-style", 16);
     for (model, piece) in [("encoder", "encoder"), ("encoder", "pooled"), ("encoder-with-mlm", "mlm")] {
         let build = assert_sound_package(&piece_dir(&project, model, piece));
         let inputs: Vec<&str> = build["inputs"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
@@ -150,6 +150,34 @@ fn bert_style_encoder_from_a_pretrainer_checkpoint() {
     // The head's weights make the MLM variant bigger than the encoder alone.
     assert!(mlm.variables.parameters > encoder.variables.parameters);
     assert_publishable(&project, &["encoder/encoder", "encoder/pooled", "encoder-with-mlm/mlm"]);
+
+    // The pooled piece's LiteRT variant takes the same three named inputs. The converted
+    // model's flat input order is not the signature's: model.md feeds them by name, and its
+    // snippet runs.
+    let pooled = piece_dir(&project, "encoder", "pooled");
+    let md = std::fs::read_to_string(pooled.join("model.md")).unwrap();
+    let snippet = crate::litert::litert_snippet(&md);
+    assert!(snippet.contains("get_signature_runner(\"serving_default\")"), "{snippet}");
+    let check = format!(
+        "{snippet}\nprint([d['name'] for d in interpreter.get_input_details()])\n\
+         print(interpreter.get_signature_list()['serving_default']['inputs'])"
+    );
+    let out = std::process::Command::new(&runtime().python)
+        .current_dir(&pooled)
+        .args(["-c", &check])
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the model.md snippet failed:\n{check}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines[0], "pooler (1, 32)", "{printed}");
+    assert_eq!(lines[2], "['input_mask', 'input_type_ids', 'input_word_ids']", "{printed}");
+    assert_ne!(
+        lines[1], "['serving_default_input_mask:0', 'serving_default_input_type_ids:0', 'serving_default_input_word_ids:0']",
+        "feeding by position would give the inputs to the wrong tensors: {printed}"
+    );
+    assert!(!piece_dir(&project, "encoder", "encoder").join("model.tflite").exists());
 }
 
 #[test]

@@ -16,7 +16,7 @@ fn read_json(path: &std::path::Path) -> Value {
 }
 
 /// The first ```python block after `## LiteRT`.
-fn litert_snippet(md: &str) -> String {
+pub(crate) fn litert_snippet(md: &str) -> String {
     let section = &md[md.find("## LiteRT").unwrap_or_else(|| panic!("no LiteRT section:\n{md}"))..];
     let start = section.find("```python\n").expect("a python block") + "```python\n".len();
     let end = section[start..].find("```").expect("the block ends") + start;

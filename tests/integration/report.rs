@@ -75,18 +75,23 @@ fn text_of(html: &str) -> String {
 
 /// Every validate report.json in a project's cache.
 fn validate_reports(root: &Path) -> Vec<serde_json::Value> {
-    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+    reports_named(root, "report.json")
+}
+
+/// Every cache entry's record called `name`.
+fn reports_named(root: &Path, name: &str) -> Vec<serde_json::Value> {
+    fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
-                walk(&path, found);
-            } else if path.file_name().is_some_and(|n| n == "report.json") && path.parent().is_some_and(|p| p.ends_with("out")) {
+                walk(&path, name, found);
+            } else if path.file_name().is_some_and(|n| n == name) && path.parent().is_some_and(|p| p.ends_with("out")) {
                 found.push(path);
             }
         }
     }
     let mut found = Vec::new();
-    walk(&root.join(".exportctl/cache"), &mut found);
+    walk(&root.join(".exportctl/cache"), name, &mut found);
     found.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
 }
 
@@ -141,7 +146,14 @@ fn the_quickstarts_report_renders_with_every_piece_and_check() {
             }
         }
     }
-    for shown in ["Timeline", "Plan", "Steps", "classifier:export", "thread 1", "atol 1e-5 + rtol 1e-5·|ref|", "model.md"] {
+    // The LiteRT piece's checks and its model.tflite.
+    let litert = reports_named(project.path(), "litert-report.json");
+    assert_eq!(litert.len(), 1, "the quickstart's classifier has the LiteRT format");
+    for check in litert[0]["checks"].as_array().unwrap() {
+        assert!(text.contains(check["message"].as_str().unwrap()), "the page lacks the LiteRT check {}", check["name"]);
+    }
+    assert!(text.contains("model.tflite") && text.contains("quantize = none") && text.contains("FULLY_CONNECTED"), "no LiteRT facts");
+    for shown in ["Timeline", "Plan", "Steps", "classifier:export", "thread 1", "atol 1e-5 + rtol 1e-5·|ref|", "model.md", "LiteRT"] {
         assert!(text.contains(shown), "the page does not show `{shown}`");
     }
     // Phases of the steps that ran, from their step-finished data.

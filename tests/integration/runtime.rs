@@ -98,6 +98,13 @@ fn runtime_status_names_the_choice_and_versions() {
     assert!(text.contains("tensorflow:      2.21.0"), "{text}");
     assert!(text.contains("tf_keras:        2.21.0"), "{text}");
     assert!(text.contains("(backend tensorflow: the worker sets KERAS_BACKEND whatever your shell or ~/.keras/keras.json say)"), "{text}");
+    // The LiteRT extra, installed on demand (the quickstart's LiteRT piece installs it).
+    let litert = text.lines().find(|l| l.starts_with("ai_edge_litert:")).unwrap_or_else(|| panic!("no ai_edge_litert line:\n{text}"));
+    assert!(
+        litert == "ai_edge_litert:  2.3.0  (for pieces with formats = [.., \"litert\"])"
+            || litert.contains("not installed  (installed into this runtime by the first build"),
+        "{litert}"
+    );
 
     // $EXPORTCTL_PYTHON wins over the managed runtime, and the status says why.
     let out = exportctl().args(["runtime", "status", "--format", "json"]).env("EXPORTCTL_PYTHON", &runtime().python).output().unwrap();
