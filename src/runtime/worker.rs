@@ -81,14 +81,21 @@ pub enum WorkerError {
     /// The worker answered something that is not the protocol.
     #[error("the Python worker broke the protocol while running {step}: {detail}")]
     Protocol { step: String, detail: String },
-    /// There is no runtime to start the worker in (the managed one could not be installed…).
+    /// There is no runtime to start the worker in (the managed one could not be installed…):
+    /// the runtime's error, as its message and help.
     #[error("{message}")]
-    Runtime { message: String, help: String },
+    Runtime { message: String, help: Option<String> },
+}
+
+/// The help says what to do next, with what the worker left: its traceback or its last log lines.
+impl miette::Diagnostic for WorkerError {
+    fn help(&self) -> Option<Box<dyn std::fmt::Display + '_>> {
+        self.advice().map(|help| Box::new(help) as Box<dyn std::fmt::Display>)
+    }
 }
 
 impl WorkerError {
-    /// A help line for the user: the traceback, or the worker's last log lines.
-    pub fn help(&self) -> Option<String> {
+    fn advice(&self) -> Option<String> {
         match self {
             WorkerError::Python { traceback, data, .. } => {
                 let mut lines: Vec<String> = Vec::new();
@@ -107,7 +114,7 @@ impl WorkerError {
                 Some(format!("the next step starts a fresh worker; the worker's last output:{}", tail_text(log_tail)))
             }
             WorkerError::Protocol { .. } => None,
-            WorkerError::Runtime { help, .. } => Some(help.clone()),
+            WorkerError::Runtime { help, .. } => help.clone(),
         }
     }
 }
@@ -317,7 +324,7 @@ impl Worker {
         let python = self
             .runtime
             .get()
-            .map_err(|e| WorkerError::Runtime { message: e.to_string(), help: e.help().unwrap_or_default() })?
+            .map_err(|e| WorkerError::Runtime { message: e.to_string(), help: crate::error::help_text(&e) })?
             .python
             .clone();
         let mut command = Command::new(&python);
