@@ -96,8 +96,7 @@ impl<'a> Builder<'a> {
     pub fn build(&mut self) -> Result<(BuildSummary, Vec<PathBuf>)> {
         let manifest = Arc::new(self.load_manifest()?);
         self.manifest = Some(manifest.clone());
-        let mut plan =
-            Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage(e.to_string(), e.help).code("unknown-target"))?;
+        let mut plan = Plan::new(&manifest).select(&self.request.targets).map_err(|e| Error::usage_from(&e).code("unknown-target"))?;
         if let Some(shard) = self.request.shard {
             let whole = plan.len();
             plan = plan.shard(shard);

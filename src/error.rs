@@ -11,7 +11,16 @@
 //! message and a help. It prints three ways from the same data: miette's graphical report when
 //! colour is on, the plain `file:line:col: error[code]: message` form when it is off (logs, CI,
 //! `--color never`), and one JSON object on stdout when the command's output is JSON.
+//!
+//! **Errors one way.** Every error type below the commands derives `thiserror::Error` (its
+//! message) and `miette::Diagnostic` (its help, read with [`help_text`]); only `ManifestErrors`,
+//! a list of spanned diagnostics, renders itself. Such an error becomes a [`Problem`] through
+//! [`Error::failed_from`] / [`Error::usage_from`], and a step's `StepError` through
+//! `StepError::from_diagnostic`. An I/O error is kept as the `#[source]` of a variant that names
+//! its path, and its text also stays in the message, because messages are printed flat, on one
+//! line, here and in JSON.
 
+use miette::Diagnostic;
 use serde_json::{json, Value};
 
 use crate::manifest::{LoadError, ManifestErrors};
@@ -55,6 +64,16 @@ impl Error {
 
     pub fn failed(message: impl Into<String>, help: Option<String>) -> Error {
         Error::Failed(Problem { code: "failed", message: message.into(), help, shown: false })
+    }
+
+    /// Bad usage, said by a typed error: its message and its help. Exit 2.
+    pub fn usage_from(e: &dyn Diagnostic) -> Error {
+        Error::Usage(Problem { code: "usage", message: e.to_string(), help: help_text(e), shown: false })
+    }
+
+    /// A failure, said by a typed error: its message and its help. Exit 1.
+    pub fn failed_from(e: &dyn Diagnostic) -> Error {
+        Error::failed(e.to_string(), help_text(e))
     }
 
     /// The same error under a more precise code (`unknown-target`, `lock-mismatch`, …).
@@ -204,14 +223,7 @@ impl From<LoadError> for Error {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::Invalid(errors) => Error::Manifest(errors),
-            LoadError::NotFound { dir } => Error::usage(
-                format!("no Export.toml or export.yaml in {}", dir.display()),
-                "run `exportctl init` to write a starting manifest, or pass -C DIR / -m FILE",
-            )
-            .code("no-manifest"),
-            LoadError::Unreadable { path, error } => {
-                Error::usage(format!("cannot read {}: {error}", path.display()), "check the path given to -m / -C").code("no-manifest")
-            }
+            other => Error::usage_from(&other).code("no-manifest"),
         }
     }
 }
@@ -219,9 +231,13 @@ impl From<LoadError> for Error {
 /// A runtime that cannot be had fails the command like a failed step (exit 1).
 impl From<crate::runtime::RuntimeError> for Error {
     fn from(e: crate::runtime::RuntimeError) -> Self {
-        let help = e.help();
-        Error::failed(e.to_string(), help).code("runtime-unusable")
+        Error::failed_from(&e).code("runtime-unusable")
     }
+}
+
+/// An error's help, as text: the one way to read it (miette's [`Diagnostic::help`]).
+pub fn help_text(e: &dyn Diagnostic) -> Option<String> {
+    e.help().map(|help| help.to_string())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -245,6 +261,18 @@ mod tests {
         assert_eq!(value["message"], "unknown target `x`");
         assert_eq!(value["help"], "run `exportctl plan`");
         assert_eq!(value["exit_code"], 2);
+    }
+
+    #[test]
+    fn an_unreadable_manifest_is_a_usage_error_that_keeps_its_cause() {
+        let path = std::path::PathBuf::from("missing/Export.toml");
+        let load = LoadError::Unreadable { path, source: std::io::Error::from(std::io::ErrorKind::NotFound) };
+        let cause = std::error::Error::source(&load).and_then(|s| s.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+        assert_eq!(cause, Some(std::io::ErrorKind::NotFound));
+        let error = Error::from(load);
+        assert_eq!((error.code_name(), error.exit_code()), ("no-manifest", 2));
+        assert!(error.message().starts_with("cannot read missing/Export.toml: "), "{}", error.message());
+        assert_eq!(error.help().as_deref(), Some("check the path given to -m / -C"));
     }
 
     #[test]

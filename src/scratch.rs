@@ -14,14 +14,22 @@ use std::sync::Mutex;
 /// The folders this process made and locked, with their lock files.
 static HELD: Mutex<Vec<(PathBuf, std::fs::File)>> = Mutex::new(Vec::new());
 
+/// A scratch folder that could not be made (or locked).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot create {}: {source}", .path.display())]
+pub struct ScratchError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
 /// This process's folder inside `scratch_dir` (created and locked on first use).
-pub fn process_dir(scratch_dir: &Path) -> Result<PathBuf, String> {
+pub fn process_dir(scratch_dir: &Path) -> Result<PathBuf, ScratchError> {
     let dir = scratch_dir.join(format!("{}", std::process::id()));
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if held.iter().any(|(d, _)| d == &dir) && dir.join(".lock").is_file() {
         return Ok(dir);
     }
-    let error = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
+    let error = |source| ScratchError { path: dir.clone(), source };
     std::fs::create_dir_all(&dir).map_err(error)?;
     let lock = std::fs::File::create(dir.join(".lock")).map_err(error)?;
     lock.lock().map_err(error)?;

@@ -4,19 +4,21 @@
 
 use std::fs::File;
 use std::io::{self, Read as _, Seek as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct ProjectLock {
     _file: File,
 }
 
 /// Why the lock was not taken.
-#[derive(Debug, thiserror::Error)]
+///
+/// No help here: what to do depends on the command that wanted the lock (it says so).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LockError {
     #[error("another exportctl build is running in this project{}", .holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Busy { holder: Option<u32> },
-    #[error("cannot lock {path}: {error}")]
-    Io { path: String, error: io::Error },
+    #[error("cannot lock {}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
 }
 
 impl ProjectLock {
@@ -24,7 +26,7 @@ impl ProjectLock {
     /// `on_wait` with the holder's pid) and failing with [`LockError::Busy`].
     pub fn acquire(cache_dir: &Path, wait: bool, on_wait: impl FnOnce(Option<u32>)) -> Result<ProjectLock, LockError> {
         let path = cache_dir.join("build.lock");
-        let io_err = |error| LockError::Io { path: path.display().to_string(), error };
+        let io_err = |source| LockError::Io { path: path.clone(), source };
         let mut file = File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
         if file.try_lock().is_err() {
             let mut text = String::new();
@@ -34,7 +36,7 @@ impl ProjectLock {
                 return Err(LockError::Busy { holder });
             }
             on_wait(holder);
-            file.lock().map_err(|e| LockError::Io { path: path.display().to_string(), error: e })?;
+            file.lock().map_err(io_err)?;
         }
         let _ = file.set_len(0);
         let _ = file.rewind();

@@ -23,10 +23,8 @@ pub fn run(workspace: &Workspace, args: &InspectArgs) -> Result<()> {
     let is_archive = path.is_file();
     let inspection = if is_archive {
         let scratch = runtime::home().join("scratch");
-        tf::inspect::inspect_archive_with(native, &path, &scratch, &args.allow_ops, args.limits.limits()).map_err(|e| {
-            let help = e.help();
-            Error::failed(e.to_string(), help)
-        })?
+        tf::inspect::inspect_archive_with(native, &path, &scratch, &args.allow_ops, args.limits.limits())
+            .map_err(|e| Error::failed_from(&e))?
     } else {
         tf::inspect(native, &path, &args.allow_ops)
             .map_err(|e| Error::failed(e.to_string(), Some("is this a SavedModel directory (holding saved_model.pb)?".into())))?
@@ -45,10 +43,7 @@ pub fn native_library(workspace: &Workspace) -> Result<&'static Native> {
     let found = runtime::discover(&settings, &root, &Discovery { install: true, progress: !workspace.quiet }).map_err(runtime_error)?;
     let tf_dir = found.require_tensorflow_dir().map_err(runtime_error)?;
     let logs = if workspace.verbose >= 2 { TfLogs::Shown } else { TfLogs::Quiet };
-    Native::load(tf_dir, &runtime::home().join("native"), logs).map_err(|e| {
-        let help = e.help();
-        Error::failed(e.to_string(), Some(help))
-    })
+    Native::load(tf_dir, &runtime::home().join("native"), logs).map_err(|e| Error::failed_from(&e))
 }
 
 /// A model's layers, read by the Python worker.

@@ -6,7 +6,7 @@ use super::Workspace;
 
 pub fn run(workspace: &Workspace, args: &PlanArgs) -> Result<()> {
     let manifest = workspace.load_manifest()?;
-    let plan = Plan::new(&manifest).select(&args.targets).map_err(|e| Error::usage(e.to_string(), e.help).code("unknown-target"))?;
+    let plan = Plan::new(&manifest).select(&args.targets).map_err(|e| Error::usage_from(&e).code("unknown-target"))?;
     print!("{}", plan.render(args.format));
     Ok(())
 }

@@ -45,10 +45,7 @@ pub fn run(workspace: &Workspace, args: &RuntimeArgs) -> Result<()> {
             Ok(())
         }
         RuntimeAction::Prune { older_than, stale, dry_run } => {
-            let pruned = managed::prune(older_than, stale, dry_run).map_err(|e| {
-                let help = e.help();
-                Error::failed(e.to_string(), Some(help))
-            })?;
+            let pruned = managed::prune(older_than, stale, dry_run).map_err(|e| Error::failed_from(&e))?;
             let mut freed = 0;
             for p in &pruned {
                 let size = human_bytes(p.runtime.bytes);

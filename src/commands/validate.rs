@@ -34,10 +34,7 @@ pub fn run(workspace: &Workspace, args: &ValidateArgs) -> Result<()> {
 
     let scratch = runtime::home().join("scratch");
     let extracted = if path.is_file() {
-        Some(tf::archive::extract_archive_with(&path, &scratch, args.limits.limits()).map_err(|e| {
-            let help = e.help();
-            Error::failed(e.to_string(), help)
-        })?)
+        Some(tf::archive::extract_archive_with(&path, &scratch, args.limits.limits()).map_err(|e| Error::failed_from(&e))?)
     } else {
         None
     };

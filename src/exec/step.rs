@@ -98,6 +98,11 @@ impl StepError {
         StepError { message: message.into(), help: None }
     }
 
+    /// A typed error as the engine carries it: its message and its help.
+    pub fn from_diagnostic(e: &dyn miette::Diagnostic) -> StepError {
+        StepError { message: e.to_string(), help: crate::error::help_text(e) }
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> StepError {
         self.help = Some(help.into());
         self
@@ -118,4 +123,20 @@ pub trait StepRunner: Sync {
 
     /// Runs `step`, writing its outputs into `cx.out`.
     fn run(&self, step: &StepId, cx: &StepContext<'_>) -> Result<StepOutcome, StepError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diagnostic_becomes_its_message_and_help() {
+        let unknown = crate::plan::UnknownTarget { target: "m/x".into(), help: "did you mean `m/a`?".into() };
+        let error = StepError::from_diagnostic(&unknown);
+        assert_eq!((error.message.as_str(), error.help.as_deref()), ("unknown target `m/x`", Some("did you mean `m/a`?")));
+        let busy = crate::cache::lock::LockError::Busy { holder: Some(7) };
+        let error = StepError::from_diagnostic(&busy);
+        assert_eq!(error.message, "another exportctl build is running in this project (pid 7)");
+        assert_eq!(error.help, None, "no help is no help, not an empty one");
+    }
 }

@@ -24,12 +24,14 @@ pub use model::*;
 pub use source::{Format, ManifestSource};
 
 /// Why no manifest could be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LoadError {
-    #[error("no manifest in {}", .dir.display())]
+    #[error("no Export.toml or export.yaml in {}", .dir.display())]
+    #[diagnostic(help("run `exportctl init` to write a starting manifest, or pass -C DIR / -m FILE"))]
     NotFound { dir: PathBuf },
-    #[error("cannot read {}: {error}", .path.display())]
-    Unreadable { path: PathBuf, error: std::io::Error },
+    #[error("cannot read {}: {source}", .path.display())]
+    #[diagnostic(help("check the path given to -m / -C"))]
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(ManifestErrors),
 }
@@ -42,7 +44,7 @@ pub fn locate(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, LoadError>
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(LoadError::Unreadable { path, error: std::io::Error::from(std::io::ErrorKind::NotFound) })
+            Err(LoadError::Unreadable { path, source: std::io::Error::from(std::io::ErrorKind::NotFound) })
         };
     }
     source::FILE_NAMES.iter().map(|name| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| LoadError::NotFound { dir: dir.to_path_buf() })
@@ -50,7 +52,7 @@ pub fn locate(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, LoadError>
 
 /// Reads and validates the manifest at `path`. `name` is what diagnostics call the file.
 pub fn load(path: &Path, name: &str) -> Result<Manifest, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Unreadable { path: path.to_path_buf(), error })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Unreadable { path: path.to_path_buf(), source })?;
     let source = ManifestSource::new(path.to_path_buf(), name.to_string(), text);
     let root = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{help_text, Error, Result};
 use crate::runtime::worker::WorkerOptions;
 use crate::runtime::{Runtime, Worker};
 use crate::tf::inspect::group_digits;
@@ -152,8 +152,7 @@ pub fn outline(runtime: &Runtime, source: &ModelSource, custom_objects: &[PathBu
     let answer = worker.call("outline", params, "outline");
     worker.shutdown();
     let value = answer.map_err(|e| {
-        let help = e
-            .help()
+        let help = help_text(&e)
             .or_else(|| Some("check that the file is a Keras model this runtime's Keras can load (`exportctl runtime status`)".into()));
         Error::failed(format!("cannot read {}: {e}", source.path().display()), help).code("unreadable-model")
     })?;

@@ -96,10 +96,12 @@ pub struct Plan {
 }
 
 /// A TARGET that names nothing in the plan.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 #[error("unknown target `{target}`")]
 pub struct UnknownTarget {
     pub target: String,
+    /// "did you mean …?", or what a target looks like.
+    #[help]
     pub help: String,
 }
 

@@ -197,36 +197,35 @@ impl Record {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InstallError {
     #[error("python3 was not found on PATH")]
+    #[diagnostic(help(
+        "install Python 3.9+ (e.g. `apt-get install python3 python3-venv`), or point runtime.python / $EXPORTCTL_PYTHON \
+         at a Python that has TensorFlow"
+    ))]
     NoPython,
     #[error("python3 is {version}; the managed runtime needs Python 3.9 or newer")]
+    #[diagnostic(help("install a newer Python 3, or point runtime.python / $EXPORTCTL_PYTHON at one that has TensorFlow"))]
     PythonTooOld { version: String },
     #[error("{python} cannot create virtualenvs (the venv module is missing)")]
+    #[diagnostic(help("install the venv module (Debian/Ubuntu: `apt-get install python3-venv`)"))]
     NoVenv { python: String },
     #[error("could not reach the Python package registry ({what})")]
+    #[diagnostic(help(
+        "check the network access to PyPI (or set PIP_INDEX_URL / UV_INDEX_URL to a mirror) and retry; if PyPI is reachable, \
+         it may have no TensorFlow wheel for this Python version. Installer output in {}:\n{log_tail}",
+        log.display()
+    ))]
     Registry { what: String, log_tail: String, log: PathBuf },
     #[error("installing the managed runtime failed while {step}")]
+    #[diagnostic(help("the installer said (full output in {}):\n{log_tail}", log.display()))]
     Failed { step: String, log_tail: String, log: PathBuf },
-    #[error("cannot prepare {}: {error}", .path.display())]
-    Io { path: PathBuf, error: std::io::Error },
-}
-
-impl InstallError {
-    pub fn help(&self) -> String {
-        match self {
-            InstallError::NoPython => "install Python 3.9+ (e.g. `apt-get install python3 python3-venv`), or point runtime.python / $EXPORTCTL_PYTHON at a Python that has TensorFlow".into(),
-            InstallError::PythonTooOld { .. } => "install a newer Python 3, or point runtime.python / $EXPORTCTL_PYTHON at one that has TensorFlow".into(),
-            InstallError::NoVenv { .. } => "install the venv module (Debian/Ubuntu: `apt-get install python3-venv`)".into(),
-            InstallError::Registry { log_tail, log, .. } => format!(
-                "check the network access to PyPI (or set PIP_INDEX_URL / UV_INDEX_URL to a mirror) and retry; if PyPI is reachable, it may have no TensorFlow wheel for this Python version. Installer output in {}:\n{log_tail}",
-                log.display()
-            ),
-            InstallError::Failed { log_tail, log, .. } => format!("the installer said (full output in {}):\n{log_tail}", log.display()),
-            InstallError::Io { .. } => "check the permissions of $EXPORTCTL_HOME (default ~/.cache/exportctl), or set EXPORTCTL_HOME to a writable folder".into(),
-        }
-    }
+    #[error("cannot prepare {}: {source}", .path.display())]
+    #[diagnostic(help(
+        "check the permissions of $EXPORTCTL_HOME (default ~/.cache/exportctl), or set EXPORTCTL_HOME to a writable folder"
+    ))]
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 fn runtimes_dir() -> PathBuf {
@@ -572,7 +571,7 @@ fn run_logged(mut command: Command, log: &mut File, progress: &Progress, step: &
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
-    move |error| InstallError::Io { path: path.to_path_buf(), error }
+    move |source| InstallError::Io { path: path.to_path_buf(), source }
 }
 
 /// Installs the managed runtime for `pins` (or waits for another process that is doing it).

@@ -102,21 +102,21 @@ pub struct Runtime {
 }
 
 /// Why no usable runtime could be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RuntimeError {
     #[error("{message}")]
-    Unusable { message: String, help: String },
+    Unusable {
+        message: String,
+        #[help]
+        help: String,
+    },
+    /// The Python executable could not be run at all.
+    #[error("cannot run {}: {source}", .python.display())]
+    #[diagnostic(help("check that it is a Python 3 executable"))]
+    Unrunnable { python: PathBuf, source: std::io::Error },
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Install(#[from] managed::InstallError),
-}
-
-impl RuntimeError {
-    pub fn help(&self) -> Option<String> {
-        match self {
-            RuntimeError::Unusable { help, .. } => Some(help.clone()),
-            RuntimeError::Install(e) => Some(e.help()),
-        }
-    }
 }
 
 impl Versions {
@@ -330,7 +330,10 @@ impl Provider {
         self.found
             .get_or_init(|| {
                 let (settings, root, discovery) = self.source.as_ref().expect("a provider without a source is created found");
-                let runtime = discover(settings, root, discovery).map_err(|e| (e.to_string(), e.help().unwrap_or_default()))?;
+                // Every caller gets the failure again: as its message and help, since a
+                // `RuntimeError` (holding an `io::Error`) cannot be cloned.
+                let runtime =
+                    discover(settings, root, discovery).map_err(|e| (e.to_string(), crate::error::help_text(&e).unwrap_or_default()))?;
                 managed::record_use(&runtime, root);
                 Ok(runtime)
             })

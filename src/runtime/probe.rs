@@ -98,10 +98,11 @@ pub(super) fn probe(python: &Path, choice: Choice, reason: String) -> Result<Run
             });
         }
     }
-    let output = Command::new(python).args(["-I", "-c", PROBE]).env_remove("PYTHONPATH").output().map_err(|e| RuntimeError::Unusable {
-        message: format!("cannot run {}: {e}", python.display()),
-        help: "check that it is a Python 3 executable".into(),
-    })?;
+    let output = Command::new(python)
+        .args(["-I", "-c", PROBE])
+        .env_remove("PYTHONPATH")
+        .output()
+        .map_err(|source| RuntimeError::Unrunnable { python: python.to_path_buf(), source })?;
     if !output.status.success() {
         return Err(RuntimeError::Unusable {
             message: format!("{} failed to report its packages: {}", python.display(), String::from_utf8_lossy(&output.stderr).trim()),

@@ -67,7 +67,7 @@ pub const KERAS_BACKEND: &str = "tensorflow";
 const LOG_LINES: usize = 200;
 
 /// An error of one request.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// The Python code raised (or reported a structured error); the worker is still usable.
     #[error("{kind}: {message}")]
@@ -75,20 +75,33 @@ pub enum WorkerError {
     /// The request took longer than the timeout; the worker was stopped.
     #[error("the Python worker did not answer within {}s while running {step}", .timeout.as_secs())]
     Timeout { step: String, timeout: Duration, log_tail: Vec<String> },
-    /// The worker process ended while a request was in flight (or could not be started).
+    /// The worker process ended while a request was in flight.
     #[error("the Python worker {how} while running {step}")]
     Died { step: String, how: String, log_tail: Vec<String> },
+    /// The worker's Python files could not be written into `dir`.
+    #[error("the Python worker could not be written to {} ({source}) while running {step}", .dir.display())]
+    Unwritable { step: String, dir: PathBuf, source: std::io::Error },
+    /// The worker's Python could not be started.
+    #[error("the Python worker could not be started with {} ({source}) while running {step}", .python.display())]
+    Unstartable { step: String, python: PathBuf, source: std::io::Error },
     /// The worker answered something that is not the protocol.
     #[error("the Python worker broke the protocol while running {step}: {detail}")]
     Protocol { step: String, detail: String },
-    /// There is no runtime to start the worker in (the managed one could not be installed…).
+    /// There is no runtime to start the worker in (the managed one could not be installed…):
+    /// the runtime's error, as its message and help.
     #[error("{message}")]
-    Runtime { message: String, help: String },
+    Runtime { message: String, help: Option<String> },
+}
+
+/// The help says what to do next, with what the worker left: its traceback or its last log lines.
+impl miette::Diagnostic for WorkerError {
+    fn help(&self) -> Option<Box<dyn std::fmt::Display + '_>> {
+        self.advice().map(|help| Box::new(help) as Box<dyn std::fmt::Display>)
+    }
 }
 
 impl WorkerError {
-    /// A help line for the user: the traceback, or the worker's last log lines.
-    pub fn help(&self) -> Option<String> {
+    fn advice(&self) -> Option<String> {
         match self {
             WorkerError::Python { traceback, data, .. } => {
                 let mut lines: Vec<String> = Vec::new();
@@ -106,8 +119,13 @@ impl WorkerError {
             WorkerError::Died { log_tail, .. } => {
                 Some(format!("the next step starts a fresh worker; the worker's last output:{}", tail_text(log_tail)))
             }
+            WorkerError::Unwritable { .. } => Some(
+                "check the permissions of $EXPORTCTL_HOME (default ~/.cache/exportctl), or set EXPORTCTL_HOME to a writable folder"
+                    .to_owned(),
+            ),
+            WorkerError::Unstartable { .. } => Some("check that it is a Python 3 executable".to_owned()),
             WorkerError::Protocol { .. } => None,
-            WorkerError::Runtime { help, .. } => Some(help.clone()),
+            WorkerError::Runtime { help, .. } => help.clone(),
         }
     }
 }
@@ -309,15 +327,12 @@ impl Worker {
     }
 
     fn spawn(&mut self, step: &str) -> Result<Process, WorkerError> {
-        let script = worker_script().map_err(|e| WorkerError::Died {
-            step: step.to_string(),
-            how: format!("could not be written to the cache ({e})"),
-            log_tail: Vec::new(),
-        })?;
+        let dir = worker_dir();
+        let script = write_sources(&dir).map_err(|source| WorkerError::Unwritable { step: step.to_string(), dir, source })?;
         let python = self
             .runtime
             .get()
-            .map_err(|e| WorkerError::Runtime { message: e.to_string(), help: e.help().unwrap_or_default() })?
+            .map_err(|e| WorkerError::Runtime { message: e.to_string(), help: crate::error::help_text(&e) })?
             .python
             .clone();
         let mut command = Command::new(&python);
@@ -345,10 +360,10 @@ impl Worker {
                 command.env("TMPDIR", tmp);
             }
         }
-        let mut child = super::process::spawn_bound(command).map_err(|e| WorkerError::Died {
+        let mut child = super::process::spawn_bound(command).map_err(|source| WorkerError::Unstartable {
             step: step.to_string(),
-            how: format!("could not be started with {} ({e})", python.display()),
-            log_tail: Vec::new(),
+            python: python.clone(),
+            source,
         })?;
         self.starts += 1;
         let stdin = child.stdin.take().expect("piped");
@@ -419,8 +434,9 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 }
 
 /// The worker's source, written once per content into the exportctl home.
-fn worker_script() -> std::io::Result<PathBuf> {
-    write_sources(&home().join("worker").join(&source_digest()[..16]))
+/// Where the worker's files are written: a folder named after their digest.
+fn worker_dir() -> PathBuf {
+    home().join("worker").join(&source_digest()[..16])
 }
 
 /// Writes the worker's files into `dir` (those already there are left as they are: `dir` is
@@ -447,7 +463,7 @@ pub fn source_digest() -> &'static str {
 
 /// The path of the worker's source file (written if needed), for diagnostics.
 pub fn script_path() -> std::io::Result<PathBuf> {
-    worker_script()
+    write_sources(&worker_dir())
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::help_text;
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, StepRunner};
 use crate::manifest::{LayerRef, Manifest, ManifestError, ManifestErrors, Model, Piece};
 use crate::plan::{StepId, StepKind};
@@ -162,10 +163,9 @@ impl TfSteps {
     fn native(&self) -> Result<&'static Native, StepError> {
         self.native
             .get_or_init(|| {
-                let runtime = self.runtime.get().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
-                let dir =
-                    runtime.require_tensorflow_dir().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
-                Native::load(dir, &runtime::home().join("native"), self.logs).map_err(|e| StepError::new(e.to_string()).with_help(e.help()))
+                let runtime = self.runtime.get().map_err(|e| StepError::from_diagnostic(&e))?;
+                let dir = runtime.require_tensorflow_dir().map_err(|e| StepError::from_diagnostic(&e))?;
+                Native::load(dir, &runtime::home().join("native"), self.logs).map_err(|e| StepError::from_diagnostic(&e))
             })
             .clone()
     }
@@ -492,7 +492,7 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
             if let Some(hint) = data.get("hint").and_then(Value::as_str) {
                 help.push(hint.to_string());
             }
-        } else if let Some(more) = error.help() {
+        } else if let Some(more) = help_text(&error) {
             help.push(more);
         }
         let what = if ours { message.clone() } else { format!("{kind}: {message}") };
@@ -502,11 +502,7 @@ fn worker_error(error: WorkerError, target: &Target<'_>, manifest: &Manifest) ->
         }
         return step_error;
     }
-    let mut step_error = StepError::new(error.to_string());
-    if let Some(help) = error.help() {
-        step_error = step_error.with_help(help);
-    }
-    step_error
+    StepError::from_diagnostic(&error)
 }
 
 /// `UnknownLayer` / `UnalignedCut` / `UnsupportedCut` as a manifest diagnostic at the layer name.

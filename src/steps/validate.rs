@@ -35,6 +35,7 @@ use serde_json::{json, Map, Value};
 use super::export::{self, Inventory, Spec};
 use super::slice::{self, SliceFacts};
 use super::{dep_dir, files, read_json, settings, short_float, write_json, Clock, Dirs, Target, TfSteps};
+use crate::error::help_text;
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome, Warning};
 use crate::manifest::{BatchNorm, InputSpec, Piece};
 use crate::plan::StepKind;
@@ -398,7 +399,7 @@ pub fn native_checks(
         }
         Err(e) => {
             let mut details = json!({"tags": [tf::model::SERVE]});
-            if let Some(help) = e.help() {
+            if let Some(help) = help_text(&e) {
                 details["help"] = json!(help);
             }
             report.checks.insert(0, check("load", false, e.to_string(), details));
@@ -538,7 +539,7 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
     let got = match got {
         Ok(got) => got,
         Err(e) => {
-            let details = e.help().map_or(Value::Null, |h| json!({"help": h}));
+            let details = help_text(&e).map_or(Value::Null, |h| json!({"help": h}));
             return check("outputs", false, e.to_string(), details);
         }
     };
@@ -848,7 +849,7 @@ pub fn validate_saved_model(native: &Native, worker: &mut Worker, dir: &Path, op
     let (golden_dir, golden) = match options.golden {
         Some(dir) => (dir.to_path_buf(), read_json::<Golden>(&dir.join("golden.json"))?),
         None => {
-            let scratch = crate::scratch::process_dir(options.scratch).map_err(StepError::new)?;
+            let scratch = crate::scratch::process_dir(options.scratch).map_err(|e| StepError::from_diagnostic(&e))?;
             generated = tempfile::Builder::new().prefix("golden-").tempdir_in(&scratch).map_err(io_error)?;
             match generate_golden(native, dir, generated.path(), options) {
                 Ok(golden) => (generated.path().to_path_buf(), golden),
@@ -878,16 +879,10 @@ pub fn validate_saved_model(native: &Native, worker: &mut Worker, dir: &Path, op
     let native_report = native_checks(native, dir, Some((&golden_dir, &golden)), &expect, &mut clock);
     let dir = super::absolute(dir)?;
     let golden_dir = super::absolute(&golden_dir)?;
-    let scratch = crate::scratch::process_dir(options.scratch).map_err(StepError::new)?;
+    let scratch = crate::scratch::process_dir(options.scratch).map_err(|e| StepError::from_diagnostic(&e))?;
     let outputs = tempfile::Builder::new().prefix("outputs-").tempdir_in(&scratch).map_err(io_error)?;
-    let reusable = reusable_checks(worker, &dir, (&golden_dir, &golden), outputs.path(), &expect, "validate", &mut clock).map_err(|e| {
-        let help = e.help();
-        let error = StepError::new(e.to_string());
-        match help {
-            Some(help) => error.with_help(help),
-            None => error,
-        }
-    })?;
+    let reusable = reusable_checks(worker, &dir, (&golden_dir, &golden), outputs.path(), &expect, "validate", &mut clock)
+        .map_err(|e| StepError::from_diagnostic(&e))?;
     Ok(Report { format: 1, ok: native_report.ok && reusable.ok, native: native_report, reusable, lints: Vec::new() })
 }
 
@@ -900,7 +895,7 @@ fn io_error(e: std::io::Error) -> StepError {
 fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone<'_>) -> Result<Golden, Check> {
     let fail = |name: &str, message: String| check(name, false, message, Value::Null);
     let model = LoadedModel::load(native, dir).map_err(|e| {
-        let details = e.help().map_or(Value::Null, |help| json!({ "help": help }));
+        let details = help_text(&e).map_or(Value::Null, |help| json!({ "help": help }));
         check("load", false, e.to_string(), details)
     })?;
     let Some(signature) = model.signature(SERVING_DEFAULT) else {
@@ -948,7 +943,7 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
         feeds.push((spec.key.clone(), array));
     }
     let got = model.run(SERVING_DEFAULT, &feeds).map_err(|e| {
-        let details = e.help().map_or(Value::Null, |help| json!({ "help": help }));
+        let details = help_text(&e).map_or(Value::Null, |help| json!({ "help": help }));
         check("outputs", false, e.to_string(), details)
     })?;
     let mut outputs = Vec::new();

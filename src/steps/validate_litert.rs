@@ -81,7 +81,7 @@ struct Written {
 pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
     let settings = target.litert();
     let mut clock = Clock::start();
-    steps.runtime().get_with_litert().map_err(|e| StepError::new(e.to_string()).with_help(e.help().unwrap_or_default()))?;
+    steps.runtime().get_with_litert().map_err(|e| StepError::from_diagnostic(&e))?;
     clock.lap("litert runtime");
     let trace_dir = dep_dir(target, cx, StepKind::Trace)?;
     let golden_dir = trace_dir.join(files::GOLDEN);

@@ -21,12 +21,12 @@
 //! that finds the lock free (`crate::scratch`). Errors name the archive's members, never a
 //! scratch path.
 
-use std::fmt;
 use std::io::{BufRead, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::saved_model_pb::SAVED_MODEL_PB;
+use crate::scratch::ScratchError;
 
 /// How much an archive may unpack to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn extract_archive(archive: &Path, scratch_dir: &Path) -> Result<ExtractedAr
 
 /// [`extract_archive`] with other limits.
 pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) -> Result<ExtractedArchive, ArchiveError> {
-    let file = std::fs::File::open(archive).map_err(|e| ArchiveError::Open { archive: archive.to_owned(), error: e.to_string() })?;
+    let file = std::fs::File::open(archive).map_err(|source| ArchiveError::Open { archive: archive.to_owned(), source })?;
     let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
     crate::scratch::clean_stale(scratch_dir);
     let extracted = fresh_dir(scratch_dir)?;
@@ -95,14 +95,14 @@ pub fn extract_archive_with(archive: &Path, scratch_dir: &Path, limits: Limits) 
 
 fn fresh_dir(scratch_dir: &Path) -> Result<ExtractedArchive, ArchiveError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let parent = crate::scratch::process_dir(scratch_dir).map_err(|error| ArchiveError::Scratch { error })?;
+    let parent = crate::scratch::process_dir(scratch_dir).map_err(ArchiveError::Scratch)?;
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("archive-{n}"));
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(ExtractedArchive { dir }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(ArchiveError::Scratch { error: format!("cannot create {}: {e}", dir.display()) }),
+            Err(source) => return Err(ArchiveError::Scratch(ScratchError { path: dir, source })),
         }
     }
 }
@@ -123,7 +123,7 @@ impl<R: Read> Read for Counted<R> {
 
 /// Writes the members of the gzipped tar `reader` under `dest`.
 fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Result<(), ArchiveError> {
-    let read_error = |e: std::io::Error| ArchiveError::Read { archive: PathBuf::new(), error: e.to_string() };
+    let read_error = |source: std::io::Error| ArchiveError::Read { archive: PathBuf::new(), member: None, source };
     let gzip = flate2::bufread::GzDecoder::new(reader);
     let mut tar = tar::Archive::new(Counted { inner: gzip, read: 0 });
     let mut members = 0u64;
@@ -147,7 +147,7 @@ fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Re
         };
         let relative = safe_relative_path(&entry.path().map_err(read_error)?).map_err(unsafe_member)?;
         let target = dest.join(&relative);
-        let write_error = |e: std::io::Error| ArchiveError::Write { member: member.clone(), error: e.to_string() };
+        let write_error = |source: std::io::Error| ArchiveError::Write { member: member.clone(), source };
         if is_dir {
             std::fs::create_dir_all(&target).map_err(write_error)?;
             continue;
@@ -172,8 +172,11 @@ fn unpack<R: BufRead>(reader: R, dest: &Path, limits: Limits, budget: u64) -> Re
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
         let mut out = std::fs::File::create(&target).map_err(write_error)?;
-        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out)
-            .map_err(|e| ArchiveError::Read { archive: PathBuf::new(), error: format!("member `{member}`: {e}") })?;
+        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(|source| ArchiveError::Read {
+            archive: PathBuf::new(),
+            member: Some(member.clone()),
+            source,
+        })?;
         unpacked += copied;
     }
     // After the tar's end-of-archive blocks, only zero padding may follow...
@@ -218,55 +221,47 @@ fn safe_relative_path(path: &Path) -> Result<PathBuf, &'static str> {
 }
 
 /// Why an archive could not be unpacked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    Open {
-        archive: PathBuf,
-        error: String,
-    },
-    /// Not a gzipped tar, or damaged.
-    Read {
-        archive: PathBuf,
-        error: String,
-    },
+    #[error("cannot open {}: {source}", .archive.display())]
+    Open { archive: PathBuf, source: std::io::Error },
+    /// Not a gzipped tar, or damaged (while reading `member`, if known).
+    #[error("{} is not a readable .tar.gz: {}{source}", .archive.display(), in_member(.member))]
+    Read { archive: PathBuf, member: Option<String>, source: std::io::Error },
     /// A member TF Hub would refuse.
-    Unsafe {
-        archive: PathBuf,
-        member: String,
-        why: &'static str,
-    },
+    #[error("{} is refused: its member `{member}` {why}", .archive.display())]
+    Unsafe { archive: PathBuf, member: String, why: &'static str },
     /// A member could not be written out (disk full, permissions).
-    Write {
-        member: String,
-        error: String,
-    },
+    #[error("cannot unpack member `{member}`: {source}")]
+    Write { member: String, source: std::io::Error },
     /// The scratch folder could not be made.
-    Scratch {
-        error: String,
-    },
+    #[error("no scratch space to unpack into: {0}")]
+    Scratch(#[source] ScratchError),
     /// Over one of the [`Limits`].
-    TooLarge {
-        archive: PathBuf,
-        what: String,
-    },
+    #[error("{} is refused: it unpacks to {what}", .archive.display())]
+    TooLarge { archive: PathBuf, what: String },
     /// Something after the end of the gzip stream or of the tar.
-    Trailing {
-        archive: PathBuf,
-        what: &'static str,
-    },
-    NoSavedModelAtRoot {
-        archive: PathBuf,
-        top_level: Vec<String>,
-    },
-    SavedModelPbIsADirectory {
-        archive: PathBuf,
-    },
+    #[error("{} is refused: {what}", .archive.display())]
+    Trailing { archive: PathBuf, what: &'static str },
+    #[error(
+        "{} holds no {SAVED_MODEL_PB} at its root (it holds: {})",
+        .archive.display(),
+        if .top_level.is_empty() { "nothing".to_owned() } else { .top_level.join(", ") }
+    )]
+    NoSavedModelAtRoot { archive: PathBuf, top_level: Vec<String> },
+    #[error("{} is refused: its member `{SAVED_MODEL_PB}` is a directory, not the SavedModel's graph file", .archive.display())]
+    SavedModelPbIsADirectory { archive: PathBuf },
+}
+
+/// `member `name`: `, before the cause of a read error in a known member.
+fn in_member(member: &Option<String>) -> String {
+    member.as_ref().map(|m| format!("member `{m}`: ")).unwrap_or_default()
 }
 
 impl ArchiveError {
     fn in_archive(self, path: &Path) -> ArchiveError {
         match self {
-            ArchiveError::Read { error, .. } => ArchiveError::Read { archive: path.to_owned(), error },
+            ArchiveError::Read { member, source, .. } => ArchiveError::Read { archive: path.to_owned(), member, source },
             ArchiveError::Unsafe { member, why, .. } => ArchiveError::Unsafe { archive: path.to_owned(), member, why },
             ArchiveError::TooLarge { what, .. } => ArchiveError::TooLarge { archive: path.to_owned(), what },
             ArchiveError::Trailing { what, .. } => ArchiveError::Trailing { archive: path.to_owned(), what },
@@ -274,7 +269,7 @@ impl ArchiveError {
         }
     }
 
-    pub fn help(&self) -> Option<String> {
+    fn advice(&self) -> Option<String> {
         match self {
             ArchiveError::Read { .. } => Some("the file should be a .tar.gz as `exportctl build` writes it".to_owned()),
             ArchiveError::Unsafe { .. } => Some(
@@ -305,43 +300,22 @@ impl ArchiveError {
                     .to_owned(),
             ),
             ArchiveError::Write { .. } => Some("check the free space of exportctl's scratch folder ($EXPORTCTL_HOME/scratch)".to_owned()),
-            ArchiveError::Open { .. } | ArchiveError::Scratch { .. } => None,
+            ArchiveError::Open { .. } | ArchiveError::Scratch(_) => None,
         }
     }
 }
 
-impl fmt::Display for ArchiveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ArchiveError::Open { archive, error } => write!(f, "cannot open {}: {error}", archive.display()),
-            ArchiveError::Read { archive, error } => {
-                write!(f, "{} is not a readable .tar.gz: {error}", archive.display())
-            }
-            ArchiveError::Unsafe { archive, member, why } => {
-                write!(f, "{} is refused: its member `{member}` {why}", archive.display())
-            }
-            ArchiveError::Write { member, error } => write!(f, "cannot unpack member `{member}`: {error}"),
-            ArchiveError::Scratch { error } => write!(f, "no scratch space to unpack into: {error}"),
-            ArchiveError::TooLarge { archive, what } => write!(f, "{} is refused: it unpacks to {what}", archive.display()),
-            ArchiveError::Trailing { archive, what } => write!(f, "{} is refused: {what}", archive.display()),
-            ArchiveError::SavedModelPbIsADirectory { archive } => {
-                write!(f, "{} is refused: its member `{SAVED_MODEL_PB}` is a directory, not the SavedModel's graph file", archive.display())
-            }
-            ArchiveError::NoSavedModelAtRoot { archive, top_level } => write!(
-                f,
-                "{} holds no {SAVED_MODEL_PB} at its root (it holds: {})",
-                archive.display(),
-                if top_level.is_empty() { "nothing".to_owned() } else { top_level.join(", ") }
-            ),
-        }
+/// The help depends on what the archive holds (a single top folder is named in the fix).
+impl miette::Diagnostic for ArchiveError {
+    fn help(&self) -> Option<Box<dyn std::fmt::Display + '_>> {
+        self.advice().map(|help| Box::new(help) as Box<dyn std::fmt::Display>)
     }
 }
-
-impl std::error::Error for ArchiveError {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::help_text;
 
     /// A gzipped tar built member by member, including members `tar::Builder` would refuse.
     struct TarGz(tar::Builder<Vec<u8>>);
@@ -461,15 +435,8 @@ mod tests {
     #[test]
     fn a_nested_saved_model_is_explained() {
         let err = refused(TarGz::new().file("my_model/saved_model.pb", b""));
-        assert_eq!(err, ArchiveError::NoSavedModelAtRoot { archive: err_archive(&err), top_level: vec!["my_model".into()] });
-        assert!(err.help().unwrap().contains("tar -czf model.tar.gz -C my_model ."));
-    }
-
-    fn err_archive(err: &ArchiveError) -> PathBuf {
-        match err {
-            ArchiveError::NoSavedModelAtRoot { archive, .. } => archive.clone(),
-            _ => unreachable!(),
-        }
+        assert!(matches!(&err, ArchiveError::NoSavedModelAtRoot { top_level, .. } if top_level == &["my_model"]), "{err}");
+        assert!(help_text(&err).unwrap().contains("tar -czf model.tar.gz -C my_model ."));
     }
 
     fn tar_bytes(archive: TarGz) -> Vec<u8> {
@@ -530,7 +497,7 @@ mod tests {
         let err = extract_bytes(&bomb).unwrap_err();
         assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err}");
         assert!(err.to_string().contains("member `variables/variables.data-00000-of-00001`"), "{err}");
-        assert!(err.help().unwrap().contains("decompression bomb"));
+        assert!(help_text(&err).unwrap().contains("decompression bomb"));
     }
 
     #[test]
@@ -552,6 +519,16 @@ mod tests {
         let err = extract_bytes(&gzip(&tar_bytes(TarGz::new().dir("saved_model.pb/").file("saved_model.pb/x", b"")))).unwrap_err();
         assert!(matches!(err, ArchiveError::SavedModelPbIsADirectory { .. }), "{err}");
         assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_archive_names_its_path_and_keeps_its_io_error() {
+        let dir = scratch();
+        let path = dir.path().join("missing.tar.gz");
+        let err = extract_archive(&path, dir.path()).unwrap_err();
+        assert!(err.to_string().starts_with(&format!("cannot open {}: ", path.display())), "{err}");
+        let cause = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+        assert_eq!(cause, Some(std::io::ErrorKind::NotFound));
     }
 
     #[test]

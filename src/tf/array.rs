@@ -194,22 +194,21 @@ pub fn unravel_index(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 /// An element count that does not match the shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("shape {} {}", ShapeDisplay(.shape), self.mismatch())]
 pub struct ShapeError {
     pub shape: Vec<usize>,
     pub elements: usize,
 }
 
-impl fmt::Display for ShapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ShapeError {
+    fn mismatch(&self) -> String {
         match element_count(&self.shape) {
-            Some(n) => write!(f, "shape {} needs {n} elements, got {}", ShapeDisplay(&self.shape), self.elements),
-            None => write!(f, "shape {} is too large", ShapeDisplay(&self.shape)),
+            Some(n) => format!("needs {n} elements, got {}", self.elements),
+            None => "is too large".to_owned(),
         }
     }
 }
-
-impl std::error::Error for ShapeError {}
 
 #[cfg(test)]
 mod tests {

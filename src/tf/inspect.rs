@@ -128,43 +128,15 @@ pub fn inspect_archive_with(
 }
 
 /// Why an archive could not be inspected.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InspectError {
-    Archive(ArchiveError),
-    SavedModel(SavedModelError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    SavedModel(#[from] SavedModelError),
 }
-
-impl From<ArchiveError> for InspectError {
-    fn from(e: ArchiveError) -> Self {
-        InspectError::Archive(e)
-    }
-}
-
-impl From<SavedModelError> for InspectError {
-    fn from(e: SavedModelError) -> Self {
-        InspectError::SavedModel(e)
-    }
-}
-
-impl InspectError {
-    pub fn help(&self) -> Option<String> {
-        match self {
-            InspectError::Archive(e) => e.help(),
-            InspectError::SavedModel(e) => e.help(),
-        }
-    }
-}
-
-impl std::fmt::Display for InspectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InspectError::Archive(e) => e.fmt(f),
-            InspectError::SavedModel(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for InspectError {}
 
 impl Files {
     /// Measures the SavedModel directory `dir`.

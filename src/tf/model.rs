@@ -17,6 +17,7 @@ use super::dtype::DType;
 use super::native::Native;
 use super::saved_model_pb::{SavedModelError, SavedModelPb};
 use super::signature::{Encoding, Signature, SpecShape, TensorSpec};
+use crate::error::help_text;
 
 /// The tag set of the meta graph that serving, and the native check, load.
 pub const SERVE: &str = "serve";
@@ -238,62 +239,35 @@ fn fetch(args: &mut SessionRunArgs<'_>, token: tensorflow::FetchToken, dtype: DT
 }
 
 /// Why a SavedModel could not be loaded or a signature could not be run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    Read(SavedModelError),
+    #[error(transparent)]
+    Read(#[from] SavedModelError),
     /// TensorFlow refused to load it; `message` is TensorFlow's.
-    Load {
-        dir: PathBuf,
-        message: String,
-    },
-    UnknownSignature {
-        key: String,
-        available: Vec<String>,
-    },
-    MissingInput {
-        signature: String,
-        name: String,
-        expected: Vec<String>,
-    },
-    UnexpectedInput {
-        signature: String,
-        name: String,
-        expected: Vec<String>,
-    },
-    InputDtype {
-        name: String,
-        expected: DType,
-        got: DType,
-    },
-    InputShape {
-        name: String,
-        expected: Option<Vec<i64>>,
-        got: Vec<usize>,
-    },
+    #[error("TensorFlow could not load the SavedModel {}: {message}", .dir.display())]
+    Load { dir: PathBuf, message: String },
+    #[error("no signature '{key}'; the SavedModel has {}", list_or_none(.available))]
+    UnknownSignature { key: String, available: Vec<String> },
+    #[error("signature '{signature}' needs input '{name}' (its inputs: {})", .expected.join(", "))]
+    MissingInput { signature: String, name: String, expected: Vec<String> },
+    #[error("signature '{signature}' has no input '{name}' (its inputs: {})", list_or_none(.expected))]
+    UnexpectedInput { signature: String, name: String, expected: Vec<String> },
+    #[error("input '{name}' must be {expected}, got {got}")]
+    InputDtype { name: String, expected: DType, got: DType },
+    #[error("input '{name}' must have shape {}, got {}", SpecShape(.expected), ShapeDisplay(.got))]
+    InputShape { name: String, expected: Option<Vec<i64>>, got: Vec<usize> },
     /// An input or output the native check cannot feed or fetch (strings, sparse, …).
-    Unsupported {
-        signature: String,
-        name: String,
-        dtype: DType,
-        encoding: Encoding,
-    },
+    #[error("signature '{signature}': '{name}' is a {} tensor, which the native check cannot handle", tensor_kind(*.dtype, *.encoding))]
+    Unsupported { signature: String, name: String, dtype: DType, encoding: Encoding },
     /// TensorFlow failed while running; `message` is TensorFlow's.
-    Run {
-        signature: String,
-        message: String,
-    },
-}
-
-impl From<SavedModelError> for ModelError {
-    fn from(e: SavedModelError) -> Self {
-        ModelError::Read(e)
-    }
+    #[error("{}", running_failed(.signature, .message))]
+    Run { signature: String, message: String },
 }
 
 impl ModelError {
-    pub fn help(&self) -> Option<String> {
+    fn advice(&self) -> Option<String> {
         match self {
-            ModelError::Read(e) => e.help(),
+            ModelError::Read(e) => help_text(e),
             ModelError::Load { .. } => Some(
                 "the TensorFlow C API (as used by TF Serving) cannot load this SavedModel although Python may; \
                  save it with tf.saved_model.save from objects holding tf.Variables (not a Keras 3 model object)"
@@ -315,35 +289,10 @@ impl ModelError {
     }
 }
 
-impl fmt::Display for ModelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelError::Read(e) => e.fmt(f),
-            ModelError::Load { dir, message } => {
-                write!(f, "TensorFlow could not load the SavedModel {}: {message}", dir.display())
-            }
-            ModelError::UnknownSignature { key, available } => {
-                write!(f, "no signature '{key}'; the SavedModel has {}", list_or_none(available))
-            }
-            ModelError::MissingInput { signature, name, expected } => {
-                write!(f, "signature '{signature}' needs input '{name}' (its inputs: {})", expected.join(", "))
-            }
-            ModelError::UnexpectedInput { signature, name, expected } => {
-                write!(f, "signature '{signature}' has no input '{name}' (its inputs: {})", list_or_none(expected))
-            }
-            ModelError::InputDtype { name, expected, got } => {
-                write!(f, "input '{name}' must be {expected}, got {got}")
-            }
-            ModelError::InputShape { name, expected, got } => {
-                write!(f, "input '{name}' must have shape {}, got {}", SpecShape(expected), ShapeDisplay(got))
-            }
-            ModelError::Unsupported { signature, name, dtype, encoding } => match encoding {
-                Encoding::Dense => write!(f, "signature '{signature}': '{name}' is a {dtype} tensor, which the native check cannot handle"),
-                _ => write!(f, "signature '{signature}': '{name}' is a {encoding:?} tensor, which the native check cannot handle"),
-            },
-            ModelError::Run { signature, message } if signature.is_empty() => write!(f, "TensorFlow failed: {message}"),
-            ModelError::Run { signature, message } => write!(f, "running signature '{signature}' failed: {message}"),
-        }
+/// The help of a failed run depends on TensorFlow's message (a variable the C API did not restore).
+impl miette::Diagnostic for ModelError {
+    fn help(&self) -> Option<Box<dyn fmt::Display + '_>> {
+        self.advice().map(|help| Box::new(help) as Box<dyn fmt::Display>)
     }
 }
 
@@ -355,7 +304,21 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-impl std::error::Error for ModelError {}
+/// A dense tensor by its dtype, any other by its encoding (`Sparse`, `Ragged`, …).
+fn tensor_kind(dtype: DType, encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Dense => dtype.to_string(),
+        _ => format!("{encoding:?}"),
+    }
+}
+
+fn running_failed(signature: &str, message: &str) -> String {
+    if signature.is_empty() {
+        format!("TensorFlow failed: {message}")
+    } else {
+        format!("running signature '{signature}' failed: {message}")
+    }
+}
 
 #[cfg(test)]
 mod tests {

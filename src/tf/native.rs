@@ -39,7 +39,6 @@
 //! processes inherit it unless they are given their own environment.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
@@ -200,7 +199,7 @@ fn check_package(tensorflow_dir: &Path) -> Result<PathBuf, NativeError> {
 
 /// `<native_root>/<key>/` with both links, created atomically if missing.
 fn prepare_link_dir(package_dir: &Path, native_root: &Path) -> Result<PathBuf, NativeError> {
-    let cache_error = |path: &Path, error: std::io::Error| NativeError::Cache { path: path.to_owned(), error };
+    let cache_error = |path: &Path, source: std::io::Error| NativeError::Cache { path: path.to_owned(), source };
     let final_dir = native_root.join(link_dir_key(package_dir)?);
     if links_are_valid(&final_dir, package_dir) {
         return Ok(final_dir);
@@ -261,7 +260,7 @@ fn link_dir_key(package_dir: &Path) -> Result<String, NativeError> {
     hasher.update(package_dir.as_os_str().as_encoded_bytes());
     for library in [CC_LIBRARY, FRAMEWORK_LIBRARY] {
         let path = package_dir.join(library);
-        let meta = std::fs::metadata(&path).map_err(|error| NativeError::Cache { path: path.clone(), error })?;
+        let meta = std::fs::metadata(&path).map_err(|source| NativeError::Cache { path: path.clone(), source })?;
         let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         hasher.update(&[0]);
         hasher.update(library.as_bytes());
@@ -276,87 +275,41 @@ fn nanos_now() -> u128 {
 }
 
 /// Why TensorFlow's C library could not be loaded. Each says what to do about it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum NativeError {
     /// The TensorFlow package directory does not exist.
+    #[error("no TensorFlow package at {}", .dir.display())]
+    #[diagnostic(help(
+        "point [runtime] python at a Python with TensorFlow installed, or run `exportctl runtime install` to create the managed runtime"
+    ))]
     PackageMissing { dir: PathBuf },
     /// The package has no C library: an old TensorFlow, or not the pip wheel.
+    #[error("TensorFlow at {} has no {library}", .dir.display())]
+    #[diagnostic(help(
+        "the native loader uses the C library that recent pip wheels of `tensorflow` / `tensorflow-cpu` ship; \
+         this TensorFlow is too old or was not installed from the pip wheel (conda, source build). \
+         Upgrade it with pip, or use the managed runtime (`exportctl runtime install`)"
+    ))]
     LibraryMissing { dir: PathBuf, library: &'static str },
     /// The link directory could not be written.
-    Cache { path: PathBuf, error: std::io::Error },
+    #[error("cannot prepare the TensorFlow library links at {}: {source}", .path.display())]
+    #[diagnostic(help("check that the cache directory ($EXPORTCTL_HOME, default ~/.cache/exportctl) is writable"))]
+    Cache { path: PathBuf, source: std::io::Error },
     /// dlopen failed; `message` is the loader's.
+    #[error("cannot load TensorFlow's C library {}: {message}", .library.display())]
+    #[diagnostic(help(
+        "the TensorFlow install may be incomplete or built for another platform or CPU; reinstall it \
+         (`exportctl runtime install` for the managed runtime)"
+    ))]
     Open { library: PathBuf, message: String },
     /// Another TensorFlow is already loaded in this process.
+    #[error("TensorFlow from {} is already loaded; cannot also load {}", .loaded.display(), .requested.display())]
+    #[diagnostic(help("a process can load one TensorFlow only: use the same runtime for the whole command"))]
     AlreadyLoaded { loaded: PathBuf, requested: PathBuf },
     /// The CPU lacks an instruction set the wheel is built for.
+    #[error("this CPU has no {missing} instructions, which TensorFlow needs")]
+    #[diagnostic(help("TensorFlow's pip wheels need it; run on a machine whose CPU has it, or use a TensorFlow built for this CPU"))]
     CpuUnsupported { missing: &'static str },
-}
-
-impl NativeError {
-    /// What the user can do about it.
-    pub fn help(&self) -> String {
-        match self {
-            NativeError::PackageMissing { .. } => {
-                "point [runtime] python at a Python with TensorFlow installed, or run `exportctl runtime install` \
-                 to create the managed runtime"
-                    .to_owned()
-            }
-            NativeError::LibraryMissing { .. } => {
-                "the native loader uses the C library that recent pip wheels of `tensorflow` / `tensorflow-cpu` ship; \
-                 this TensorFlow is too old or was not installed from the pip wheel (conda, source build). \
-                 Upgrade it with pip, or use the managed runtime (`exportctl runtime install`)"
-                    .to_owned()
-            }
-            NativeError::Cache { .. } => {
-                "check that the cache directory ($EXPORTCTL_HOME, default ~/.cache/exportctl) is writable".to_owned()
-            }
-            NativeError::Open { .. } => "the TensorFlow install may be incomplete or built for another platform or CPU; reinstall it \
-                 (`exportctl runtime install` for the managed runtime)"
-                .to_owned(),
-            NativeError::AlreadyLoaded { .. } => {
-                "a process can load one TensorFlow only: use the same runtime for the whole command".to_owned()
-            }
-            NativeError::CpuUnsupported { .. } => {
-                "TensorFlow's pip wheels need it; run on a machine whose CPU has it, or use a TensorFlow built for \
-                 this CPU"
-                    .to_owned()
-            }
-        }
-    }
-}
-
-impl fmt::Display for NativeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NativeError::PackageMissing { dir } => {
-                write!(f, "no TensorFlow package at {}", dir.display())
-            }
-            NativeError::LibraryMissing { dir, library } => {
-                write!(f, "TensorFlow at {} has no {library}", dir.display())
-            }
-            NativeError::Cache { path, error } => {
-                write!(f, "cannot prepare the TensorFlow library links at {}: {error}", path.display())
-            }
-            NativeError::Open { library, message } => {
-                write!(f, "cannot load TensorFlow's C library {}: {message}", library.display())
-            }
-            NativeError::AlreadyLoaded { loaded, requested } => {
-                write!(f, "TensorFlow from {} is already loaded; cannot also load {}", loaded.display(), requested.display())
-            }
-            NativeError::CpuUnsupported { missing } => {
-                write!(f, "this CPU has no {missing} instructions, which TensorFlow needs")
-            }
-        }
-    }
-}
-
-impl std::error::Error for NativeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            NativeError::Cache { error, .. } => Some(error),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -430,6 +383,7 @@ mod tests {
         std::fs::write(pkg.join(FRAMEWORK_LIBRARY), b"").unwrap();
         let no_cc = check_package(&pkg).unwrap_err();
         assert!(no_cc.to_string().ends_with("has no libtensorflow_cc.so.2"), "{no_cc}");
-        assert!(no_cc.help().contains("pip"), "{}", no_cc.help());
+        let help = crate::error::help_text(&no_cc).unwrap();
+        assert!(help.contains("pip"), "{help}");
     }
 }

@@ -9,7 +9,6 @@
 //! for a header over 64 KiB), little-endian, C order — what `np.load` expects.
 //! Strings, objects (pickles) and structured dtypes are refused with a clear message.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::array::{element_count, with_vec, Array, ArrayData};
@@ -19,13 +18,13 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Reads an `.npy` file.
 pub fn read(path: &Path) -> Result<Array, NpyError> {
-    let bytes = std::fs::read(path).map_err(|e| NpyError::at(path, NpyErrorKind::Io(e.to_string())))?;
+    let bytes = std::fs::read(path).map_err(|e| NpyError::at(path, NpyErrorKind::Read(e)))?;
     parse(&bytes).map_err(|kind| NpyError::at(path, kind))
 }
 
 /// Writes `array` as an `.npy` file.
 pub fn write(path: &Path, array: &Array) -> Result<(), NpyError> {
-    std::fs::write(path, to_bytes(array)).map_err(|e| NpyError::at(path, NpyErrorKind::Io(e.to_string())))
+    std::fs::write(path, to_bytes(array)).map_err(|e| NpyError::at(path, NpyErrorKind::Write(e)))
 }
 
 /// Parses the bytes of an `.npy` file.
@@ -340,9 +339,11 @@ impl Literal<'_> {
 }
 
 /// A `.npy` file that could not be read or is not one the native check can use.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{}: {kind}", .path.display())]
 pub struct NpyError {
     pub path: PathBuf,
+    #[source]
     pub kind: NpyErrorKind,
 }
 
@@ -352,44 +353,26 @@ impl NpyError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// What is wrong with the file [`NpyError`] names.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum NpyErrorKind {
-    Io(String),
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("cannot write it: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("not a .npy file (no \\x93NUMPY magic)")]
     NotNpy,
+    #[error("unsupported .npy version {0}.{1}")]
     UnsupportedVersion(u8, u8),
+    #[error("the file is truncated")]
     Truncated,
+    #[error("malformed .npy header: {0}")]
     BadHeader(String),
+    #[error("arrays of dtype '{0}' are not supported (numeric and bool arrays are; strings, objects and structured arrays are not)")]
     UnsupportedDtype(String),
+    #[error("the header announces {expected} bytes of data, the file holds {got}")]
     DataSize { expected: usize, got: usize },
 }
-
-impl fmt::Display for NpyErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NpyErrorKind::Io(e) => write!(f, "cannot read it: {e}"),
-            NpyErrorKind::NotNpy => f.write_str("not a .npy file (no \\x93NUMPY magic)"),
-            NpyErrorKind::UnsupportedVersion(major, minor) => write!(f, "unsupported .npy version {major}.{minor}"),
-            NpyErrorKind::Truncated => f.write_str("the file is truncated"),
-            NpyErrorKind::BadHeader(why) => write!(f, "malformed .npy header: {why}"),
-            NpyErrorKind::UnsupportedDtype(descr) => write!(
-                f,
-                "arrays of dtype '{descr}' are not supported (numeric and bool arrays are; \
-                 strings, objects and structured arrays are not)"
-            ),
-            NpyErrorKind::DataSize { expected, got } => {
-                write!(f, "the header announces {expected} bytes of data, the file holds {got}")
-            }
-        }
-    }
-}
-
-impl fmt::Display for NpyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.kind)
-    }
-}
-
-impl std::error::Error for NpyError {}
 
 #[cfg(test)]
 mod tests {
@@ -472,14 +455,14 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_hold() {
         let strings = npy_with(1, "{'descr': '<U5', 'fortran_order': False, 'shape': (1,), }\n", &[0; 20]);
-        assert_eq!(parse(&strings).unwrap_err(), NpyErrorKind::UnsupportedDtype("<U5".to_owned()));
+        assert!(matches!(parse(&strings).unwrap_err(), NpyErrorKind::UnsupportedDtype(d) if d == "<U5"));
         let objects = npy_with(1, "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n", &[0; 8]);
         assert!(parse(&objects).unwrap_err().to_string().contains("not supported"));
         let short = npy_with(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }\n", &[0; 8]);
-        assert_eq!(parse(&short).unwrap_err(), NpyErrorKind::DataSize { expected: 12, got: 8 });
-        assert_eq!(parse(b"PK\x03\x04 a zip, maybe an npz").unwrap_err(), NpyErrorKind::NotNpy);
+        assert!(matches!(parse(&short).unwrap_err(), NpyErrorKind::DataSize { expected: 12, got: 8 }));
+        assert!(matches!(parse(b"PK\x03\x04 a zip, maybe an npz").unwrap_err(), NpyErrorKind::NotNpy));
         let bad = npy_with(1, "{'descr': '<f4', 'shape': (1,), }\n", &[0; 4]);
-        assert_eq!(parse(&bad).unwrap_err(), NpyErrorKind::BadHeader("no 'fortran_order'".to_owned()));
+        assert!(matches!(parse(&bad).unwrap_err(), NpyErrorKind::BadHeader(why) if why == "no 'fortran_order'"));
     }
 
     #[test]

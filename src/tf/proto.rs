@@ -7,8 +7,6 @@
 //! with this reader. Unknown fields are skipped, as protobuf requires; field numbers are those
 //! of TensorFlow's `.proto` files and are stable by protobuf's compatibility rules.
 
-use std::fmt;
-
 /// One field's value, as the wire format carries it.
 #[derive(Debug, Clone, Copy)]
 pub enum Value<'a> {
@@ -18,17 +16,11 @@ pub enum Value<'a> {
     Fixed32(u32),
 }
 
-/// Malformed protobuf data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Malformed protobuf data. No help: the file it is read from says what to do
+/// ([`super::SavedModelError::Malformed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("{0}")]
 pub struct ProtoError(pub String);
-
-impl fmt::Display for ProtoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ProtoError {}
 
 /// Iterates over the `(field number, value)` pairs of one message.
 pub struct Fields<'a> {

@@ -15,7 +15,6 @@
 //! SavedVariable     1: dtype   2: shape   3: trainable   6: name
 //! ```
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::dtype::DType;
@@ -109,9 +108,9 @@ impl SavedModelPb {
                     SavedModelError::NoSavedModelPb { dir: dir.to_owned() }
                 });
             }
-            Err(error) => return Err(SavedModelError::Io { path, error: error.to_string() }),
+            Err(source) => return Err(SavedModelError::Io { path, source }),
         };
-        SavedModelPb::parse(&bytes).map_err(|error| SavedModelError::Malformed { path, error })
+        SavedModelPb::parse(&bytes).map_err(|source| SavedModelError::Malformed { path, source })
     }
 
     pub fn parse(bytes: &[u8]) -> Result<SavedModelPb, ProtoError> {
@@ -335,76 +334,30 @@ fn parse_graph_variables(graph_def: &[u8]) -> Result<Vec<GraphVariable>, ProtoEr
 }
 
 /// A directory that is not a readable SavedModel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SavedModelError {
-    NotADirectory {
-        path: PathBuf,
-    },
-    NoSavedModelPb {
-        dir: PathBuf,
-    },
+    #[error("{} is not a SavedModel directory", .path.display())]
+    #[diagnostic(help("pass the directory that holds saved_model.pb and variables/ (or a .tar.gz of it)"))]
+    NotADirectory { path: PathBuf },
+    #[error("{} is not a SavedModel: it has no {SAVED_MODEL_PB}", .dir.display())]
+    #[diagnostic(help("pass the directory that holds saved_model.pb and variables/ (or a .tar.gz of it)"))]
+    NoSavedModelPb { dir: PathBuf },
     /// Only `saved_model.pbtxt`: the text format, which TensorFlow's C API loads but we do not read.
-    TextFormat {
-        dir: PathBuf,
-    },
-    Io {
-        path: PathBuf,
-        error: String,
-    },
-    Malformed {
-        path: PathBuf,
-        error: ProtoError,
-    },
+    #[error("{} holds a text-format SavedModel (saved_model.pbtxt), which is not supported", .dir.display())]
+    #[diagnostic(help("re-save the model in the binary format (tf.saved_model.save writes saved_model.pb)"))]
+    TextFormat { dir: PathBuf },
+    #[error("cannot read {}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} is malformed: {source}", .path.display())]
+    #[diagnostic(help("the file is damaged or was not written by TensorFlow; save the model again"))]
+    Malformed { path: PathBuf, source: ProtoError },
     /// No meta graph has the tag set the native loader asks for.
-    NoMetaGraph {
-        dir: PathBuf,
-        wanted: Vec<String>,
-        available: Vec<Vec<String>>,
-    },
+    #[error("{} has no meta graph tagged {wanted:?}; its tag sets are {available:?}", .dir.display())]
+    #[diagnostic(help(
+        "TF2 SavedModels are tagged `serve`; a TF1 Hub module must be re-exported with tf.saved_model.save to be loaded here"
+    ))]
+    NoMetaGraph { dir: PathBuf, wanted: Vec<String>, available: Vec<Vec<String>> },
 }
-
-impl SavedModelError {
-    pub fn help(&self) -> Option<String> {
-        match self {
-            SavedModelError::NotADirectory { .. } | SavedModelError::NoSavedModelPb { .. } => {
-                Some("pass the directory that holds saved_model.pb and variables/ (or a .tar.gz of it)".to_owned())
-            }
-            SavedModelError::TextFormat { .. } => {
-                Some("re-save the model in the binary format (tf.saved_model.save writes saved_model.pb)".to_owned())
-            }
-            SavedModelError::Malformed { .. } => {
-                Some("the file is damaged or was not written by TensorFlow; save the model again".to_owned())
-            }
-            SavedModelError::NoMetaGraph { .. } => Some(
-                "TF2 SavedModels are tagged `serve`; a TF1 Hub module must be re-exported with \
-                 tf.saved_model.save to be loaded here"
-                    .to_owned(),
-            ),
-            SavedModelError::Io { .. } => None,
-        }
-    }
-}
-
-impl fmt::Display for SavedModelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SavedModelError::NotADirectory { path } => write!(f, "{} is not a SavedModel directory", path.display()),
-            SavedModelError::NoSavedModelPb { dir } => {
-                write!(f, "{} is not a SavedModel: it has no {SAVED_MODEL_PB}", dir.display())
-            }
-            SavedModelError::TextFormat { dir } => {
-                write!(f, "{} holds a text-format SavedModel (saved_model.pbtxt), which is not supported", dir.display())
-            }
-            SavedModelError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
-            SavedModelError::Malformed { path, error } => write!(f, "{} is malformed: {error}", path.display()),
-            SavedModelError::NoMetaGraph { dir, wanted, available } => {
-                write!(f, "{} has no meta graph tagged {:?}; its tag sets are {:?}", dir.display(), wanted, available)
-            }
-        }
-    }
-}
-
-impl std::error::Error for SavedModelError {}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use exportctl::error::help_text;
 use exportctl::tf::{self, Array, DType, Native, NativeError, TfLogs};
 
 use crate::support::target_tmp;
@@ -32,7 +33,7 @@ fn native() -> &'static Native {
     static NATIVE: OnceLock<&'static Native> = OnceLock::new();
     NATIVE.get_or_init(|| {
         Native::load(&tensorflow_dir(), &target_tmp().join("native-cache"), TfLogs::Quiet)
-            .unwrap_or_else(|e| panic!("{e}\n  help: {}", e.help()))
+            .unwrap_or_else(|e| panic!("{e}\n  help: {}", help_text(&e).unwrap_or_default()))
     })
 }
 
@@ -102,7 +103,7 @@ impl Model {
 
     /// Runs `serving_default` natively and checks every output against Python's.
     fn assert_native_matches_python(&self) {
-        let got = self.run().unwrap_or_else(|e| panic!("{e}\n  help: {:?}", e.help()));
+        let got = self.run().unwrap_or_else(|e| panic!("{e}\n  help: {:?}", help_text(&e)));
         let expected = self.python_outputs();
         let names = |v: &[(String, Array)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         assert_eq!(names(&got), names(&expected), "the same outputs as Python");
@@ -189,7 +190,7 @@ fn keras3_optimizer_is_caught_by_its_structure() {
 fn keras3_model_object_fails_natively_with_advice() {
     let err = Model::named("keras3_holder_with_optimizer").run().unwrap_err();
     assert!(err.to_string().contains("Could not find variable logits/"), "{err}"); // kernel or bias: whichever op ran first
-    assert!(err.help().unwrap().contains("v.value"), "{:?}", err.help());
+    assert!(help_text(&err).unwrap().contains("v.value"), "{:?}", help_text(&err));
 }
 
 #[test]

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use exportctl::error::help_text;
 use exportctl::runtime::worker::WorkerOptions;
 use exportctl::runtime::{Worker, WorkerError};
 use serde_json::json;
@@ -48,7 +49,7 @@ fn a_python_exception_is_reported_and_the_worker_lives_on() {
         }
         other => panic!("expected a Python error, got {other:?}"),
     }
-    assert!(err.help().unwrap().contains("Python traceback"));
+    assert!(help_text(&err).unwrap().contains("Python traceback"));
     assert_eq!(worker.call("debug.sleep", json!({ "seconds": 0 }), "x").unwrap()["slept"], 0.0);
     assert_eq!(worker.pid(), pid, "an exception does not cost a worker");
 }
@@ -81,7 +82,7 @@ fn a_request_past_its_timeout_stops_the_worker() {
     let err = worker.call("debug.sleep", json!({ "seconds": 60 }), "m/p:trace").unwrap_err();
     assert!(matches!(err, WorkerError::Timeout { .. }), "{err:?}");
     assert_eq!(err.to_string(), "the Python worker did not answer within 3s while running m/p:trace");
-    assert!(err.help().unwrap().contains("runtime.timeout"));
+    assert!(help_text(&err).unwrap().contains("runtime.timeout"));
     // The hung process is gone, and the next request gets a new one.
     assert!(!Path::new(&format!("/proc/{first}")).exists(), "the timed-out worker was killed");
     worker.call("debug.sleep", json!({ "seconds": 0 }), "x").unwrap();

@@ -81,7 +81,10 @@ pub fn runtime() -> &'static exportctl::runtime::Runtime {
         let options = exportctl::runtime::Discovery { install: true, progress: true };
         match exportctl::runtime::discover(&settings, &repo(), &options) {
             Ok(runtime) => runtime,
-            Err(e) => panic!("the TensorFlow runtime is required by this test and could not be had: {e}\n{}", e.help().unwrap_or_default()),
+            Err(e) => panic!(
+                "the TensorFlow runtime is required by this test and could not be had: {e}\n{}",
+                exportctl::error::help_text(&e).unwrap_or_default()
+            ),
         }
     })
 }
