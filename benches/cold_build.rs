@@ -88,9 +88,8 @@ fn main() {
             if *litert {
                 assert!(out_dir.join("classification/model.tflite").is_file());
             }
-            println!(
-                "run {run}, {label}: exportctl {seconds:.1} s (LiteRT steps {litert_steps:.1} s), hand-written script {baseline:.1} s"
-            );
+            let litert_note = if *litert { format!(" (LiteRT steps {litert_steps:.1} s)") } else { String::new() };
+            println!("run {run}, {label}: exportctl {seconds:.1} s{litert_note}, hand-written script {baseline:.1} s");
             figures[i].0.push(seconds);
             figures[i].1.push(baseline);
             figures[i].2.push(litert_steps);
