@@ -189,8 +189,8 @@ fn damaged_blobs_and_unsigned_entries_are_misses_the_step_runs_and_the_cache_hea
     let c = Project::example("quickstart");
     let (out, events) = c.build_json_with_env(&[], &env);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(steps_with(&events, "step-finished"), ["classifier/classifier:package", "classifier/encoder:package"]);
     let warnings = remote_warnings(&events);
+    assert_eq!(steps_with(&events, "step-finished"), ["classifier/classifier:package", "classifier/encoder:package"], "{warnings:?}");
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings.iter().all(|w| w.starts_with("remote-cache-untrusted")), "{warnings:?}");
     assert!(warnings.iter().any(|w| w.contains("do not match its digest")), "{warnings:?}");
@@ -217,8 +217,13 @@ fn damaged_blobs_and_unsigned_entries_are_misses_the_step_runs_and_the_cache_hea
     let e = Project::example("quickstart");
     let (out, events) = e.build_json_with_env(&[], &[(URL, url.as_str()), (KEY, SIGNING_KEY), ("EXPORTCTL_REMOTE_UPLOAD", "0")]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(steps_with(&events, "step-finished"), ["classifier/classifier:package", "classifier/encoder:package"]);
     let warnings = remote_warnings(&events);
+    assert_eq!(
+        steps_with(&events, "step-finished"),
+        ["classifier/classifier:package", "classifier/encoder:package"],
+        "warnings: {warnings:?}\nstarted: {:?}",
+        events.iter().filter(|e| e["event"] == "step-started").map(|e| (&e["step"], &e["reason"])).collect::<Vec<_>>()
+    );
     assert_eq!(warnings.iter().filter(|w| w.contains("without a valid signature")).count(), 2, "{warnings:?}");
     assert_same_dist(&warm.a, &e);
     assert!(!std::fs::read_to_string(e.path().join("dist/classifier/classifier/1/build.json")).unwrap().contains("poisoned"));
