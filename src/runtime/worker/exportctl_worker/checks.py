@@ -42,6 +42,10 @@ class Checks:
         self.items.append(item)
         return ok
 
+    def lap(self, phase):
+        """Time spent since the last check, on work that is not a check's own (a phase)."""
+        phases.add(phase, self._elapsed())
+
     def skip(self, name, reason):
         _known(name)
         self.items.append(

@@ -2,17 +2,24 @@
 model of their Keras, fine-tuned one ``fit`` step on the training feed.
 
 * ``hub_check``: ``hub.KerasLayer(trainable=True)`` in a tf_keras (Keras 2) model.
-* ``keras3_check``: ``keras.layers.TFSMLayer(path, call_endpoint="serving_default")`` in a
-  Keras 3 functional model (``hub.KerasLayer`` is not a Keras 3 layer). TFSMLayer returns a
-  dict of the signature's outputs; with several inputs it is subclassed so that its ``call``
-  passes them to the signature by name (``tfsm_layer``), as ``model.md`` shows.
+* ``keras3_outputs`` then ``keras3_fit``: ``keras.layers.TFSMLayer(path,
+  call_endpoint="serving_default")`` in a Keras 3 functional model (``hub.KerasLayer`` is not a
+  Keras 3 layer). TFSMLayer returns a dict of the signature's outputs; with several inputs it is
+  subclassed so that its ``call`` passes them to the signature by name (``tfsm_layer``), as
+  ``model.md`` shows. Its outputs are computed before any check moves a weight, its fit step
+  runs last.
 
-Both train with in-place SGD and eager ``fit`` (``run_eagerly``: graph-mode fit leaves memory
-behind in a long-lived process), and fingerprint the weights instead of copying them. Imports
-TensorFlow and both Kerases lazily through ``modules.M``; writes nothing.
+Both reuse the SavedModel object validate loaded (``hub.KerasLayer`` takes it; TFSMLayer gets it
+from its own ``tf.saved_model.load(path)`` call): the weights are in memory once, and the
+gradients TensorFlow builds for the restored functions are built once. Both train with in-place
+SGD and eager ``fit`` (``run_eagerly``: graph-mode fit leaves memory behind in a long-lived
+process), and fingerprint the weights instead of copying them. Imports TensorFlow and both
+Kerases lazily through ``modules.M``; writes only what ``keras3_outputs`` hands exportctl.
 """
 
+import contextlib
 import math
+import os
 
 from .checks import computed, fingerprint
 from .modules import M
@@ -107,22 +114,18 @@ def tfsm_layer(path, single, trainable):
     return ServingLayer(path, call_endpoint="serving_default", trainable=trainable)
 
 
-def keras3_check(sm_dir, golden, feeds, training_feeds, single, checks, expect, out_dir):
-    """TFSMLayer in a Keras 3 functional model: the golden outputs again (serving_default
-    computes them with ``training=False``; written under ``out_dir`` for exportctl to judge),
-    the trainable variables exposed as the layer's trainable weights, and for a fine-tunable
-    piece one ``fit`` step moving every one of them.
-
-    ``expect``: ``trainable`` (the number of ``trainable_variables`` the SavedModel has; 0 for
-    a frozen piece), ``fine_tune`` (the fit step is wanted).
-    Loads the SavedModel again: the caller has released what it held before."""
-    import numpy as np
-
+def keras3_outputs(obj, sm_dir, golden, feeds, single, trainable, out_dir):
+    """The first half of the Keras 3 check, run before any check moves a weight: TFSMLayer as
+    its users write it, over ``obj`` (what ``tf.saved_model.load(sm_dir)`` returned, which
+    TFSMLayer would call again: the weights stay in memory once), called on the golden inputs
+    (serving_default computes with ``training=False``); what it returned is written under
+    ``out_dir`` for exportctl to judge. Returns the state ``keras3_fit`` goes on from."""
     keras = M.keras
     if keras.backend.backend() != "tensorflow":
-        return checks.add(KERAS3, False, f"Keras runs on {keras.backend.backend()}: TFSMLayer needs TensorFlow") and None
+        return {"failed": f"Keras runs on {keras.backend.backend()}: TFSMLayer needs TensorFlow"}
     keras.utils.set_random_seed(0)
-    layer = tfsm_layer(sm_dir, single, trainable=expect["trainable"] > 0)
+    with _loading_gives(obj, sm_dir):
+        layer = tfsm_layer(sm_dir, single, trainable=trainable > 0)
     names = [i["name"] for i in golden["inputs"]]
     feed = feeds[names[0]] if single else {n: feeds[n] for n in names}
     outputs = layer(feed)
@@ -131,7 +134,40 @@ def keras3_check(sm_dir, golden, feeds, training_feeds, single, checks, expect, 
         problems.append(f"TFSMLayer returned {type(outputs).__name__}, not the dict of serving_default's outputs")
         outputs = {}
     written = computed(outputs, golden, out_dir, KERAS3, "keras.layers.TFSMLayer in a Keras 3 model")
-    outputs = None
+    return {"layer": layer, "written": written, "problems": problems}
+
+
+@contextlib.contextmanager
+def _loading_gives(obj, sm_dir):
+    """``tf.saved_model.load(sm_dir)`` returns ``obj`` (already loaded from it) while inside."""
+    saved_model = M.tf.saved_model
+    load = saved_model.load
+    wanted = os.path.realpath(sm_dir)
+
+    def reuse(export_dir, *args, **kwargs):
+        if not args and not kwargs and os.path.realpath(os.fspath(export_dir)) == wanted:
+            return obj
+        return load(export_dir, *args, **kwargs)
+
+    saved_model.load = reuse
+    try:
+        yield
+    finally:
+        saved_model.load = load
+
+
+def keras3_fit(state, golden, training_feeds, single, checks, expect):
+    """The second half, run last: the trainable variables exposed as the layer's trainable
+    weights, and for a fine-tunable piece one ``fit`` step of a Keras 3 functional model around
+    the layer, giving every one a gradient and moving weights. Records the check.
+
+    ``expect``: ``trainable`` (the number of ``trainable_variables`` the SavedModel has; 0 for
+    a frozen piece), ``fine_tune`` (the fit step is wanted)."""
+    import numpy as np
+
+    if "failed" in state:
+        return checks.add(KERAS3, False, state["failed"]) and None
+    layer, written, problems = state["layer"], state["written"], state["problems"]
     trainable = len(layer.trainable_weights)
     if trainable != expect["trainable"]:
         problems.append(

@@ -3,15 +3,17 @@ API and the golden outputs trace wrote (calls with and without training, serving
 variables, regularization losses, no optimizer state, one fine-tuning step), then as its
 consumers use it (``consumers``: hub.KerasLayer in tf_keras, TFSMLayer in Keras 3).
 
-Imports TensorFlow lazily through ``modules.M``; writes no file. Checks that move variables
-run last, on a SavedModel nothing reads afterwards.
+Imports TensorFlow lazily through ``modules.M``; writes only the outputs its checks computed,
+under ``outputs_dir``, for exportctl to judge. The SavedModel is loaded once: every check,
+hub.KerasLayer and TFSMLayer use that object. Checks that move variables (a training=True call
+moves batch-norm statistics) run after every check that computes outputs.
 """
 
 import os
 import re
 
 from .checks import Checks, computed, fingerprint
-from .consumers import HUB, KERAS3, hub_check, keras3_check
+from .consumers import HUB, KERAS3, hub_check, keras3_fit, keras3_outputs
 from .modules import M, _dist_version, _fresh_session, release_memory
 from .params import _abs_path, _param, _read_json
 
@@ -144,6 +146,18 @@ def _validate(params):
                 checks.add("serving_default", True, "", computed=outputs, inputs=sig_inputs)
     except Exception as e:
         checks.error("serving_default", e)
+
+    # keras.layers.TFSMLayer in a Keras 3 model, over the object loaded above: its outputs now,
+    # before the checks below move the weights (a
+    # training=True call moves batch-norm statistics); its fit step last.
+    keras3 = None
+    has_keras3 = _dist_version("keras") is not None and _dist_version("keras").startswith("3.")
+    if has_keras3:
+        try:
+            keras3 = keras3_outputs(obj, sm_dir, golden, feeds, single, len(trainable_vars), out_dir)
+        except Exception as e:
+            keras3 = e
+        checks.lap(f"check {KERAS3} (outputs)")
 
     # training flag
     if call_ok and out_false is not None:
@@ -347,21 +361,23 @@ def _validate(params):
         except Exception as e:
             checks.error(HUB, e)
 
-    # keras.layers.TFSMLayer in a Keras 3 model. It loads the SavedModel again: everything the
-    # checks above held goes first (the loaded object, its variables and functions, the tf_keras
-    # model around it), so that two copies of the weights are never alive at once.
+    # The Keras 3 check's fit step. What the checks above held goes first (the tf_keras model
+    # around the hub layer, their gradients); the loaded object stays, inside the TFSMLayer.
     expect = {"trainable": len(trainable_vars), "fine_tune": fine_tune}
     obj = variables = trainable_vars = reg_fns = feed = training_feed = invoke = None
     if M._tf_keras is not None:
         M._tf_keras.backend.clear_session()
     release_memory()
-    if _dist_version("keras") is None or not _dist_version("keras").startswith("3."):
+    if not has_keras3:
         checks.skip(KERAS3, "Keras 3 is not installed")
+    elif isinstance(keras3, Exception):
+        checks.error(KERAS3, keras3)
     else:
         try:
-            result["keras3"] = keras3_check(sm_dir, golden, feeds, training_feeds, single, checks, expect, out_dir)
+            result["keras3"] = keras3_fit(keras3, golden, training_feeds, single, checks, expect)
         except Exception as e:
             checks.error(KERAS3, e)
+        keras3 = None
         M.keras.backend.clear_session(free_memory=False)
     # Provisional: exportctl judges the outputs each check computed, and decides.
     result["ok"] = all(c["ok"] for c in checks.items)
