@@ -11,7 +11,7 @@
 //! `cargo bench --bench cold_build`. Target: median ratio ≤ 0.8 in both.
 
 mod common;
-use common::{copy_dir, repo};
+use common::{copy_dir, repo, without_litert};
 
 use std::process::Command;
 use std::time::Instant;
@@ -39,12 +39,7 @@ fn main() {
     // piece's LiteRT lines taken out), and the example as it is, with its LiteRT variant, against
     // the script with `--litert`.
     let manifest = std::fs::read_to_string(example.join("Export.toml")).unwrap();
-    let saved_model_only: String = manifest
-        .lines()
-        .filter(|l| !l.starts_with("formats = [\"saved-model\", \"litert\"]") && !l.starts_with("litert = "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(saved_model_only, manifest, "examples/mobilenet has a LiteRT variant");
+    let saved_model_only = without_litert(&manifest);
     let variants = [("SavedModels only", saved_model_only.as_str(), 9, false), ("with the LiteRT variant", manifest.as_str(), 11, true)];
 
     let mut figures: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(), Default::default()];

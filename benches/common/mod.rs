@@ -25,3 +25,19 @@ pub fn copy_dir(from: &Path, to: &Path, also_skip: &[&str]) {
         }
     }
 }
+
+/// `manifest` without its LiteRT settings (`formats = [.., "litert"]` and `litert = …` lines):
+/// the example as a script that makes SavedModels only does it.
+#[allow(dead_code)] // not every benchmark that shares this file uses it
+pub fn without_litert(manifest: &str) -> String {
+    let without: String = manifest
+        .lines()
+        .filter(|l| {
+            let litert_setting = l.starts_with("litert = ") || (l.starts_with("formats = ") && l.contains("\"litert\""));
+            !litert_setting
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, manifest, "the example has a LiteRT variant");
+    without
+}

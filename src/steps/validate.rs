@@ -673,8 +673,8 @@ pub fn reusable_checks(
             step: label.to_string(),
             detail: format!("the validate result is not understood: {e}"),
         };
-        let mut report: ReusableReport = serde_json::from_value(result.clone()).map_err(protocol)?;
-        let computed: Vec<WorkerCheck> = serde_json::from_value(result["checks"].clone()).map_err(protocol)?;
+        let mut report = ReusableReport::deserialize(&result).map_err(protocol)?;
+        let computed = Vec::<WorkerCheck>::deserialize(&result["checks"]).map_err(protocol)?;
         for (check, worker_check) in report.checks.iter_mut().zip(computed) {
             if let Some(computed) = worker_check.computed {
                 judge_computed(check, &computed, (golden_dir, golden), outputs_dir, expect);
