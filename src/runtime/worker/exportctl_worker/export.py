@@ -1,6 +1,8 @@
-"""The ``export`` method: a Keras file, a SavedModel directory or a builder becomes the
-canonical model file (``model.keras``, ``model.h5`` or ``saved_model/``), verified by a
-reload, with its code and ``inventory.json`` (layers, inputs, outputs, facts).
+"""The ``export`` method: a Keras file, a SavedModel directory or a builder is loaded (its
+training configuration left out unless asked for), with the model-level dropout and batch-norm
+overrides applied, and described: ``inventory.json`` (layers, inputs, outputs, facts), the
+user's code under ``code/``, and ``recipe.json``, how slice and trace obtain the same model
+again (see ``recipe``). No copy of the weights is written.
 
 Imports TensorFlow and Keras lazily through ``modules.M``; runs the user's code; writes only
 inside ``out_dir``.
@@ -26,23 +28,13 @@ from .introspect import (
 )
 from .kerasio import _detect_keras_file_flavour, _load_keras, _optimizer_info, _tf_keras_saved_model
 from .modules import M, _fresh_session
-from .params import _abs_path, _param, _prepare_out_dir, _recorded_dirs, _write_json
+from .params import _abs_path, _param, _prepare_out_dir, _recorded_dirs, _write_json, source_params
 from .usercode import _builder_flavour, _copy_code, _load_code, _resolve_builder
 
 
 def m_export(params):
     _fresh_session()
-    source = _param(params, "source", dict)
-    kind = _param(source, "kind", str)
-    if kind not in ("keras-file", "saved-model", "builder"):
-        raise WorkerError("BadParams", f"unknown source.kind '{kind}'", {"param": "source.kind"})
-    path = _abs_path(source, "path")
-    code_paths = list(_param(params, "custom_objects", list, default=[]))
-    for p in code_paths:
-        if not isinstance(p, str) or not os.path.isabs(p) or not os.path.isfile(p):
-            raise WorkerError(
-                "BadParams", f"custom object file not found (absolute path expected): {p}", {"param": "custom_objects"}
-            )
+    source, kind, path, code_paths, safe_mode, sys_path = source_params(params)
     keras_choice = _param(params, "keras", str, default="auto")
     if keras_choice not in ("auto", "keras3", "tf-keras"):
         raise WorkerError("BadParams", f"unknown keras '{keras_choice}'", {"param": "keras"})
@@ -50,13 +42,11 @@ def m_export(params):
     dropout = _param(params, "dropout", (int, float), default=None, allow_none=True)
     batch_norm = _param(params, "batch_norm", dict, default=None, allow_none=True)
     seed = int(_param(params, "seed", int, default=0))
-    safe_mode = bool(_param(params, "safe_mode", bool, default=True))
     root = _abs_path(params, "root", allow_none=True)
     out_dir = _prepare_out_dir(params)
 
     M.keras.utils.set_random_seed(seed)  # seed-generator states created while loading
     warns = []
-    sys_path = sorted({os.path.dirname(p) for p in code_paths + ([path] if kind == "builder" else [])})
     custom = _load_code(code_paths, sys_path)
 
     if kind == "saved-model":

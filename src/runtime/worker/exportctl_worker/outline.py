@@ -7,8 +7,6 @@ final activation, and every top-level layer with its type, output shape, paramet
 whether it is a dropout or batch-norm layer. Writes nothing.
 """
 
-import os
-
 from .errors import WorkerError
 from .introspect import (
     _activation_name,
@@ -29,20 +27,13 @@ from .introspect import (
 )
 from .kerasio import _detect_keras_file_flavour, _load_keras, _tf_keras_saved_model
 from .modules import _fresh_session
-from .params import _abs_path, _param
+from .params import _param, source_params
 from .usercode import _builder_flavour, _load_code, _resolve_builder
 
 
 def m_outline(params):
     _fresh_session()
-    source = _param(params, "source", dict)
-    kind = _param(source, "kind", str)
-    if kind not in ("keras-file", "saved-model", "builder"):
-        raise WorkerError("BadParams", f"unknown source.kind '{kind}'", {"param": "source.kind"})
-    path = _abs_path(source, "path")
-    code_paths = list(_param(params, "custom_objects", list, default=[]))
-    safe_mode = bool(_param(params, "safe_mode", bool, default=True))
-    sys_path = sorted({os.path.dirname(p) for p in code_paths + ([path] if kind == "builder" else [])})
+    source, kind, path, code_paths, safe_mode, sys_path = source_params(params)
     custom = _load_code(code_paths, sys_path)
 
     if kind == "keras-file":

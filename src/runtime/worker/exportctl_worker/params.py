@@ -57,6 +57,31 @@ def _abs_path(params, name, must_exist=True, allow_none=False):
     return value
 
 
+SOURCE_KINDS = ("keras-file", "saved-model", "builder")
+
+
+def source_params(params):
+    """What ``export`` and ``outline`` both read about the model's source, checked once:
+    ``(source, kind, path, code_paths, safe_mode, sys_path)``. ``source`` is the request's
+    ``source`` object (a builder's ``function``, ``checkpoint`` and ``restore`` are in it),
+    ``code_paths`` the custom-object files (absolute, existing), ``sys_path`` the folders the
+    user's code imports from (those of the custom-object files and of a builder's file)."""
+    source = _param(params, "source", dict)
+    kind = _param(source, "kind", str)
+    if kind not in SOURCE_KINDS:
+        raise WorkerError("BadParams", f"unknown source.kind '{kind}'", {"param": "source.kind"})
+    path = _abs_path(source, "path")
+    code_paths = list(_param(params, "custom_objects", list, default=[]))
+    for p in code_paths:
+        if not isinstance(p, str) or not os.path.isabs(p) or not os.path.isfile(p):
+            raise WorkerError(
+                "BadParams", f"custom object file not found (absolute path expected): {p}", {"param": "custom_objects"}
+            )
+    safe_mode = bool(_param(params, "safe_mode", bool, default=True))
+    sys_path = sorted({os.path.dirname(p) for p in code_paths + ([path] if kind == "builder" else [])})
+    return source, kind, path, code_paths, safe_mode, sys_path
+
+
 def _recorded_dirs(dirs, root):
     """Directories as recorded in outputs: relative to root (``/``-separated) when inside it."""
     out = []

@@ -67,3 +67,27 @@ class ChecksTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FingerprintTest(unittest.TestCase):
+    """fingerprint tells whether a training step moved a variable: any change of its bytes, of
+    any dtype or rank, and nothing else."""
+
+    def test_a_one_ulp_step_changes_it_and_a_read_does_not(self):
+        import tensorflow as tf
+        from exportctl_worker.checks import fingerprint
+
+        for value in (np.float32(3.0), np.arange(12, dtype=np.float16).reshape(3, 4), np.ones((2, 2, 2), np.float64)):
+            v = tf.Variable(value)
+            before = fingerprint(v)
+            self.assertEqual(fingerprint(v), before)
+            flat = v.numpy().reshape(-1).copy()
+            flat[-1] = np.nextafter(flat[-1], np.inf)
+            v.assign(flat.reshape(v.shape))
+            self.assertNotEqual(fingerprint(v), before, value.dtype)
+
+    def test_variables_of_different_sizes_never_agree(self):
+        import tensorflow as tf
+        from exportctl_worker.checks import fingerprint
+
+        self.assertNotEqual(fingerprint(tf.Variable(np.zeros(2, np.float32))), fingerprint(tf.Variable(np.zeros(3, np.float32))))

@@ -17,6 +17,7 @@ from exportctl_worker.params import (
     _shape_list,
     _shape_tuple,
     _suggest,
+    source_params,
 )
 
 
@@ -144,3 +145,29 @@ class Opaque:
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SourceParamsTest(unittest.TestCase):
+    """export and outline read the model's source through one function."""
+
+    def test_a_builder_imports_from_its_folder_and_the_custom_objects_folders(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            builder = os.path.join(tmp, "models", "encoder.py")
+            custom = os.path.join(tmp, "layers", "custom.py")
+            for f in (builder, custom):
+                os.makedirs(os.path.dirname(f))
+                open(f, "w").close()
+            params = {"source": {"kind": "builder", "path": builder, "function": "build"}, "custom_objects": [custom]}
+            source, kind, path, code, safe_mode, sys_path = source_params(params)
+            self.assertEqual((kind, path, code, safe_mode), ("builder", builder, [custom], True))
+            self.assertEqual(source["function"], "build")
+            self.assertEqual(sys_path, sorted([os.path.dirname(builder), os.path.dirname(custom)]))
+
+    def test_an_unknown_kind_or_a_relative_custom_object_file_is_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaises(WorkerError) as caught:
+                source_params({"source": {"kind": "onnx", "path": tmp}})
+            self.assertEqual((caught.exception.code, str(caught.exception)), ("BadParams", "unknown source.kind 'onnx'"))
+            with self.assertRaises(WorkerError) as caught:
+                source_params({"source": {"kind": "saved-model", "path": tmp}, "custom_objects": ["custom.py"]})
+            self.assertIn("absolute path expected", str(caught.exception))
