@@ -679,6 +679,9 @@ pub fn reusable_checks(
             if let Some(computed) = worker_check.computed {
                 judge_computed(check, &computed, (golden_dir, golden), outputs_dir, expect);
             }
+            if let Some(runs) = worker_check.runs {
+                judge_training_flag(check, &runs, golden, outputs_dir, expect);
+            }
             if let Some(details) = check.details.as_object_mut() {
                 details.remove("seconds");
                 // A training step's loss depends on how the CPU's kernels round (AVX-512 or
@@ -699,6 +702,10 @@ pub fn reusable_checks(
 struct WorkerCheck {
     #[serde(default)]
     computed: Option<Computed>,
+    /// `training_flag`: the runs of `__call__` it compares (`false`, `false_again`, `true`,
+    /// `true_again`), each as a `computed` record.
+    #[serde(default)]
+    runs: Option<BTreeMap<String, Computed>>,
 }
 
 /// What a worker check computed on the golden inputs: who computed it (`__call__(training=False)`,
@@ -729,6 +736,89 @@ fn judge_computed(check: &mut Check, computed: &Computed, golden: (&Path, &Golde
     check.ok = check.ok && judged.ok;
     if let (Some(details), Value::Object(judged)) = (check.details.as_object_mut(), judged.details) {
         details.extend(judged);
+    }
+}
+
+/// `training_flag`'s verdict, from the runs of `__call__` the worker wrote. Two runs give the
+/// same outputs when every output agrees within the piece's tolerance, by the rule every output
+/// is judged by ([`tf::compare`]): threaded reductions make two runs of one function differ in
+/// their last bits (1e-6 on outputs near 1 at BERT-base size), so equal bits would fail a
+/// correct model. Inference must give the same outputs twice; with dropout, training must not;
+/// with dropout or batch normalization, training and inference must differ. The report keeps
+/// the verdicts and the tolerance, not the differences between runs, which vary from run to run.
+fn judge_training_flag(
+    check: &mut Check,
+    runs: &BTreeMap<String, Computed>,
+    golden: &Golden,
+    outputs_dir: &Path,
+    expect: &Expectations<'_>,
+) {
+    let (atol, rtol) = (expect.atol, expect.rtol);
+    let read = |run: &str, output: &str| -> Result<Option<Array>, String> {
+        let Some(computed) = runs.get(run) else { return Err(format!("the worker wrote no `{run}` run")) };
+        match computed.outputs.get(output) {
+            Some(Some(file)) => tf::npy::read(&outputs_dir.join(file)).map(Some).map_err(|e| format!("{}: {e}", computed.by)),
+            _ => Ok(None),
+        }
+    };
+    // Whether runs `a` and `b` agree on every output both returned; on a disagreement, where.
+    let agree = |a: &str, b: &str| -> Result<Option<String>, String> {
+        for output in &golden.outputs {
+            let (Some(first), Some(second)) = (read(a, &output.name)?, read(b, &output.name)?) else { continue };
+            let comparison = tf::compare(&first, &second, atol, rtol);
+            if !comparison.ok {
+                return Ok(Some(format!("output `{}`: {comparison}", output.name)));
+            }
+        }
+        Ok(None)
+    };
+    let verdicts = agree("false", "false_again").and_then(|inference| {
+        let training = agree("true", "true_again")?;
+        let flag = agree("false", "true")?;
+        Ok((inference, training, flag))
+    });
+    let (inference, training, flag) = match verdicts {
+        Ok(verdicts) => verdicts,
+        Err(e) => {
+            check.ok = false;
+            check.message = format!("the runs could not be compared: {e}");
+            return;
+        }
+    };
+    let has_dropout = check.details["has_dropout"] == Value::Bool(true);
+    let has_batch_norm = check.details["has_batch_norm"] == Value::Bool(true);
+    let tolerance = format!("atol {} + rtol {}·|ref|", short_float(atol), short_float(rtol));
+    let mut problems = Vec::new();
+    if let Some(at) = &inference {
+        problems.push(format!("training=False is not deterministic: two calls differ beyond {tolerance} ({at})"));
+    }
+    if has_dropout && training.is_none() {
+        problems.push(format!("the model has dropout but training=True gave the same outputs twice (within {tolerance})"));
+    }
+    if (has_dropout || has_batch_norm) && flag.is_none() {
+        problems.push(format!(
+            "the model has dropout/batch-norm but training=True and training=False give the same outputs (within {tolerance})"
+        ));
+    }
+    check.ok = check.ok && problems.is_empty();
+    check.message = if problems.is_empty() {
+        let mut message = format!("training=False deterministic within {tolerance}");
+        if has_dropout {
+            message.push_str("; training=True stochastic");
+        }
+        if has_dropout || has_batch_norm {
+            message.push_str("; the training flag changes the outputs");
+        }
+        message
+    } else {
+        problems.join("; ")
+    };
+    if let Some(details) = check.details.as_object_mut() {
+        details.insert("deterministic".into(), json!(inference.is_none()));
+        details.insert("stochastic".into(), json!(training.is_some()));
+        details.insert("training_changes_output".into(), json!(flag.is_some()));
+        details.insert("atol".into(), json!(atol));
+        details.insert("rtol".into(), json!(rtol));
     }
 }
 
@@ -1352,5 +1442,79 @@ mod tests {
             (c.ok, c.message.as_str()),
             (false, "__call__(training=False): output `y`: expected, but __call__(training=False) did not return it")
         );
+    }
+
+    /// training_flag's runs for one output `y`, each written as `<run>.npy`.
+    fn flag_runs(outputs: &Path, runs: &[(&str, Vec<f32>)]) -> BTreeMap<String, Computed> {
+        runs.iter()
+            .map(|(run, values)| {
+                let file = format!("{run}.npy");
+                tf::npy::write(&outputs.join(&file), &Array::vector(values.clone())).unwrap();
+                (run.to_string(), Computed { by: run.to_string(), outputs: [("y".to_string(), Some(file))].into() })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_training_flag_compares_runs_within_the_tolerance_not_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let golden = golden_with(dir.path(), &[("y", Array::vector(vec![0.9f32, -0.3]))]);
+        let outputs = dir.path().join("outputs");
+        std::fs::create_dir(&outputs).unwrap();
+        let flag = || check("training_flag", true, String::new(), json!({"has_dropout": true, "has_batch_norm": false}));
+
+        // Two inference runs 1.1e-6 apart on outputs near 0.9 (threaded reductions, as at
+        // BERT-base size) are the same run; dropout makes the training runs differ.
+        let runs = flag_runs(
+            &outputs,
+            &[
+                ("false", vec![0.9, -0.3]),
+                ("false_again", vec![0.900_001_1, -0.3]),
+                ("true", vec![0.2, -0.1]),
+                ("true_again", vec![0.7, 0.0]),
+            ],
+        );
+        let mut c = flag();
+        judge_training_flag(&mut c, &runs, &golden, &outputs, &expectations());
+        assert!(c.ok, "{}", c.message);
+        assert_eq!(
+            c.message,
+            "training=False deterministic within atol 1e-5 + rtol 1e-5·|ref|; training=True stochastic; the training flag changes the outputs"
+        );
+        assert_eq!((&c.details["deterministic"], &c.details["stochastic"], &c.details["atol"]), (&json!(true), &json!(true), &json!(1e-5)));
+
+        // Inference that is random fails, and says where.
+        let runs = flag_runs(
+            &outputs,
+            &[("false", vec![0.9, -0.3]), ("false_again", vec![0.95, -0.3]), ("true", vec![0.2, -0.1]), ("true_again", vec![0.7, 0.0])],
+        );
+        let mut c = flag();
+        judge_training_flag(&mut c, &runs, &golden, &outputs, &expectations());
+        assert!(!c.ok);
+        assert!(
+            c.message.starts_with("training=False is not deterministic: two calls differ beyond atol 1e-5 + rtol 1e-5·|ref| (output `y`: "),
+            "{}",
+            c.message
+        );
+
+        // Dropout that training=True ignores: runs a last bit apart are still the same.
+        let runs = flag_runs(
+            &outputs,
+            &[
+                ("false", vec![0.9, -0.3]),
+                ("false_again", vec![0.9, -0.3]),
+                ("true", vec![0.900_000_1, -0.3]),
+                ("true_again", vec![0.9, -0.3]),
+            ],
+        );
+        let mut c = flag();
+        judge_training_flag(&mut c, &runs, &golden, &outputs, &expectations());
+        assert!(!c.ok);
+        assert_eq!(
+            c.message,
+            "the model has dropout but training=True gave the same outputs twice (within atol 1e-5 + rtol 1e-5·|ref|); \
+             the model has dropout/batch-norm but training=True and training=False give the same outputs (within atol 1e-5 + rtol 1e-5·|ref|)"
+        );
+        assert_eq!(c.details["stochastic"], false);
     }
 }

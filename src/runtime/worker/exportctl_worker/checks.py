@@ -29,16 +29,19 @@ class Checks:
         elapsed, self._mark = now - self._mark, now
         return round(elapsed, 3)
 
-    def add(self, name, ok, message, computed=None, **details):
+    def add(self, name, ok, message, computed=None, runs=None, **details):
         """Records a check. ``computed`` (from ``computed()``): outputs exportctl judges too; the
         check then holds only if they match, and ``message`` says what else was seen ("" if
-        nothing)."""
+        nothing). ``runs`` (``training_flag``): several runs' ``computed`` records by name,
+        which exportctl compares with each other."""
         _known(name)
         details["seconds"] = self._elapsed()
         phases.add(f"check {name}", details["seconds"])
         item = {"name": name, "ok": bool(ok), "message": message, "details": details}
         if computed is not None:
             item["computed"] = computed
+        if runs is not None:
+            item["runs"] = runs
         self.items.append(item)
         return ok
 
