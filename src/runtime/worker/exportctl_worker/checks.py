@@ -1,6 +1,7 @@
 """The record of a validation's checks (``Checks``), what a check computed on the golden inputs
 (``computed``: its outputs written as ``.npy`` files, for exportctl to judge), and
-``fingerprint``, which tells whether a training step moved a variable.
+``fingerprint``, which tells whether a training step moved a variable, and ``nonzero``, whether
+a gradient reaches its variable.
 
 The worker never judges outputs against the reference ones: exportctl compares what every
 loader computed by one rule (shape, dtype, ``|got - ref| <= atol + rtol*|ref|``), so a check that
@@ -110,3 +111,14 @@ def fingerprint(variable):
 
     array = np.ascontiguousarray(variable.numpy())
     return array.nbytes, zlib.crc32(array.reshape(-1).view(np.uint8))
+
+
+def nonzero(gradient):
+    """Whether ``gradient`` (a tensor, ``tf.IndexedSlices`` for an embedding's rows, or ``None``)
+    has an element that is not zero: whether the variable it is for gets a gradient at all."""
+    if gradient is None:
+        return False
+    from .modules import M
+
+    values = gradient.values if isinstance(gradient, M.tf.IndexedSlices) else gradient
+    return bool(M.tf.reduce_any(M.tf.not_equal(values, 0)))

@@ -25,7 +25,7 @@ import contextlib
 import math
 import os
 
-from .checks import computed, fingerprint
+from .checks import computed, fingerprint, nonzero
 from .modules import M
 
 HUB = "hub_keras_layer"
@@ -208,14 +208,12 @@ def _noting_sgd(learning_rate, reached):
     """Keras 3's SGD, noting in ``reached`` (by ``id`` of the variable) whether the gradient it
     applies to each variable is non-zero, before applying it: the fit step itself says where its
     gradients went, without a second forward and backward pass to find out."""
-    keras, tf = M.keras, M.tf
 
-    class NotingSGD(keras.optimizers.SGD):
+    class NotingSGD(M.keras.optimizers.SGD):
         def apply_gradients(self, grads_and_vars):
             pairs = list(grads_and_vars)
             for g, v in pairs:
-                values = g.values if isinstance(g, tf.IndexedSlices) else g
-                reached[id(v)] = g is not None and bool(tf.reduce_any(tf.not_equal(values, 0)))
+                reached[id(v)] = nonzero(g)
             return super().apply_gradients(pairs)
 
     return NotingSGD(learning_rate)

@@ -12,7 +12,7 @@ moves batch-norm statistics) run after every check that computes outputs.
 import os
 import re
 
-from .checks import Checks, computed, fingerprint
+from .checks import Checks, computed, fingerprint, nonzero
 from .consumers import HUB, KERAS3, hub_check, keras3_fit, keras3_outputs
 from .modules import M, _dist_version, _fresh_session, release_memory
 from .params import _abs_path, _param, _read_json
@@ -148,8 +148,8 @@ def _validate(params):
         checks.error("serving_default", e)
 
     # keras.layers.TFSMLayer in a Keras 3 model, over the object loaded above: its outputs now,
-    # before the checks below move the weights (a
-    # training=True call moves batch-norm statistics); its fit step last.
+    # before the checks below move the weights (a training=True call moves batch-norm
+    # statistics); its fit step last.
     keras3 = None
     has_keras3 = _dist_version("keras") is not None and _dist_version("keras").startswith("3.")
     if has_keras3:
@@ -297,13 +297,11 @@ def _validate(params):
                     none.append(v.name)
                     continue
                 before = fingerprint(v)
+                if not nonzero(g):
+                    zero.append(v.name)
                 if isinstance(g, tf.IndexedSlices):  # an embedding's rows: never made dense
-                    if not bool(tf.reduce_any(g.values != 0)):
-                        zero.append(v.name)
                     v.scatter_sub(tf.IndexedSlices(tf.cast(g.values, v.dtype) * 0.1, g.indices, g.dense_shape))
                 else:
-                    if not bool(tf.reduce_any(g != 0)):
-                        zero.append(v.name)
                     v.assign_sub(tf.cast(g, v.dtype) * 0.1)
                 del g
                 if before == fingerprint(v):

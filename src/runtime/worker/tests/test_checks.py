@@ -91,3 +91,16 @@ class FingerprintTest(unittest.TestCase):
         from exportctl_worker.checks import fingerprint
 
         self.assertNotEqual(fingerprint(tf.Variable(np.zeros(2, np.float32))), fingerprint(tf.Variable(np.zeros(3, np.float32))))
+
+
+class NonzeroTest(unittest.TestCase):
+    def test_a_gradient_reaches_its_variable_when_an_element_is_not_zero(self):
+        import tensorflow as tf
+        from exportctl_worker.checks import nonzero
+
+        self.assertFalse(nonzero(None))
+        self.assertFalse(nonzero(tf.zeros((2, 3))))
+        self.assertTrue(nonzero(tf.constant([0.0, 1e-30])))
+        rows = tf.IndexedSlices(tf.constant([[0.0, 0.0]]), tf.constant([3]), tf.constant([5, 2]))
+        self.assertFalse(nonzero(rows))
+        self.assertTrue(nonzero(tf.IndexedSlices(tf.constant([[0.0, 2.0]]), tf.constant([3]), tf.constant([5, 2]))))
