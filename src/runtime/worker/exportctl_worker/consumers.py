@@ -1,13 +1,16 @@
 """The consumer checks of ``validate``: a package used the way its consumers use it, inside a
 model of their Keras, fine-tuned one ``fit`` step on the training feed.
 
-* ``hub_check``: ``hub.KerasLayer(trainable=True)`` in a tf_keras (Keras 2) model.
+* ``hub_outputs`` then ``hub_check``: ``hub.KerasLayer(trainable=True)`` in a tf_keras (Keras 2)
+  model.
 * ``keras3_outputs`` then ``keras3_fit``: ``keras.layers.TFSMLayer(path,
   call_endpoint="serving_default")`` in a Keras 3 functional model (``hub.KerasLayer`` is not a
   Keras 3 layer). TFSMLayer returns a dict of the signature's outputs; with several inputs it is
   subclassed so that its ``call`` passes them to the signature by name (``tfsm_layer``), as
-  ``model.md`` shows. Its outputs are computed before any check moves a weight, its fit step
-  runs last.
+  ``model.md`` shows.
+
+Each computes its outputs on the golden inputs before any check moves a weight (they are written
+for exportctl to judge, as every loader's are), and fits its step after the checks that compute.
 
 Both reuse the SavedModel object validate loaded (``hub.KerasLayer`` takes it; TFSMLayer gets it
 from its own ``tf.saved_model.load(path)`` call): the weights are in memory once, and the
@@ -18,7 +21,8 @@ generators: ``set_random_seed`` (as ``clear_session``) empties TensorFlow's kern
 every restored function, its gradient among them, would be instantiated again (4 s of a 5 s
 check at BERT-base size). Their Dense heads have seeded initialisers and ``fit`` does not
 shuffle, so the reported losses are the same in every build. Imports TensorFlow and both
-Kerases lazily through ``modules.M``; writes only what ``keras3_outputs`` hands exportctl.
+Kerases lazily through ``modules.M``; writes only what ``hub_outputs`` and ``keras3_outputs`` hand
+exportctl.
 """
 
 import contextlib
@@ -32,23 +36,46 @@ HUB = "hub_keras_layer"
 KERAS3 = "keras3_tfsm_layer"
 
 
-def hub_check(obj, golden, feeds, single, checks, reg_count):
-    """hub.KerasLayer over the SavedModel already loaded (what hub.load(path) returns): loading
-    it again would cost a second copy of the weights and a second tracing of the gradient,
-    which the fine_tune_step check has just done for the same restored functions."""
-    import numpy as np
-
+def hub_outputs(obj, golden, feeds, single, out_dir):
+    """The first half of the tf_keras check, run before any check moves a weight:
+    ``hub.KerasLayer(trainable=True)`` over the SavedModel already loaded (what
+    ``hub.load(path)`` returns: loading it again would cost a second copy of the weights and a
+    second tracing of the gradient) in a tf_keras functional model, called on the golden inputs
+    outside training, as a consumer's ``predict`` calls it. What it returned is written under ``out_dir`` for exportctl
+    to judge. Returns the state ``hub_check`` goes on from."""
     tf, tfk, hub = M.tf, M.tf_keras, M.hub
     layer = hub.KerasLayer(obj, trainable=True)
-    ins = {}
-    for i in golden["inputs"]:
-        shape = [None if d < 0 else d for d in i["shape"][1:]]
-        ins[i["name"]] = tfk.Input(shape=shape, dtype=i["dtype"], name=i["name"])
+    ins = _inputs(tfk, golden)
+    x = next(iter(ins.values())) if single else ins
+    model = tfk.Model(x, layer(x))
+    names = [i["name"] for i in golden["inputs"]]
+    feed = tf.constant(feeds[names[0]]) if single else {n: tf.constant(feeds[n]) for n in names}
+    written = computed(model(feed, training=False), golden, out_dir, HUB, "hub.KerasLayer in a tf_keras model")
+    return {"layer": layer, "written": written}
+
+
+def _inputs(keras, golden):
+    """A ``keras.Input`` per golden input, by name (either Keras: both take the same arguments)."""
+    return {
+        i["name"]: keras.Input(shape=tuple(None if d < 0 else d for d in i["shape"][1:]), dtype=i["dtype"], name=i["name"])
+        for i in golden["inputs"]
+    }
+
+
+def hub_check(state, golden, feeds, single, checks, reg_count):
+    """The second half, run after the fine_tune_step check (whose gradient of the restored
+    functions it reuses): the layer of ``hub_outputs`` in a tf_keras model, fine-tuned one
+    ``fit`` step; its losses are the SavedModel's regularization losses. Records the check."""
+    import numpy as np
+
+    tf, tfk = M.tf, M.tf_keras
+    layer, written = state["layer"], state["written"]
+    ins = _inputs(tfk, golden)
     x = next(iter(ins.values())) if single else ins
     out = layer(x)
     flat = [t for t in tf.nest.flatten(out) if t.dtype.is_floating]
     if not flat:
-        return checks.add(HUB, False, "the layer has no floating-point output to train on") and None
+        return checks.add(HUB, False, "the layer has no floating-point output to train on", computed=written) and None
     features = []  # each output as [batch, k]; a random Dense head gives every output a gradient
     for t in flat:
         rank, dims = t.shape.rank, t.shape.as_list()[1:] if t.shape.rank else []
@@ -95,6 +122,7 @@ def hub_check(obj, golden, feeds, single, checks, reg_count):
             f"hub.KerasLayer(trainable=True) fine-tuned one step: {moved}/{len(before)} trainable weights moved, "
             f"{len(layer.losses)} losses"
         ),
+        computed=written,
         loss=loss,
         **info,
     )
@@ -120,8 +148,8 @@ def tfsm_layer(path, single, trainable):
 def keras3_outputs(obj, sm_dir, golden, feeds, single, trainable, out_dir):
     """The first half of the Keras 3 check, run before any check moves a weight: TFSMLayer as
     its users write it, over ``obj`` (what ``tf.saved_model.load(sm_dir)`` returned, which
-    TFSMLayer would call again: the weights stay in memory once), called on the golden inputs
-    (serving_default computes with ``training=False``); what it returned is written under
+    TFSMLayer would call again: the weights stay in memory once) in a Keras 3 functional model,
+    called on the golden inputs (serving_default computes with ``training=False``); what it returned is written under
     ``out_dir`` for exportctl to judge. Returns the state ``keras3_fit`` goes on from."""
     keras = M.keras
     if keras.backend.backend() != "tensorflow":
@@ -130,7 +158,10 @@ def keras3_outputs(obj, sm_dir, golden, feeds, single, trainable, out_dir):
         layer = tfsm_layer(sm_dir, single, trainable=trainable > 0)
     names = [i["name"] for i in golden["inputs"]]
     feed = feeds[names[0]] if single else {n: feeds[n] for n in names}
-    outputs = layer(feed)
+    ins = _inputs(keras, golden)
+    x = next(iter(ins.values())) if single else ins
+    model = keras.Model(x, layer(x))
+    outputs = model(feed, training=False)
     problems = []
     if not isinstance(outputs, dict):
         problems.append(f"TFSMLayer returned {type(outputs).__name__}, not the dict of serving_default's outputs")
@@ -226,10 +257,7 @@ def _fit_one_step(layer, golden, feeds, single):
     import numpy as np
 
     keras = M.keras
-    ins = {}
-    for i in golden["inputs"]:
-        shape = tuple(None if d < 0 else d for d in i["shape"][1:])
-        ins[i["name"]] = keras.Input(shape=shape, dtype=i["dtype"], name=i["name"])
+    ins = _inputs(keras, golden)
     outputs = layer(next(iter(ins.values())) if single else ins)
     features = []  # each floating output as [batch, k]: a random Dense head gives each a gradient
     for name in sorted(outputs):

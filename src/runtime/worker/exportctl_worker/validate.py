@@ -13,7 +13,7 @@ import os
 import re
 
 from .checks import Checks, computed, fingerprint, nonzero
-from .consumers import HUB, KERAS3, hub_check, keras3_fit, keras3_outputs
+from .consumers import HUB, KERAS3, hub_check, hub_outputs, keras3_fit, keras3_outputs
 from .modules import M, _dist_version, _fresh_session, release_memory
 from .params import _abs_path, _param, _read_json
 
@@ -158,6 +158,19 @@ def _validate(params):
         except Exception as e:
             keras3 = e
         checks.lap(f"check {KERAS3} (outputs)")
+
+    # hub.KerasLayer in a tf_keras model, over the same object: its outputs now, its fit step
+    # after the fine-tuning step (whose gradient of the restored functions it reuses).
+    hub = None
+    has_hub = _dist_version("tensorflow-hub") is not None and (
+        _dist_version("tf-keras") is not None or _dist_version("tf_keras") is not None
+    )
+    if has_hub:
+        try:
+            hub = hub_outputs(obj, golden, feeds, single, out_dir)
+        except Exception as e:
+            hub = e
+        checks.lap(f"check {HUB} (outputs)")
 
     # training flag. Each run's outputs are written as they come (a language model's logits
     # over its vocabulary are large: none is kept) and exportctl compares the runs with the
@@ -329,14 +342,17 @@ def _validate(params):
         grads = None
         release_memory()
 
-    # hub.KerasLayer in a tf_keras model
-    if _dist_version("tensorflow-hub") is None or (_dist_version("tf-keras") is None and _dist_version("tf_keras") is None):
+    # hub.KerasLayer's fit step
+    if not has_hub:
         checks.skip(HUB, "tensorflow_hub / tf_keras not installed")
+    elif isinstance(hub, Exception):
+        checks.error(HUB, hub)
     else:
         try:
-            result["hub"] = hub_check(obj, golden, training_feeds, single, checks, len(reg_fns))
+            result["hub"] = hub_check(hub, golden, training_feeds, single, checks, len(reg_fns))
         except Exception as e:
             checks.error(HUB, e)
+    hub = None
 
     # The Keras 3 check's fit step. What the checks above held goes first (the tf_keras model
     # around the hub layer, their gradients); the loaded object stays, inside the TFSMLayer.
