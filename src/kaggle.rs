@@ -19,7 +19,8 @@
 //! sub-folder into one archive, `variables.zip`; without either the tool skips it, and the
 //! variation would have no weights). So each variation's folder is its SavedModel, ready to
 //! upload, and the commands always pass `-r zip`. (Checked against the `kaggle` package's own
-//! code, 2.2.5: `tests/integration/kaggle.rs` runs its metadata checks on every example.)
+//! code, 2.2.5: `tests/integration/examples.rs` publishes every example with the real tool, its
+//! network cut (`assert_publishable` in `consumers.rs`), so the tool's metadata checks run on each.)
 //!
 //! **The rules the tool checks before uploading** (checked here too, so that `publish` fails
 //! before anything is sent): the model's owner and slug are lowercase letters and digits joined

@@ -295,7 +295,8 @@ impl Docs<'_> {
         let _ = writeln!(
             out,
             "**Keras 3** (the Keras of TensorFlow 2.16 and later): `keras.layers.TFSMLayer` calls the `serving_default` \
-             signature and returns a dict of its outputs; {pick}.\n"
+             signature and returns a dict of its outputs; {pick}. It needs Keras on the TensorFlow backend \
+             (`KERAS_BACKEND=tensorflow`, the default).\n"
         );
         let _ = writeln!(out, "```python\n{keras3}```\n");
         let _ = writeln!(

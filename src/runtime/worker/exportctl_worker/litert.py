@@ -4,7 +4,7 @@ interpreter (``ai_edge_litert``) on the golden inputs and writes its outputs as 
 
 The comparison with the reference outputs is not here: Rust compares them with the same rule
 as ``validate`` (``tf::compare``). What is here is what only Python can do, and the reading of
-the converter's errors into something a user can act on (``_unsupported_ops``, pure, tested).
+the converter's errors into something a user can act on (``_conversion_error``, pure, tested).
 """
 
 import json
@@ -24,6 +24,16 @@ _OP_ERROR = re.compile(
     r"""fused\["(?P<op>[A-Za-z0-9_]+):", "(?P<node>[^"@]+)@[^"]*"\].*Error code: (?P<code>ERROR_NEEDS_(?:FLEX|CUSTOM)_OPS)"""
 )
 _NOT_SUPPORTED = re.compile(r"'tf\.(?P<op>[A-Za-z0-9_]+)' op is neither a custom op nor a flex op")
+# The converter's own words when a dimension the signature leaves unknown is one it needs: a
+# Reshape to more than one unknown size. (Most ops convert with unknown sizes; an op that needs
+# a known channel count comes out as an op without a LiteRT kernel, above.)
+_DYNAMIC_SHAPE = re.compile(r"requires 'shape' to have at most one dynamic dimension")
+# A loop over a TensorList (a TensorArray: a Keras RNN layer, tf.map_fn) whose elements' shape is
+# not static: fixed input sizes do not help (a Keras 3 RNN layer fails with every input dimension
+# fixed), an unrolled RNN layer has no loop.
+_TENSOR_LIST = re.compile(r"requires element_shape to be (?:static|1D tensor) during TF Lite transformation pass")
+# The node a diagnostic is located at: `fused["TensorListReserve:", "functional_1/gru_1/TensorArrayV2_1@..."]`.
+_NODE = re.compile(r'fused\["[A-Za-z0-9_]+:", "(?P<node>[^"@]+)@')
 
 
 def _unsupported_ops(message):
@@ -109,27 +119,60 @@ def _conversion_error(message):
             "the model uses op(s) LiteRT has no kernel for: " + "; ".join(_describe_ops(ops)),
             {"ops": ops, "hint": hint},
         )
-    lowered = message.lower()
-    if any(needle in lowered for needle in ("dynamic", "unranked", "unknown rank", "is not static", "shape")):
+    errors = _errors(message)
+    dynamic = next((e for e in errors if _DYNAMIC_SHAPE.search(e)), None)
+    if dynamic:
         return WorkerError(
             "LitertDynamicShape",
-            "the LiteRT converter cannot handle the shapes of this model's signature: " + _first_error(message),
+            "the LiteRT converter cannot handle the shapes of this model's signature: " + _without_location(dynamic),
             {
                 "hint": "LiteRT needs every dimension but the batch known: declare the inputs with fixed sizes in "
                 "`[models.<name>.inputs]` (e.g. `shape = [-1, 128]` rather than `[-1, -1]`) so trace writes a signature with them"
             },
         )
+    loop = next((e for e in errors if _TENSOR_LIST.search(e)), None)
+    if loop:
+        node = _NODE.search(loop)
+        layer = _layer_of(node["node"]) if node else None
+        return WorkerError(
+            "LitertConversion",
+            "the LiteRT converter cannot lower a loop"
+            + (f" in layer `{layer}`" if layer else "")
+            + ": "
+            + _without_location(loop),
+            {
+                "hint": "a loop over a TensorArray (a Keras RNN layer, tf.map_fn) converts only when its elements' shape "
+                "is static; an RNN layer with `unroll=True` and a fixed number of time steps has no loop"
+            },
+        )
     return WorkerError(
         "LitertConversion",
-        "the LiteRT converter failed: " + _first_error(message),
+        "the LiteRT converter failed: " + (_without_location(errors[0]) if errors else _first_line(message)),
         {"hint": "run with -v to see the converter's full output; `exportctl validate` checks the SavedModel itself"},
     )
 
 
-def _first_error(message):
-    for line in message.splitlines():
-        if "error:" in line:
-            return line.split("error:", 1)[1].strip()[:600]
+def _errors(message):
+    """The converter's error diagnostics, in order: what follows `error:` on each line."""
+    return [line.split("error:", 1)[1].strip() for line in message.splitlines() if "error:" in line]
+
+
+def _without_location(error):
+    """An error without its MLIR location (`loc(callsite(fused[...] at ...)): `), at most 600 characters."""
+    if error.startswith("loc("):
+        depth, quoted = 0, False
+        for i, c in enumerate(error):
+            if c == '"':
+                quoted = not quoted
+            elif not quoted and c in "()":
+                depth += 1 if c == "(" else -1
+                if depth == 0:
+                    error = error[i + 1 :].lstrip(":").strip()
+                    break
+    return error[:600]
+
+
+def _first_line(message):
     return message.strip().splitlines()[0][:600] if message.strip() else "no message"
 
 

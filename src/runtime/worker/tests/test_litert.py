@@ -29,6 +29,34 @@ MESSAGE = "\n".join(
 )
 
 
+# The LiteRT Reshape's verifier, for a shape with two unknown sizes.
+RESHAPE = (
+    "'tfl.reshape' op requires 'shape' to have at most one dynamic dimension, but got multiple dynamic dimensions "
+    "at indices 0 and 1. You need to set up the unspecified size(s) to avoid this problem, for example,setting "
+    "batch size in keras model or setting unspecified input size(s) with fixed ones."
+)
+
+# What TensorFlow 2.21's converter says for a Keras 3 SimpleRNN (the lines the parser reads).
+TENSOR_LIST = "\n".join(
+    [
+        _located(
+            "error",
+            "TensorListReserve",
+            "functional_1/simple_rnn_1/TensorArrayV2_1",
+            "'tf.TensorListReserve' op requires element_shape to be static during TF Lite transformation pass",
+        ),
+        _located(
+            "error",
+            "TensorListReserve",
+            "functional_1/simple_rnn_1/TensorArrayV2_1",
+            "failed to legalize operation 'tf.TensorListReserve' that was explicitly marked illegal",
+        ),
+        "<unknown>:0: error: Lowering tensor list ops is failed. Please consider using Select TF ops and disabling "
+        "`_experimental_lower_tensor_list_ops` flag in the TFLite converter object.",
+    ]
+)
+
+
 class ConverterErrorTest(unittest.TestCase):
     def test_each_op_is_named_with_its_node_and_whether_select_tf_ops_helps(self):
         ops = _unsupported_ops(MESSAGE)
@@ -58,3 +86,32 @@ class ConverterErrorTest(unittest.TestCase):
         error = _conversion_error("blah\n<unknown>:0: error: something odd happened\nmore")
         assert error.code == "LitertConversion"
         assert str(error).endswith("something odd happened")
+
+    def test_a_reshape_to_several_unknown_sizes_is_a_dynamic_shape(self):
+        error = _conversion_error(_located("error", "Reshape", "functional_1/reshape_1/Reshape", RESHAPE))
+        assert error.code == "LitertDynamicShape"
+        assert str(error).endswith("cannot handle the shapes of this model's signature: " + RESHAPE)
+        assert "[models.<name>.inputs]" in error.data["hint"]
+
+    def test_a_loop_over_a_tensor_list_names_its_layer_and_is_not_an_input_shape(self):
+        error = _conversion_error(TENSOR_LIST)
+        assert error.code == "LitertConversion"
+        assert str(error) == (
+            "the LiteRT converter cannot lower a loop in layer `simple_rnn`: 'tf.TensorListReserve' op requires "
+            "element_shape to be static during TF Lite transformation pass"
+        )
+        assert "unroll=True" in error.data["hint"] and "[models.<name>.inputs]" not in error.data["hint"]
+
+    def test_other_messages_about_shapes_or_dynamic_range_stay_what_they_are(self):
+        for text in (
+            "'tf.AddV2' op requires the same shape for all operands and results",
+            "Couldn't apply dynamic range quantization since unsupported inference_type is passed.",
+        ):
+            error = _conversion_error(_located("error", "AddV2", "functional_1/add_1/AddV2", text))
+            assert error.code == "LitertConversion", text
+            assert str(error) == "the LiteRT converter failed: " + text
+
+    def test_a_message_without_diagnostics_is_reported_by_its_first_line(self):
+        error = _conversion_error("None is only supported in the 1st dimension. Tensor 'x' has invalid shape '[1, None]'.\n")
+        assert error.code == "LitertConversion"
+        assert str(error).endswith("Tensor 'x' has invalid shape '[1, None]'.")
