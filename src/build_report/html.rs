@@ -257,7 +257,7 @@ fn check_row(out: &mut String, loader: &str, check: &Check) {
         out,
         r#"<tr class="check {cls}"><td>{loader}</td><td class="check-name">{name}</td><td><span class="badge {cls}">{verdict}</span></td><td class="num">{diff}</td><td>{tolerance}</td><td>{message}</td></tr>"#,
         cls = if check.ok { "ok" } else { "failed" },
-        name = esc(&check.name),
+        name = esc(check.name.as_str()),
         verdict = if check.ok { "pass" } else { "fail" },
         diff = largest_difference(&check.details).map(crate::steps::short_float).unwrap_or_default(),
         tolerance = esc(&tolerance(&check.details).unwrap_or_default()),

@@ -27,8 +27,8 @@ pub use proposal::{Proposal, ProposedPiece};
 /// What the worker's `outline` method answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outline {
-    /// `keras3` or `tf-keras`.
-    pub flavour: String,
+    /// A Keras model, either Keras.
+    pub flavour: crate::contract::Flavour,
     pub model_name: Option<String>,
     pub model_class: String,
     /// Functional or Sequential: its layers can be cut at.

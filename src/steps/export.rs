@@ -18,8 +18,7 @@ use crate::tf::inspect::human_bytes;
 /// to `inventory.json`. Only the fields exportctl reads are declared.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Inventory {
-    /// `keras3`, `tf-keras` or `saved-model`.
-    pub flavour: String,
+    pub flavour: crate::contract::Flavour,
     #[serde(default)]
     pub layers: Vec<LayerInfo>,
     #[serde(default)]
@@ -199,8 +198,8 @@ fn summary(inventory: &Inventory) -> String {
 pub(super) fn keras_name(flavour: crate::manifest::KerasFlavour) -> &'static str {
     match flavour {
         crate::manifest::KerasFlavour::Auto => "auto",
-        crate::manifest::KerasFlavour::Keras3 => "keras3",
-        crate::manifest::KerasFlavour::TfKeras => "tf-keras",
+        crate::manifest::KerasFlavour::Keras3 => crate::contract::Flavour::Keras3.as_str(),
+        crate::manifest::KerasFlavour::TfKeras => crate::contract::Flavour::TfKeras.as_str(),
     }
 }
 

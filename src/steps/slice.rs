@@ -65,7 +65,7 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
     let export_dir = dep_dir(target, cx, StepKind::Export)?;
     let inventory = export::load(&export_dir)?;
     // A SavedModel source has no layers to re-configure; the worker would only warn.
-    let keras = inventory.flavour != "saved-model";
+    let keras = inventory.flavour.is_keras();
     let params = json!({
         "export_dir": export_dir,
         "flavour": inventory.flavour,

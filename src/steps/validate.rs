@@ -23,7 +23,7 @@
 //! without golden files it makes seeded random inputs for the serving signature and takes the
 //! native outputs as the reference, so Python is checked against C++.
 
-use crate::contract::Lint;
+use crate::contract::{CheckName, Lint};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ pub struct ReusableReport {
 /// One check: what was checked, whether it held, a sentence, and the numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    pub name: String,
+    pub name: CheckName,
     pub ok: bool,
     pub message: String,
     #[serde(default)]
@@ -278,8 +278,13 @@ pub(super) fn run(steps: &TfSteps, target: &Target<'_>, dirs: &Dirs, cx: &StepCo
 /// One line: how many checks, and the largest output difference.
 fn summary(report: &Report) -> String {
     let checks = report.native.checks.len() + report.reusable.checks.len();
-    let diff =
-        report.native.checks.iter().find(|c| c.name == "outputs").and_then(|c| c.details.get("max_abs_diff")).and_then(Value::as_f64);
+    let diff = report
+        .native
+        .checks
+        .iter()
+        .find(|c| c.name == CheckName::Outputs)
+        .and_then(|c| c.details.get("max_abs_diff"))
+        .and_then(Value::as_f64);
     match diff {
         Some(diff) => format!("{checks} checks passed (native max |diff| {})", short_float(diff)),
         None => format!("{checks} checks passed"),
@@ -304,7 +309,7 @@ fn failure(report: &Report) -> StepError {
     }
     let mut helps: Vec<&str> = Vec::new();
     for (_, check) in &failed {
-        if let Some(help) = crate::contract::check_fix(&check.name) {
+        if let Some(help) = crate::contract::check_fix(check.name) {
             if !helps.contains(&help) {
                 helps.push(help);
             }
@@ -360,7 +365,7 @@ pub fn native_checks(
                     )
                 };
                 report.checks.push(check(
-                    "no_optimizer_state",
+                    CheckName::NoOptimizerState,
                     ok,
                     message,
                     json!({
@@ -373,14 +378,14 @@ pub fn native_checks(
                 ));
             }
             None => report.checks.push(check(
-                "no_optimizer_state",
+                CheckName::NoOptimizerState,
                 false,
                 "the SavedModel has no meta graph tagged `serve`".into(),
                 json!({"meta_graphs": pb.meta_graphs.iter().map(|m| &m.tags).collect::<Vec<_>>()}),
             )),
         },
         Err(e) => {
-            report.checks.push(check("load", false, e.to_string(), json!({"tags": [tf::model::SERVE]})));
+            report.checks.push(check(CheckName::Load, false, e.to_string(), json!({"tags": [tf::model::SERVE]})));
             return finish(report);
         }
     }
@@ -393,7 +398,12 @@ pub fn native_checks(
         Ok(model) => {
             report.checks.insert(
                 0,
-                check("load", true, "loaded with tag `serve` through the TensorFlow C API".into(), json!({"tags": [tf::model::SERVE]})),
+                check(
+                    CheckName::Load,
+                    true,
+                    "loaded with tag `serve` through the TensorFlow C API".into(),
+                    json!({"tags": [tf::model::SERVE]}),
+                ),
             );
             model
         }
@@ -402,7 +412,7 @@ pub fn native_checks(
             if let Some(help) = help_text(&e) {
                 details["help"] = json!(help);
             }
-            report.checks.insert(0, check("load", false, e.to_string(), details));
+            report.checks.insert(0, check(CheckName::Load, false, e.to_string(), details));
             return finish(report);
         }
     };
@@ -413,7 +423,7 @@ pub fn native_checks(
             "no `serving_default` signature (the SavedModel has {}): TF Serving cannot call it",
             if available.is_empty() { "none".to_string() } else { available.join(", ") }
         );
-        report.checks.push(check("signature", false, message, json!({"available": available})));
+        report.checks.push(check(CheckName::Signature, false, message, json!({"available": available})));
         return finish(report);
     };
     let spec =
@@ -437,7 +447,7 @@ pub fn native_checks(
     } else {
         problems.join("; ")
     };
-    report.checks.push(check("signature", problems.is_empty(), message, json!({"problems": problems})));
+    report.checks.push(check(CheckName::Signature, problems.is_empty(), message, json!({"problems": problems})));
 
     if let Some((golden_dir, golden)) = golden {
         report.checks.push(outputs_check(&model, golden_dir, golden, expect, clock));
@@ -450,8 +460,8 @@ fn finish(mut report: NativeReport) -> NativeReport {
     report
 }
 
-pub(super) fn check(name: &str, ok: bool, message: String, details: Value) -> Check {
-    Check { name: name.to_string(), ok, message, details }
+pub(super) fn check(name: CheckName, ok: bool, message: String, details: Value) -> Check {
+    Check { name, ok, message, details }
 }
 
 /// How `serving_default` differs from the golden files and from the manifest's inputs.
@@ -530,7 +540,7 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
     for input in &golden.inputs {
         match tf::npy::read(&golden_dir.join(&input.file)) {
             Ok(array) => feeds.push((input.name.clone(), array)),
-            Err(e) => return check("outputs", false, format!("golden input `{}`: {e}", input.name), Value::Null),
+            Err(e) => return check(CheckName::Outputs, false, format!("golden input `{}`: {e}", input.name), Value::Null),
         }
     }
     clock.lap("read golden");
@@ -540,14 +550,14 @@ fn outputs_check(model: &LoadedModel, golden_dir: &Path, golden: &Golden, expect
         Ok(got) => got,
         Err(e) => {
             let details = help_text(&e).map_or(Value::Null, |h| json!({"help": h}));
-            return check("outputs", false, e.to_string(), details);
+            return check(CheckName::Outputs, false, e.to_string(), details);
         }
     };
     let judged = judge_outputs(golden_dir, golden, "serving_default", expect.atol, expect.rtol, |name| {
         got.iter().find(|(n, _)| n == name).map(|(_, array)| Ok(Cow::Borrowed(array)))
     });
     clock.lap("compare");
-    check("outputs", judged.ok, judged.message, judged.details)
+    check(CheckName::Outputs, judged.ok, judged.message, judged.details)
 }
 
 /// How a loader's outputs compare with the reference outputs: every output judged by
@@ -953,7 +963,7 @@ pub fn validate_saved_model(native: &Native, worker: &mut Worker, dir: &Path, op
                     let reusable = ReusableReport {
                         ok: false,
                         checks: vec![check(
-                            "inputs",
+                            CheckName::Inputs,
                             false,
                             "skipped: the Reusable API checks need inputs, made for serving_default (or give --golden DIR)".into(),
                             Value::Null,
@@ -983,15 +993,15 @@ fn io_error(e: std::io::Error) -> StepError {
 /// Seeded random inputs for `serving_default`, and the native outputs as the reference,
 /// written as a golden directory the worker reads. On failure, the failed check saying why.
 fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone<'_>) -> Result<Golden, Check> {
-    let fail = |name: &str, message: String| check(name, false, message, Value::Null);
+    let fail = |name: CheckName, message: String| check(name, false, message, Value::Null);
     let model = LoadedModel::load(native, dir).map_err(|e| {
         let details = help_text(&e).map_or(Value::Null, |help| json!({ "help": help }));
-        check("load", false, e.to_string(), details)
+        check(CheckName::Load, false, e.to_string(), details)
     })?;
     let Some(signature) = model.signature(SERVING_DEFAULT) else {
         let available: Vec<&str> = model.signatures().iter().map(|s| s.key.as_str()).collect();
         return Err(fail(
-            "signature",
+            CheckName::Signature,
             format!(
                 "no `serving_default` signature (the SavedModel has {}): TF Serving cannot call it, and there are no inputs to generate",
                 if available.is_empty() { "none".to_string() } else { available.join(", ") }
@@ -1001,8 +1011,8 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
     let mut rng = SplitMix64(options.seed);
     let mut feeds = Vec::new();
     let mut inputs = Vec::new();
-    std::fs::create_dir_all(out.join("inputs")).map_err(|e| fail("inputs", e.to_string()))?;
-    std::fs::create_dir_all(out.join("outputs")).map_err(|e| fail("outputs", e.to_string()))?;
+    std::fs::create_dir_all(out.join("inputs")).map_err(|e| fail(CheckName::Inputs, e.to_string()))?;
+    std::fs::create_dir_all(out.join("outputs")).map_err(|e| fail(CheckName::Outputs, e.to_string()))?;
     for spec in &signature.inputs {
         // A signature of unknown rank (the guide's MyMulModel: `TensorSpec(shape=None)`) gets a
         // vector of `batch` values.
@@ -1020,10 +1030,11 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
                 }
             })
             .collect();
-        let array = random_array(spec.dtype, shape.clone(), &mut rng)
-            .ok_or_else(|| fail("signature", format!("input `{}` is {}: give --golden DIR with its values", spec.key, spec.dtype)))?;
+        let array = random_array(spec.dtype, shape.clone(), &mut rng).ok_or_else(|| {
+            fail(CheckName::Signature, format!("input `{}` is {}: give --golden DIR with its values", spec.key, spec.dtype))
+        })?;
         let file = format!("inputs/{}.npy", file_name(&spec.key));
-        tf::npy::write(&out.join(&file), &array).map_err(|e| fail("inputs", e.to_string()))?;
+        tf::npy::write(&out.join(&file), &array).map_err(|e| fail(CheckName::Inputs, e.to_string()))?;
         inputs.push(GoldenTensor {
             name: spec.key.clone(),
             dtype: spec.dtype.name().into_owned(),
@@ -1034,12 +1045,12 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
     }
     let got = model.run(SERVING_DEFAULT, &feeds).map_err(|e| {
         let details = help_text(&e).map_or(Value::Null, |help| json!({ "help": help }));
-        check("outputs", false, e.to_string(), details)
+        check(CheckName::Outputs, false, e.to_string(), details)
     })?;
     let mut outputs = Vec::new();
     for (name, array) in &got {
         let file = format!("outputs/{}.npy", file_name(name));
-        tf::npy::write(&out.join(&file), array).map_err(|e| fail("outputs", e.to_string()))?;
+        tf::npy::write(&out.join(&file), array).map_err(|e| fail(CheckName::Outputs, e.to_string()))?;
         outputs.push(GoldenTensor {
             name: name.clone(),
             dtype: array.dtype().name().into_owned(),
@@ -1049,7 +1060,7 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
     }
     let golden = Golden {
         format: 1,
-        flavour: "saved-model".into(),
+        flavour: crate::contract::Flavour::SavedModel.as_str().into(),
         input_structure: if inputs.len() == 1 { "single" } else { "dict" }.into(),
         output_structure: "dict".into(),
         inputs,
@@ -1062,7 +1073,7 @@ fn generate_golden(native: &Native, dir: &Path, out: &Path, options: &Standalone
         trainable: true,
     };
     let text = serde_json::to_string_pretty(&golden).expect("golden serialises");
-    std::fs::write(out.join("golden.json"), text).map_err(|e| fail("inputs", e.to_string()))?;
+    std::fs::write(out.join("golden.json"), text).map_err(|e| fail(CheckName::Inputs, e.to_string()))?;
     Ok(golden)
 }
 
@@ -1172,7 +1183,7 @@ pub(super) fn max_differences(report: &Report) -> BTreeMap<String, f64> {
         .native
         .checks
         .iter()
-        .find(|c| c.name == "outputs")
+        .find(|c| c.name == CheckName::Outputs)
         .and_then(|c| c.details.get("outputs"))
         .and_then(Value::as_object)
         .map(|outputs| {
@@ -1363,7 +1374,7 @@ mod tests {
 
     /// What the worker hands over for a check that ran the package: its verdict on everything
     /// else, and its outputs as files.
-    fn worker_check(name: &str, ok: bool, message: &str) -> Check {
+    fn worker_check(name: CheckName, ok: bool, message: &str) -> Check {
         check(name, ok, message.into(), json!({"takes_training": true}))
     }
 
@@ -1384,7 +1395,7 @@ mod tests {
         // check applies fails it, whoever computed it.
         tf::npy::write(&outputs.join("0.npy"), &Array::vector(vec![1.0f64, 2.0])).unwrap();
         tf::npy::write(&outputs.join("1.npy"), &Array::vector(vec![3i64, 4])).unwrap();
-        let mut c = worker_check("call_training_false", true, "");
+        let mut c = worker_check(CheckName::CallTrainingFalse, true, "");
         judge_computed(
             &mut c,
             &computed(&[("logits", Some("0.npy")), ("ids", Some("1.npy"))]),
@@ -1401,7 +1412,7 @@ mod tests {
         // Integers get the same tolerance rule as in the native check (not exact equality).
         tf::npy::write(&outputs.join("0.npy"), &Array::vector(vec![1.0f32, 2.00001])).unwrap();
         tf::npy::write(&outputs.join("1.npy"), &Array::vector(vec![3i64, 5])).unwrap();
-        let mut c = worker_check("serving_default", true, "");
+        let mut c = worker_check(CheckName::ServingDefault, true, "");
         judge_computed(
             &mut c,
             &computed(&[("logits", Some("0.npy")), ("ids", Some("1.npy"))]),
@@ -1423,7 +1434,7 @@ mod tests {
         tf::npy::write(&outputs.join("0.npy"), &Array::vector(vec![0.5f32])).unwrap();
         let both = computed(&[("y", Some("0.npy"))]);
 
-        let mut c = worker_check("keras3_tfsm_layer", true, "all 6 trainable weights get a gradient");
+        let mut c = worker_check(CheckName::Keras3TfsmLayer, true, "all 6 trainable weights get a gradient");
         judge_computed(&mut c, &both, (dir.path(), &golden), &outputs, &expectations());
         assert!(c.ok);
         assert_eq!(
@@ -1432,11 +1443,11 @@ mod tests {
              all 6 trainable weights get a gradient"
         );
 
-        let mut c = worker_check("keras3_tfsm_layer", false, "one fit step moved none of the 6 trainable weights");
+        let mut c = worker_check(CheckName::Keras3TfsmLayer, false, "one fit step moved none of the 6 trainable weights");
         judge_computed(&mut c, &both, (dir.path(), &golden), &outputs, &expectations());
         assert_eq!((c.ok, c.message.as_str()), (false, "one fit step moved none of the 6 trainable weights"));
 
-        let mut c = worker_check("serving_default", true, "");
+        let mut c = worker_check(CheckName::ServingDefault, true, "");
         judge_computed(&mut c, &computed(&[("y", None)]), (dir.path(), &golden), &outputs, &expectations());
         assert_eq!(
             (c.ok, c.message.as_str()),
@@ -1461,7 +1472,7 @@ mod tests {
         let golden = golden_with(dir.path(), &[("y", Array::vector(vec![0.9f32, -0.3]))]);
         let outputs = dir.path().join("outputs");
         std::fs::create_dir(&outputs).unwrap();
-        let flag = || check("training_flag", true, String::new(), json!({"has_dropout": true, "has_batch_norm": false}));
+        let flag = || check(CheckName::TrainingFlag, true, String::new(), json!({"has_dropout": true, "has_batch_norm": false}));
 
         // Two inference runs 1.1e-6 apart on outputs near 0.9 (threaded reductions, as at
         // BERT-base size) are the same run; dropout makes the training runs differ.

@@ -18,6 +18,7 @@ use super::export::Spec;
 use super::trace;
 use super::validate::{check, judge_outputs, Check, Golden};
 use super::{dep_dir, files, read_json, settings, short_float, worker_error, write_json, Clock, Dirs, Target, TfSteps};
+use crate::contract::CheckName;
 use crate::exec::{StepContext, StepError, StepInputs, StepOutcome};
 use crate::manifest::Quantize;
 use crate::plan::StepKind;
@@ -135,7 +136,7 @@ fn failure(report: &LitertReport, target: &Target<'_>) -> StepError {
     for check in &failed {
         message.push_str(&format!("\n  LiteRT check `{}`: {}", check.name, check.message));
     }
-    let help = if failed.iter().any(|c| c.name == "outputs") {
+    let help = if failed.iter().any(|c| c.name == CheckName::Outputs) {
         format!(
             "the LiteRT model (quantize = \"{}\") is compared with |got - ref| <= atol + rtol*|ref| (atol {}, rtol {}); if the difference is what the quantization costs, raise `litert.atol` / `litert.rtol` for piece `{}`, or quantize less",
             report.quantize.as_str(),
@@ -195,7 +196,7 @@ fn signature_check(ran: &Ran, signature: &trace::SignatureFacts) -> Check {
     } else {
         problems.join("; ")
     };
-    check("signature", problems.is_empty(), message, json!({ "problems": problems }))
+    check(CheckName::Signature, problems.is_empty(), message, json!({ "problems": problems }))
 }
 
 /// Every reference output against what the interpreter returned, by validate's rule.
@@ -211,7 +212,7 @@ fn outputs_check(
         let written = ran.results.iter().find(|r| r.name == name)?;
         Some(crate::tf::npy::read(&scratch.join(&written.file)).map(std::borrow::Cow::Owned).map_err(|e| e.to_string()))
     });
-    (check("outputs", judged.ok, judged.message, judged.details), judged.maxima)
+    (check(CheckName::Outputs, judged.ok, judged.message, judged.details), judged.maxima)
 }
 
 pub(super) fn load(dir: &std::path::Path) -> Result<LitertReport, StepError> {

@@ -72,7 +72,10 @@ fn every_check_of_a_real_validation_is_in_the_table() {
             for (side, loader) in [("native", Loader::Native), ("reusable", Loader::Python)] {
                 for check in report[side]["checks"].as_array().into_iter().flatten() {
                     let name = check["name"].as_str().unwrap();
-                    assert!(CHECKS.iter().any(|c| c.name == name && c.loader == loader), "{side} check `{name}` is not in src/contract.rs");
+                    assert!(
+                        CHECKS.iter().any(|c| c.name.as_str() == name && c.loader == loader),
+                        "{side} check `{name}` is not in src/contract.rs"
+                    );
                     seen += 1;
                 }
             }
@@ -85,7 +88,7 @@ fn every_check_of_a_real_validation_is_in_the_table() {
             for check in report["checks"].as_array().into_iter().flatten() {
                 let name = check["name"].as_str().unwrap();
                 assert!(
-                    CHECKS.iter().any(|c| c.name == name && c.loader == Loader::LiteRt),
+                    CHECKS.iter().any(|c| c.name.as_str() == name && c.loader == Loader::LiteRt),
                     "LiteRT check `{name}` is not in src/contract.rs"
                 );
                 litert += 1;

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use exportctl::contract::CheckName;
 use exportctl::exec::{Dependency, StepContext, StepError, StepOutcome, StepRunner};
 use exportctl::manifest::{self, Manifest};
 use exportctl::plan::{Plan, StepId, StepKind};
@@ -221,11 +222,11 @@ fn the_optimizer_is_left_out_and_proven_absent() {
     assert_eq!(inspection.variables.trainable, 8, "4 Dense kernels and biases... {:?}", inspection.variables.list);
 
     let report = report(&q.build, &step(StepKind::Validate));
-    let native_check = report.native.checks.iter().find(|c| c.name == "no_optimizer_state").unwrap();
+    let native_check = report.native.checks.iter().find(|c| c.name == CheckName::NoOptimizerState).unwrap();
     assert!(native_check.ok, "{native_check:?}");
     let variables = report.native.variables.unwrap();
     assert_eq!((variables.optimizer_variables, variables.optimizer_bytes), (0, 0));
-    assert!(report.reusable.checks.iter().any(|c| c.name == "no_optimizer_state" && c.ok));
+    assert!(report.reusable.checks.iter().any(|c| c.name == CheckName::NoOptimizerState && c.ok));
 
     // And the archive holds no more than the SavedModel: 6 entries, no optimizer.
     let archive = q.build.dir(&step(StepKind::Package)).join("model.tar.gz");
@@ -270,7 +271,7 @@ fn the_package_matches_the_keras_model_within_tolerance() {
     // validate said the same: every check passed, native max |diff| within atol + rtol*|ref|.
     let report = report(&q.build, &step(StepKind::Validate));
     assert!(report.ok);
-    let outputs = report.native.checks.iter().find(|c| c.name == "outputs").unwrap();
+    let outputs = report.native.checks.iter().find(|c| c.name == CheckName::Outputs).unwrap();
     let diff = outputs.details["outputs"]["logits"]["max_abs_diff"].as_f64().unwrap();
     let tolerance = outputs.details["outputs"]["logits"]["tolerance"].as_f64().unwrap();
     assert!(diff <= tolerance && tolerance >= 1e-5, "{diff} vs {tolerance}");
@@ -297,7 +298,7 @@ fn regularization_losses_and_fine_tuning_survive_the_export() {
     assert!(loss > 0.0 && loss < 0.1, "1e-4 * sum(kernel**2) of a 16x64 kernel: {loss}");
     let hub = report.reusable.hub.clone().expect("tensorflow_hub is in the managed runtime");
     assert_eq!((hub.trainable_weights, hub.moved, hub.losses), (8, 8, 1), "hub.KerasLayer fine-tuned every weight");
-    let flag = report.reusable.checks.iter().find(|c| c.name == "training_flag").unwrap();
+    let flag = report.reusable.checks.iter().find(|c| c.name == CheckName::TrainingFlag).unwrap();
     assert_eq!(flag.details["stochastic"], true, "dropout makes training=True stochastic");
     assert!(report.reusable.checks.iter().all(|c| c.details.get("seconds").is_none()), "reports carry no timings");
 
@@ -555,13 +556,13 @@ fn validate_fails_a_saved_model_that_carries_its_optimizer() {
     assert_eq!(value["error"]["exit_code"], 1, "{}", value["error"]);
     assert!(value["error"]["message"].as_str().unwrap().contains("is not a valid package"), "{}", value["error"]);
     let report: Report = serde_json::from_value(value).unwrap();
-    let check = report.native.checks.iter().find(|c| c.name == "no_optimizer_state").unwrap();
+    let check = report.native.checks.iter().find(|c| c.name == CheckName::NoOptimizerState).unwrap();
     assert!(!check.ok);
     assert!(check.message.starts_with("optimizer state in the SavedModel: "), "{}", check.message);
     let variables = report.native.variables.unwrap();
     assert!(variables.optimizer_bytes > 20_000, "Adam's slots for 3,626 weights: {variables:?}");
     // Keras 3's own model object was saved, so the C API cannot run it either (FACTS.md).
-    let outputs = report.native.checks.iter().find(|c| c.name == "outputs").unwrap();
+    let outputs = report.native.checks.iter().find(|c| c.name == CheckName::Outputs).unwrap();
     assert!(!outputs.ok && outputs.message.contains("Could not find variable"), "{}", outputs.message);
     assert!(outputs.details["help"].as_str().unwrap().contains("hold the underlying tf.Variables"), "{}", outputs.details);
 }

@@ -43,3 +43,9 @@ LINTS = (
     "remote-cache-untrusted",
     "watch-failed",
 )
+
+# The flavours of a source model, as export reports them (`flavour`).
+KERAS3 = "keras3"
+TF_KERAS = "tf-keras"
+SAVED_MODEL = "saved-model"
+FLAVOURS = (KERAS3, TF_KERAS, SAVED_MODEL)

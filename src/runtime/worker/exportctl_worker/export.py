@@ -13,6 +13,7 @@ import shutil
 import warnings
 
 from . import recipe
+from .contract import KERAS3, SAVED_MODEL, TF_KERAS
 from .errors import WorkerError, log
 from .introspect import (
     _apply_overrides,
@@ -36,7 +37,7 @@ def m_export(params):
     _fresh_session()
     source, kind, path, code_paths, safe_mode, sys_path = source_params(params)
     keras_choice = _param(params, "keras", str, default="auto")
-    if keras_choice not in ("auto", "keras3", "tf-keras"):
+    if keras_choice not in ("auto", KERAS3, TF_KERAS):
         raise WorkerError("BadParams", f"unknown keras '{keras_choice}'", {"param": "keras"})
     include_optimizer = bool(_param(params, "include_optimizer", bool, default=False))
     dropout = _param(params, "dropout", (int, float), default=None, allow_none=True)
@@ -52,18 +53,18 @@ def m_export(params):
     if kind == "saved-model":
         if not os.path.isdir(path):
             raise WorkerError("BadSource", f"not a SavedModel directory: {path}", {"path": path})
-        if keras_choice == "keras3":
+        if keras_choice == KERAS3:
             raise WorkerError(
                 "BadParams",
                 "Keras 3 cannot load a SavedModel directory as a model; use keras = 'auto' or 'tf-keras'",
                 {"param": "keras"},
             )
-        use_keras = keras_choice == "tf-keras" or (keras_choice == "auto" and _tf_keras_saved_model(path))
+        use_keras = keras_choice == TF_KERAS or (keras_choice == "auto" and _tf_keras_saved_model(path))
         if use_keras:
             try:
                 return _export_keras(
-                    "tf-keras",
-                    lambda compile: _load_keras(path, "tf-keras", custom, compile, safe_mode),
+                    TF_KERAS,
+                    lambda compile: _load_keras(path, TF_KERAS, custom, compile, safe_mode),
                     params_common(
                         include_optimizer,
                         dropout,
@@ -82,7 +83,7 @@ def m_export(params):
             except WorkerError:
                 raise
             except Exception as e:
-                if keras_choice == "tf-keras":
+                if keras_choice == TF_KERAS:
                     raise
                 log(
                     f"tf_keras could not load {path} as a Keras model ({type(e).__name__}: {e}); "
@@ -275,7 +276,7 @@ def _export_saved_model(path, out_dir, dropout, batch_norm, warns, root):
 
     total, train = count(variables), count(trainable)
     result = {
-        "flavour": "saved-model",
+        "flavour": SAVED_MODEL,
         "model_name": None,
         "layers": [],
         "inputs": inputs or [],
@@ -292,6 +293,6 @@ def _export_saved_model(path, out_dir, dropout, batch_norm, warns, root):
     _write_json(os.path.join(out_dir, "inventory.json"), {**result, "code": [], "python_path": [], "source_kind": "saved-model"})
     _write_json(
         os.path.join(out_dir, recipe.RECIPE),
-        recipe.recipe("saved-model", path, None, None, None, "saved-model", [], [], True, None, None, root),
+        recipe.recipe("saved-model", path, None, None, None, SAVED_MODEL, [], [], True, None, None, root),
     )
     return result

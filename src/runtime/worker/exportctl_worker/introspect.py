@@ -7,6 +7,7 @@ Reads the models it is given; changes only dropout / batch-norm attributes
 (``_apply_overrides``). Touches no file. TensorFlow only through ``modules.M``.
 """
 
+from .contract import KERAS3
 from .errors import WorkerError
 from .modules import M
 from .params import _dtype_name, _shape_list
@@ -427,7 +428,7 @@ def _params(model):
 def _weight_regularizers(model, flavour):
     """(name, zero-arg callable computing the loss) for every weight regularizer."""
     out = []
-    if flavour == "keras3":
+    if flavour == KERAS3:
         seen = set()
         for v in model.weights:
             reg = getattr(v, "regularizer", None)

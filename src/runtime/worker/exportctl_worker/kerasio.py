@@ -10,6 +10,7 @@ import re
 import zipfile
 
 from .backends import backend_error
+from .contract import KERAS3, TF_KERAS
 from .errors import WorkerError
 from .modules import M
 from .phases import timed
@@ -18,7 +19,7 @@ from .phases import timed
 def _detect_keras_file_flavour(path):
     lower = path.lower()
     if lower.endswith((".h5", ".hdf5")):
-        return "tf-keras"
+        return TF_KERAS
     if lower.endswith(".keras"):
         try:
             with zipfile.ZipFile(path) as z:
@@ -27,19 +28,19 @@ def _detect_keras_file_flavour(path):
                     meta = json.loads(z.read("metadata.json"))
                     version = str(meta.get("keras_version", ""))
                     if version.startswith("2."):
-                        return "tf-keras"
+                        return TF_KERAS
                     if version.startswith("3."):
-                        return "keras3"
+                        return KERAS3
         except zipfile.BadZipFile as e:
             raise WorkerError("BadSource", f"{path} is not a valid .keras (zip) file: {e}", {"path": path}) from e
-        return "keras3"
+        return KERAS3
     raise WorkerError("BadSource", f"unsupported model file extension: {path} (expected .keras, .h5 or .hdf5)", {"path": path})
 
 
 @timed("load model")
 def _load_keras(path, flavour, custom, compile=False, safe_mode=True):
     try:
-        if flavour == "keras3":
+        if flavour == KERAS3:
             return M.keras.saving.load_model(path, custom_objects=custom, compile=compile, safe_mode=safe_mode)
         if path.endswith(".keras"):
             return M.tf_keras.models.load_model(path, custom_objects=custom, compile=compile, safe_mode=safe_mode)

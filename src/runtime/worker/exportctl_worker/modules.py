@@ -10,6 +10,7 @@ import gc
 import importlib.metadata
 import logging
 
+from .contract import KERAS3
 from .errors import WorkerError
 from .phases import phase
 
@@ -75,7 +76,7 @@ class _Modules:
         return self._hub
 
     def keras_for(self, flavour):
-        return self.keras if flavour == "keras3" else self.tf_keras
+        return self.keras if flavour == KERAS3 else self.tf_keras
 
 
 M = _Modules()

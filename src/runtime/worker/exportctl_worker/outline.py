@@ -7,6 +7,7 @@ final activation, and every top-level layer with its type, output shape, paramet
 whether it is a dropout or batch-norm layer. Writes nothing.
 """
 
+from .contract import TF_KERAS
 from .errors import WorkerError
 from .introspect import (
     _activation_name,
@@ -46,7 +47,7 @@ def m_outline(params):
                 f"{path} is a SavedModel without Keras metadata: it has signatures, not layers",
                 {"path": path},
             )
-        flavour = "tf-keras"
+        flavour = TF_KERAS
         model = _load_keras(path, flavour, custom, False, safe_mode)
     else:
         function = _param(source, "function", str)

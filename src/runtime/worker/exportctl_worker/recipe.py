@@ -18,6 +18,7 @@ Imports TensorFlow/Keras lazily through ``modules.M``; reads the source and the 
 
 import os
 
+from .contract import SAVED_MODEL, TF_KERAS
 from .errors import WorkerError
 from .introspect import _apply_overrides, _is_graph_model
 from .kerasio import _load_keras
@@ -64,7 +65,7 @@ def construct(export_dir, root):
     _fresh_session()
     M.keras.utils.set_random_seed(0)
     flavour = r["flavour"]
-    if flavour == "tf-keras":
+    if flavour == TF_KERAS:
         M.tf_keras.utils.set_random_seed(0)
     resolve = lambda p: None if p is None else _resolved_dirs([p], root)[0]  # noqa: E731
     path = resolve(r["path"])
@@ -72,7 +73,7 @@ def construct(export_dir, root):
     custom = _load_code([os.path.join(export_dir, c) for c in r.get("code", [])], sys_path)
     if r["kind"] == "builder":
         model = _resolve_builder(path, r["function"], resolve(r.get("checkpoint")), r.get("restore"), custom, sys_path)
-    elif flavour == "saved-model":
+    elif flavour == SAVED_MODEL:
         return flavour, M.tf.saved_model.load(path)
     else:
         model = _load_keras(path, flavour, custom, False, r.get("safe_mode", True))
@@ -87,7 +88,7 @@ def construct_piece(export_dir, slice_dir, root):
 
     flavour, model = construct(export_dir, root)
     piece = _read_json(os.path.join(slice_dir, PIECE))
-    if flavour == "saved-model":
+    if flavour == SAVED_MODEL:
         return flavour, model, piece
     from_name, to_names = piece.get("from"), list(piece.get("to") or [])
     if from_name is not None or to_names:

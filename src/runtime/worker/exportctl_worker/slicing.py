@@ -9,6 +9,7 @@ import os
 import sys
 
 from . import recipe
+from .contract import KERAS3, SAVED_MODEL, TF_KERAS
 from .errors import WorkerError
 from .introspect import (
     _graph_nodes,
@@ -200,7 +201,7 @@ def m_slice(params):
     warns = []
     piece_meta = {"from": from_name, "to": list(to_names), "dropout": dropout, "batch_norm": batch_norm}
 
-    if flavour == "saved-model":
+    if flavour == SAVED_MODEL:
         if from_name is not None or to_names:
             raise WorkerError(
                 "UnsupportedCut",
@@ -222,7 +223,7 @@ def m_slice(params):
             "output_activation": None,
             "warnings": warns,
         }
-    if flavour not in ("keras3", "tf-keras"):
+    if flavour not in (KERAS3, TF_KERAS):
         raise WorkerError("BadParams", f"unknown flavour '{flavour}'", {"param": "flavour"})
     _write_json(os.path.join(out_dir, recipe.PIECE), piece_meta)
     _, piece, _ = recipe.construct_piece(export_dir, out_dir, root)

@@ -8,6 +8,7 @@ Imports TensorFlow and Keras lazily through ``modules.M``; writes only inside ``
 import os
 
 from . import recipe
+from .contract import FLAVOURS, SAVED_MODEL, TF_KERAS
 from .errors import WorkerError
 from .introspect import (
     _activity_regularizer_count,
@@ -265,15 +266,15 @@ def m_trace(params):
     out_dir = _prepare_out_dir(params)
     seed = int(golden.get("seed", 0) or 0)
     tf, keras = M.tf, M.keras
-    if flavour not in ("keras3", "tf-keras", "saved-model"):
+    if flavour not in FLAVOURS:
         raise WorkerError("BadParams", f"unknown flavour '{flavour}'", {"param": "flavour"})
     # The piece, built again from the export's recipe and the slice's cut (recipe.py); the
     # golden seed only from here on, so the model is the same whatever the seed.
     _, model, _ = recipe.construct_piece(export_dir, slice_dir, root)
     keras.utils.set_random_seed(seed)
-    if flavour == "tf-keras":
+    if flavour == TF_KERAS:
         M.tf_keras.utils.set_random_seed(seed)
-    if flavour == "saved-model":
+    if flavour == SAVED_MODEL:
         return _trace_saved_model(model, trainable, declared, golden, out_dir, seed)
     warns = []
     if not _model_inputs(model):
@@ -504,7 +505,7 @@ def _trace_saved_model(obj, trainable, declared, golden, out_dir, seed):
     warns = _save_reusable(wrapper, os.path.join(out_dir, "saved_model"), serve)
     golden_doc = _write_golden(
         out_dir,
-        "saved-model",
+        SAVED_MODEL,
         specs,
         feeds,
         ref_flat,

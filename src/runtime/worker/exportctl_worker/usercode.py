@@ -16,6 +16,7 @@ import shutil
 import sys
 
 from .backends import backend_error, import_error
+from .contract import KERAS3, TF_KERAS
 from .errors import WorkerError
 from .modules import M
 from .params import _suggest
@@ -168,13 +169,13 @@ def _resolve_builder(path, function, checkpoint, restore, custom, sys_path):
 def _builder_flavour(model):
     keras = M.keras
     if isinstance(model, keras.Model):
-        return "keras3"
+        return KERAS3
     tfk = sys.modules.get("tf_keras")
     if tfk is not None and isinstance(model, tfk.Model):
-        return "tf-keras"
+        return TF_KERAS
     # tf_keras may be reached through tf.keras with TF_USE_LEGACY_KERAS=1
     if any(c.__module__.startswith("tf_keras.") for c in type(model).__mro__):
-        return "tf-keras"
+        return TF_KERAS
     raise WorkerError(
         "UnsupportedModel",
         f"the builder returned a {type(model).__module__}.{type(model).__name__}, not a keras.Model or tf_keras.Model",
