@@ -473,6 +473,8 @@ mod tests {
         running: AtomicUsize,
         max_parallel: AtomicUsize,
         settings_version: u32,
+        /// Read by the export steps, and made part of their output.
+        export_salt: u32,
         cancel_after: Option<(String, &'static AtomicBool)>,
     }
 
@@ -481,6 +483,8 @@ mod tests {
             // Real steps read settings that tell models and pieces apart (a source path, a cut).
             let settings = if step.kind == StepKind::Package {
                 serde_json::json!({ "step": step.to_string(), "docs": self.settings_version })
+            } else if step.kind == StepKind::Export {
+                serde_json::json!({ "step": step.to_string(), "salt": self.export_salt })
             } else {
                 serde_json::json!({ "step": step.to_string() })
             };
@@ -496,7 +500,8 @@ mod tests {
             // Every dependency's output is readable.
             let mut seen: Vec<String> = cx.deps.values().map(|d| std::fs::read_to_string(d.dir.join("made-by")).unwrap()).collect();
             seen.sort();
-            std::fs::write(cx.out.join("made-by"), format!("{step} <- [{}]", seen.join(", "))).unwrap();
+            let salt = if step.kind == StepKind::Export { format!(" salt {}", self.export_salt) } else { String::new() };
+            std::fs::write(cx.out.join("made-by"), format!("{step}{salt} <- [{}]", seen.join(", "))).unwrap();
             if let Some((after, flag)) = &self.cancel_after {
                 if &step.to_string() == after {
                     flag.store(true, Ordering::SeqCst);
@@ -683,5 +688,75 @@ mod tests {
         let summary = execute(&engine, &plan, &mut SourceDigests::default(), &BuildOptions::default());
         assert!(summary.succeeded());
         assert_eq!(status_of(&summary, "m/p:validate"), "cached");
+    }
+
+    /// Records why each step started.
+    #[derive(Default)]
+    struct Reasons(Mutex<BTreeMap<String, String>>);
+
+    impl Reporter for Reasons {
+        fn event(&self, event: Event<'_>) {
+            if let Event::Started { id, reason, .. } = event {
+                self.0.lock().unwrap().insert(id.to_string(), reason.to_string());
+            }
+        }
+        fn summary(&self, _: &BuildSummary, _: &crate::exec::report::Ending<'_>) {}
+        fn note(&self, _: &str) {}
+        fn watch(&self, _: &str, _: &[std::path::PathBuf]) {}
+    }
+
+    #[test]
+    fn a_step_that_runs_says_why_for_each_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let verifier = Verifier::new(root.path());
+        let cancelled = AtomicBool::new(false);
+        let mut last = BTreeMap::new();
+        // Builds, remembers each step's key as the project does, and returns why each step ran.
+        let mut build = |runner: &Fake, tool: &str, runtime: &str| -> BTreeMap<String, String> {
+            let reasons = Reasons::default();
+            let engine = Engine {
+                root: root.path(),
+                store: &store,
+                verifier: &verifier,
+                last_keys: &last,
+                remote: None,
+                runner,
+                tool: tool.into(),
+                runtime: runtime.into(),
+                reporter: &reasons,
+                cancelled: &cancelled,
+            };
+            let summary = execute(&engine, &plan(), &mut SourceDigests::default(), &BuildOptions::default());
+            assert!(summary.succeeded());
+            for result in &summary.results {
+                if let Some(entry) = &result.entry {
+                    last.insert(result.id.to_string(), entry.key.clone());
+                }
+            }
+            reasons.0.into_inner().unwrap()
+        };
+        let (tf_220, tf_221) = ("python=3.11.7 tensorflow=2.20.0", "python=3.11.7 tensorflow=2.21.0");
+
+        let reasons = build(&Fake::default(), "exportctl 1.0", tf_220);
+        assert_eq!(reasons.len(), 14);
+        assert!(reasons.values().all(|r| r == "not built before"), "{reasons:?}");
+
+        let reasons = build(&Fake::default(), "exportctl 1.1", tf_220);
+        assert_eq!(reasons.len(), 14);
+        assert!(reasons.values().all(|r| r == "exportctl changed (exportctl 1.0 → exportctl 1.1)"), "{reasons:?}");
+
+        let reasons = build(&Fake::default(), "exportctl 1.1", tf_221);
+        assert_eq!(reasons.len(), 14);
+        assert!(reasons.values().all(|r| r == "runtime changed (tensorflow 2.20.0 → 2.21.0)"), "{reasons:?}");
+
+        // A setting of one export: it says which, and the steps after it that their input changed.
+        let reasons = build(&Fake { export_salt: 1, ..Fake::default() }, "exportctl 1.1", tf_221);
+        assert_eq!(reasons["net:export"], "setting salt changed 0 → 1");
+        assert_eq!(reasons["other:export"], "setting salt changed 0 → 1");
+        assert_eq!(reasons["net/a:slice"], "dependency net:export changed");
+        assert_eq!(reasons["other/c:slice"], "dependency other:export changed");
+        assert_eq!(reasons["net/b:trace"], "dependency net:export changed; dependency net/b:slice changed");
     }
 }
