@@ -70,11 +70,12 @@ fn warm_clone(server: &Nginx, tmp: &Path) {
     println!("  ratio B / A: {:.3}   target: B ≤ 3 s with no Python", warm / cold);
     assert_eq!(finished_b["ran"], 0, "clone B ran steps: {finished_b}");
     assert_eq!(finished_b["python_started"], false, "clone B started Python: {finished_b}");
-    for piece in ["classification", "feature_vector"] {
-        let archive = |root: &Path| std::fs::read(root.join(format!("dist/mobilenet/{piece}/1/model.tar.gz"))).ok();
-        if let Some(bytes) = archive(&a) {
-            assert_eq!(Some(bytes), archive(&b), "{piece}'s archive differs between the clones");
-        }
+    for piece in ["classification", "feature-vector"] {
+        let archive = |root: &Path| {
+            let path = root.join(format!("dist/mobilenet/{piece}/1/model.tar.gz"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        assert!(archive(&a) == archive(&b), "{piece}'s archive differs between the clones");
     }
 }
 
