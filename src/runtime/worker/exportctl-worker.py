@@ -39,6 +39,26 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 # The system allocator returns it (same peak per check, same speed, same results).
 os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
+
+def _return_large_blocks():
+    """glibc serves a block of 128 KiB or more with its own mapping, returned to the system when
+    freed, until a large block is freed: it then raises that threshold to the block's size and
+    keeps such blocks in its heap, where what is freed stays resident. A model's activations
+    and gradients are such blocks, freed and allocated again at every check: at BERT-base size
+    the heap kept 0.2 GB under the peak of each training check. A fixed threshold (setting it
+    disables the raising) keeps the peak to what is in use, at the same speed."""
+    import ctypes
+
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the user's own setting
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: its allocator has its own rules
+        pass
+
+
+_return_large_blocks()
+
 import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
