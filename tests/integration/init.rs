@@ -106,3 +106,67 @@ fn init_then_build_is_clean_on_mobilenet() {
     }
     assert_eq!(finished(&events)["failed"], 0);
 }
+
+/// A project holding `models/<file>` copied from `from` (a file or a directory).
+fn project_with(from: &std::path::Path, file: &str) -> Project {
+    let project = Project::new();
+    let to = project.path().join("models").join(file);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    if from.is_dir() {
+        crate::support::copy_dir(from, &to);
+    } else {
+        std::fs::copy(from, &to).unwrap();
+    }
+    project
+}
+
+/// `init MODEL`, then a JSON build that succeeds; the codes of the warnings it gave.
+fn init_and_build_warning(project: &Project, model: &str) -> Vec<String> {
+    let out = project.run(&["init", model]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, events) = project.build_json(&[]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), std::fs::read_to_string(project.path().join("Export.toml")).unwrap());
+    let warnings = events.iter().filter(|e| e["event"] == "warning");
+    warnings.flat_map(|e| e["diagnostics"].as_array().unwrap()).map(|d| d["code"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn init_on_a_tf_keras_h5_file_proposes_its_logits_and_warns_only_about_its_optimizer() {
+    runtime();
+    let project = project_with(&repo().join("examples/legacy-keras/models/iris.h5"), "iris.h5");
+    let out = project.run(&["inspect", "models/iris.h5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("models/iris.h5: tf-keras Functional `iris`"), "{}", stdout(&out));
+    // The model was trained with Ftrl's L1 regularization, which no SavedModel can carry: the
+    // one warning left is about the source, not about the proposed manifest.
+    assert_eq!(init_and_build_warning(&project, "models/iris.h5"), ["lost-regularization"]);
+    let manifest = std::fs::read_to_string(project.path().join("Export.toml")).unwrap();
+    for expected in ["to = \"logits\"", "dropout = 0.25 ", "measurements = { shape = [-1, 4], dtype = \"float32\" }"] {
+        assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
+    }
+}
+
+#[test]
+fn init_then_build_is_clean_on_a_model_trained_under_jax() {
+    runtime();
+    let project = project_with(&repo().join("examples/jax-trained/models/classifier.keras"), "classifier.keras");
+    let out = project.run(&["inspect", "models/classifier.keras"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("keras3 Functional `classifier`, 259 parameters (227 trainable)"), "{}", stdout(&out));
+    init_and_build(&project, "models/classifier.keras");
+    let manifest = std::fs::read_to_string(project.path().join("Export.toml")).unwrap();
+    for expected in ["to = \"logits\"", "dropout = 0.2 ", "batch-norm = { momentum = 0.99, epsilon = 0.001 }"] {
+        assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
+    }
+}
+
+#[test]
+fn init_on_a_plain_saved_model_proposes_the_whole_model_and_asks_for_its_docs() {
+    let project = crate::build::built_quickstart();
+    let other = project_with(&project.path().join("dist/classifier/encoder/1/saved_model"), "encoder");
+    // A SavedModel that is not a Keras model has no layers to cut at: one piece, the whole model.
+    assert_eq!(init_and_build_warning(&other, "models/encoder"), ["missing-docs"]);
+    let manifest = std::fs::read_to_string(other.path().join("Export.toml")).unwrap();
+    assert!(manifest.contains("[[models.encoder.pieces]]\nname = \"full\"\n"), "{manifest}");
+    assert!(other.path().join("dist/encoder/full/1/model.tar.gz").is_file());
+}

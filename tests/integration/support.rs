@@ -130,7 +130,7 @@ impl Project {
 
 /// Copies `from` into `to`, keeping hard links (files linked together in `from` are linked
 /// together in `to`), as `cp -a` does: a copied cache is the same cache.
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     fn walk(from: &Path, to: &Path, linked: &mut std::collections::HashMap<(u64, u64), PathBuf>) {
         use std::os::unix::fs::MetadataExt as _;
         std::fs::create_dir_all(to).unwrap();
