@@ -108,7 +108,10 @@ impl<'a> Builder<'a> {
             let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
             reporter.note(&format!("waiting for another exportctl build in this project{who} to finish…"));
         })
-        .map_err(|e| Error::failed(e.to_string(), Some("wait for it, or run without --no-wait".into())))?;
+        .map_err(|e| {
+            let busy = matches!(e, cache::lock::LockError::Busy { .. });
+            Error::failed(e.to_string(), busy.then(|| "wait for it, or run without --no-wait".into()))
+        })?;
         cache::mark(&cache_dir).map_err(|e| Error::failed(format!("cannot write in {}: {e}", cache_dir.display()), None))?;
         let store = Store::open(&cache_dir).map_err(|e| Error::failed(format!("cannot open the cache: {e}"), None))?;
         let _ = store.clean_tmp();

@@ -236,6 +236,8 @@ impl BuildReport {
     /// [`KEEP`] copies. Returns the path of `latest.html`.
     pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
+        // A link in its place would have old reports removed wherever it points.
+        crate::cache::refuse_link(dir)?;
         let page = self.render();
         let stamped = dir.join(format!("build-{}.html", utc_stamp(self.finished)));
         crate::atomic::write_file(&stamped, page.as_bytes())?;
@@ -320,5 +322,30 @@ mod tests {
         assert_eq!(left.len(), 11);
         assert!(left.contains(&"latest.html".to_string()));
         assert!(!left.contains(&"build-20261200T000000Z.html".to_string()), "the oldest went first: {left:?}");
+    }
+
+    #[test]
+    fn a_link_in_place_of_the_reports_folder_is_refused_and_nothing_behind_it_is_removed() {
+        let cache = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        for i in 0..KEEP + 2 {
+            std::fs::write(outside.path().join(format!("build-200001{:02}T000000Z.html", i + 1)), "someone else's").unwrap();
+        }
+        let reports = cache.path().join("reports");
+        std::os::unix::fs::symlink(outside.path(), &reports).unwrap();
+        let page = BuildReport {
+            project: "p".into(),
+            finished: 0,
+            seconds: 0.0,
+            threads: 1,
+            summary: String::new(),
+            error: None,
+            steps: vec![],
+            edges: vec![],
+            pieces: vec![],
+        };
+        let error = page.write(&reports).unwrap_err();
+        assert!(error.to_string().starts_with(&format!("{} is a symbolic link;", reports.display())), "{error}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), KEEP + 2, "nothing written or removed behind the link");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read as _, Seek as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 pub struct ProjectLock {
@@ -19,6 +20,10 @@ pub enum LockError {
     Busy { holder: Option<u32> },
     #[error("cannot lock {}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// The lock file is a symbolic link: writing the holder's pid into it would overwrite
+    /// whatever it points to.
+    #[error("{} is a symbolic link; exportctl never writes through a link: remove the link", .path.display())]
+    Link { path: PathBuf },
 }
 
 impl ProjectLock {
@@ -27,7 +32,14 @@ impl ProjectLock {
     pub fn acquire(cache_dir: &Path, wait: bool, on_wait: impl FnOnce(Option<u32>)) -> Result<ProjectLock, LockError> {
         let path = cache_dir.join("build.lock");
         let io_err = |source| LockError::Io { path: path.clone(), source };
-        let mut file = File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { LockError::Link { path: path.clone() } } else { io_err(e) })?;
         if file.try_lock().is_err() {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);

@@ -62,13 +62,23 @@ pub fn dir(root: &Path) -> PathBuf {
 /// Creates `.exportctl/` if needed. A `.exportctl` that is a symbolic link (or not a folder)
 /// is refused: everything exportctl deletes in it would be deleted wherever the link points.
 pub fn ensure(root: &Path) -> std::io::Result<PathBuf> {
-    let dir = dir(root);
-    refuse_link(&dir)?;
-    match std::fs::create_dir(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => refuse_link(&dir)?,
-        other => other?,
+    real_dir(root, Path::new(".exportctl"))
+}
+
+/// Makes `base/relative` and every folder on the way below `base` a real folder, creating
+/// what is missing. A symbolic link (or a file) on the way is refused, never followed: what
+/// exportctl writes or deletes in `.exportctl/` would otherwise land wherever it points.
+/// `base` itself is not looked at: a project may well live behind a link.
+pub fn real_dir(base: &Path, relative: &Path) -> std::io::Result<PathBuf> {
+    let mut path = base.to_path_buf();
+    for component in relative.components() {
+        path.push(component);
+        match std::fs::create_dir(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => refuse_link(&path)?,
+            other => other?,
+        }
     }
-    Ok(dir)
+    Ok(path)
 }
 
 /// Writes `.exportctl/`'s `CACHEDIR.TAG` and `.gitignore` if they are missing. Call it while
@@ -98,7 +108,10 @@ pub fn refuse_link(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} is a symbolic link; exportctl keeps its cache in a real folder of the project and never follows a link to delete: remove the link", path.display()),
+            format!(
+                "{} is a symbolic link; exportctl keeps its cache in real folders of the project and never writes or deletes through a link: remove the link",
+                path.display()
+            ),
         )),
         Ok(meta) if !meta.is_dir() => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -366,7 +366,11 @@ impl Remote {
             .map_err(|e| Failure::Unreachable(format!("the entry's body: {e}")))?;
         let remote = self.open(key, &body)?;
         let entry = remote.entry;
-        if entry.key != key || Entry::digest_of(&entry.files) != entry.digest || remote.blobs.keys().ne(entry.files.keys()) {
+        if entry.key != key
+            || !entry.names_only_its_own_files()
+            || Entry::digest_of(&entry.files) != entry.digest
+            || remote.blobs.keys().ne(entry.files.keys())
+        {
             return Err(Failure::Untrusted(format!("an entry for {} that does not describe itself consistently", short(key))));
         }
         // The blobs this cache lacks, downloaded in parallel (a few at a time).

@@ -18,6 +18,13 @@
 //! change a cache file through one of its links without being told (root excepted, which is
 //! why [`super::verify`] checks bytes before they are used).
 //!
+//! **Never through a link.** [`Store::open`] refuses a symbolic link (or a file) anywhere
+//! from `.exportctl/` down to `entries/`, `blobs/` and `tmp/`: what exportctl deletes there
+//! would otherwise be deleted wherever the link points. What it deletes is checked again right
+//! before, and a link found inside those folders is removed, never followed. An `entry.json`
+//! is trusted only to name files inside its entry and blobs by a digest, nothing else: a
+//! crafted one cannot point a removal outside the cache.
+//!
 //! **Least recently used first.** A hit or a commit sets `entry.json`'s mtime to now; the
 //! garbage collection ([`Store::collect_garbage`]) removes the oldest entries until the blobs
 //! fit the size limit, never one the current build needs, then every blob no entry links any
@@ -68,6 +75,16 @@ impl Entry {
         self.dir.join("out")
     }
 
+    /// Whether every file the entry lists is a relative path inside `out/` and every digest is
+    /// one (hex): the paths and blob names made from them then stay inside the cache.
+    pub fn names_only_its_own_files(&self) -> bool {
+        self.files.iter().all(|(file, digest)| {
+            let inside = !file.is_empty() && Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            let a_digest = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            inside && a_digest
+        })
+    }
+
     /// The digest of a listing of files: the entry's digest.
     pub fn digest_of(files: &BTreeMap<String, String>) -> String {
         let listing: String = files.iter().map(|(p, d)| format!("{p}\0{d}\n")).collect();
@@ -102,20 +119,25 @@ pub struct Collected {
 }
 
 impl Store {
+    /// Opens the store of `cache_dir` (`.exportctl/`), creating its folders. Every one of them,
+    /// and `cache_dir` itself, must be a real folder: a symbolic link is refused.
     pub fn open(cache_dir: &Path) -> io::Result<Store> {
-        let base = cache_dir.join("cache").join(FORMAT_DIR);
-        let store = Store { entries: base.join("entries"), blobs: base.join("blobs"), tmp: base.join("tmp") };
-        std::fs::create_dir_all(&store.entries)?;
-        std::fs::create_dir_all(&store.blobs)?;
-        std::fs::create_dir_all(&store.tmp)?;
+        super::refuse_link(cache_dir)?;
+        let base = Path::new("cache").join(FORMAT_DIR);
+        let store = Store {
+            entries: super::real_dir(cache_dir, &base.join("entries"))?,
+            blobs: super::real_dir(cache_dir, &base.join("blobs"))?,
+            tmp: super::real_dir(cache_dir, &base.join("tmp"))?,
+        };
         Ok(store)
     }
 
     /// Removes what killed builds left in `tmp/`. Call only while holding the project lock.
     pub fn clean_tmp(&self) -> io::Result<usize> {
+        super::refuse_link(&self.tmp)?;
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.tmp)? {
-            let _ = std::fs::remove_dir_all(entry?.path());
+            let _ = remove_below(&self.tmp, &entry?.file_name());
             removed += 1;
         }
         Ok(removed)
@@ -128,11 +150,18 @@ impl Store {
         Some(entry)
     }
 
-    /// The entry of `key` without counting it as a use.
+    /// The entry of `key` without counting it as a use. An entry folder that is a link, or an
+    /// `entry.json` naming a file outside its entry or a blob by anything but a digest, is no
+    /// entry.
     pub fn peek(&self, key: &str) -> Option<Entry> {
         let dir = self.entries.join(key);
-        let mut entry: Entry = serde_json::from_slice(&std::fs::read(dir.join("entry.json")).ok()?).ok()?;
-        if entry.key != key {
+        let json = dir.join("entry.json");
+        let real = |path: &Path, folder: bool| std::fs::symlink_metadata(path).is_ok_and(|m| if folder { m.is_dir() } else { m.is_file() });
+        if !real(&dir, true) || !real(&json, false) {
+            return None;
+        }
+        let mut entry: Entry = serde_json::from_slice(&std::fs::read(json).ok()?).ok()?;
+        if entry.key != key || !entry.names_only_its_own_files() {
             return None;
         }
         entry.dir = dir;
@@ -145,12 +174,19 @@ impl Store {
         Ok(Pending { key: key.to_string(), step: step.to_string(), dir, store: self.clone() })
     }
 
+    /// Where the entry of `key` is committed. Anything but a folder there (a link) is no
+    /// entry: it is removed — the link itself — so that the commit puts a real folder there.
+    fn entry_dir(&self, key: &str) -> io::Result<PathBuf> {
+        let dir = self.entries.join(key);
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            self.remove(key)?;
+        }
+        Ok(dir)
+    }
+
     /// Removes one entry (its blobs stay until the next garbage collection).
     pub fn remove(&self, key: &str) -> io::Result<()> {
-        match std::fs::remove_dir_all(self.entries.join(key)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
+        remove_below(&self.entries, std::ffi::OsStr::new(key))
     }
 
     /// Removes an entry whose bytes are wrong, and the blob of the bad file, so that no new
@@ -165,7 +201,7 @@ impl Store {
             };
             if same_file || verifier.check(&blob, digest).is_err() {
                 verifier.forget(&blob);
-                let _ = std::fs::remove_file(&blob);
+                let _ = self.remove_blob(&blob);
             }
         }
         self.remove(&entry.key)
@@ -173,8 +209,20 @@ impl Store {
 
     /// Where the blob of `digest` lives.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let prefix = digest.get(..2).unwrap_or("00");
-        self.blobs.join(prefix).join(digest)
+        self.blobs.join(blob_prefix(digest)).join(digest)
+    }
+
+    /// Removes a blob, after checking that neither `blobs/` nor its prefix folder has become a
+    /// link.
+    fn remove_blob(&self, blob: &Path) -> io::Result<()> {
+        super::refuse_link(&self.blobs)?;
+        super::refuse_link(blob.parent().expect("blobs have a prefix folder"))?;
+        std::fs::remove_file(blob)
+    }
+
+    /// The prefix folder of `digest`'s blob, made a real folder if needed.
+    fn blob_dir(&self, digest: &str) -> io::Result<PathBuf> {
+        super::real_dir(&self.blobs, Path::new(blob_prefix(digest)))
     }
 
     /// Every committed entry, with the time it was last used.
@@ -197,6 +245,7 @@ impl Store {
     }
 
     fn blob_files(&self) -> io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
+        super::refuse_link(&self.blobs)?;
         let mut out = Vec::new();
         for prefix in std::fs::read_dir(&self.blobs)? {
             let prefix = prefix?;
@@ -235,9 +284,9 @@ impl Store {
                 let digests: HashSet<&String> = entry.files.values().collect();
                 for digest in digests {
                     let blob = self.blob_path(digest);
-                    if let Ok(meta) = std::fs::metadata(&blob) {
-                        if meta.nlink() <= 1 {
-                            std::fs::remove_file(&blob)?;
+                    if let Ok(meta) = std::fs::symlink_metadata(&blob) {
+                        if meta.is_file() && meta.nlink() <= 1 {
+                            self.remove_blob(&blob)?;
                             collected.blobs_removed += 1;
                             size = size.saturating_sub(meta.len());
                         }
@@ -249,7 +298,7 @@ impl Store {
         let mut alive = HashSet::new();
         for (path, meta) in self.blob_files()? {
             if meta.nlink() <= 1 {
-                std::fs::remove_file(&path)?;
+                self.remove_blob(&path)?;
                 collected.blobs_removed += 1;
             } else {
                 alive.insert(super::Stamp::of_metadata(&meta).file_id());
@@ -292,7 +341,7 @@ impl Pending {
             dir: PathBuf::new(),
         };
         std::fs::write(self.dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
-        let dest = self.store.entries.join(&self.key);
+        let dest = self.store.entry_dir(&self.key)?;
         entry.dir = self.dir.commit(&dest)?;
         Ok(entry)
     }
@@ -311,10 +360,10 @@ impl Store {
                 return Ok(());
             }
             verifier.forget(&blob);
-            std::fs::remove_file(&blob)?;
+            self.remove_blob(&blob)?;
         }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))?;
-        std::fs::create_dir_all(blob.parent().expect("blobs have a prefix folder"))?;
+        self.blob_dir(digest)?;
         match std::fs::hard_link(path, &blob) {
             // Another build of the same project cannot run, but a concurrent commit of the
             // same content in this build can: the blob is the same bytes either way.
@@ -329,7 +378,7 @@ impl Store {
     pub fn adopt_blob(&self, source: &Path, digest: &str, verifier: &Verifier) -> io::Result<PathBuf> {
         let blob = self.blob_path(digest);
         std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))?;
-        std::fs::create_dir_all(blob.parent().expect("blobs have a prefix folder"))?;
+        self.blob_dir(digest)?;
         std::fs::rename(source, &blob)?;
         verifier.record(&blob, digest)?;
         Ok(blob)
@@ -354,8 +403,30 @@ impl Store {
             std::fs::hard_link(self.blob_path(digest), &target)?;
         }
         std::fs::write(dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
-        entry.dir = dir.commit(&self.entries.join(&entry.key))?;
+        entry.dir = dir.commit(&self.entry_dir(&entry.key)?)?;
         Ok(entry)
+    }
+}
+
+/// The folder in `blobs/` of `digest`'s blob: its first two characters.
+fn blob_prefix(digest: &str) -> &str {
+    digest.get(..2).unwrap_or("00")
+}
+
+/// Removes `parent/name` — a folder, or a link (the link itself) — after checking that
+/// `parent` has not become a link since the store was opened: a recursive delete is where
+/// following one would do harm.
+fn remove_below(parent: &Path, name: &std::ffi::OsStr) -> io::Result<()> {
+    super::refuse_link(parent)?;
+    let path = parent.join(name);
+    let removed = match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+        Ok(_) => std::fs::remove_file(&path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -462,6 +533,62 @@ mod tests {
         let collected = store.collect_garbage(150, &keep, &verifier).unwrap();
         assert_eq!(collected.evicted, vec![("net/new:trace".to_string(), "new".to_string())]);
         assert_eq!(collected.after, 100, "over the limit still: what is needed stays");
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_store_folder_is_refused_and_never_followed() {
+        for place in ["cache", "cache/v2", "cache/v2/entries", "cache/v2/blobs", "cache/v2/tmp"] {
+            let dir = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            std::fs::create_dir(outside.path().join("sub")).unwrap();
+            let link = dir.path().join(place);
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+            let error = Store::open(dir.path()).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{place}");
+            assert!(error.to_string().starts_with(&format!("{} is a symbolic link;", link.display())), "{place}: {error}");
+            assert!(outside.path().join("sub").is_dir(), "{place}");
+        }
+    }
+
+    #[test]
+    fn a_store_folder_replaced_by_a_link_after_opening_is_not_deleted_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let verifier = Verifier::new(dir.path());
+        commit(&store, &verifier, "a", &[("f", "bytes")]);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("orphan"), "no link to me").unwrap();
+        for place in ["tmp", "blobs"] {
+            let path = dir.path().join("cache/v2").join(place);
+            std::fs::rename(&path, dir.path().join(format!("{place}-aside"))).unwrap();
+            std::os::unix::fs::symlink(outside.path(), &path).unwrap();
+        }
+        assert!(store.clean_tmp().is_err());
+        assert!(store.collect_garbage(0, &HashSet::new(), &verifier).is_err());
+        assert!(outside.path().join("sub").is_dir());
+        assert!(outside.path().join("orphan").is_file());
+    }
+
+    #[test]
+    fn an_entry_json_naming_files_outside_the_cache_is_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let verifier = Verifier::new(dir.path());
+        let good = commit(&store, &verifier, "k", &[("f", "bytes")]);
+        let digest = good.files["f"].clone();
+        for files in [
+            BTreeMap::from([("f".to_string(), format!("../../../{digest}"))]),
+            BTreeMap::from([("f".to_string(), "/etc/hostname".to_string())]),
+            BTreeMap::from([("../f".to_string(), digest.clone())]),
+            BTreeMap::from([("/etc/hostname".to_string(), digest.clone())]),
+            BTreeMap::from([(String::new(), digest.clone())]),
+        ] {
+            let entry = Entry { files: files.clone(), dir: PathBuf::new(), ..good.clone() };
+            std::fs::write(good.dir.join("entry.json"), serde_json::to_vec(&entry).unwrap()).unwrap();
+            assert!(store.peek("k").is_none(), "{files:?}");
+        }
     }
 
     #[test]

@@ -20,8 +20,10 @@ fn verify(workspace: &Workspace) -> Result<()> {
         println!("no cache yet: nothing to verify");
         return Ok(());
     }
-    let _lock = cache::ProjectLock::acquire(&cache_dir, false, |_| {})
-        .map_err(|e| Error::usage(e.to_string(), "wait for the build to finish (or stop it), then verify"))?;
+    let _lock = cache::ProjectLock::acquire(&cache_dir, false, |_| {}).map_err(|e| match e {
+        cache::lock::LockError::Busy { .. } => Error::usage(e.to_string(), "wait for the build to finish (or stop it), then verify"),
+        other => Error::failed_from(&other),
+    })?;
     let store = cache::Store::open(&cache_dir).map_err(|e| Error::failed(format!("cannot open the cache: {e}"), None))?;
     // A fresh verifier: every file is hashed, nothing is taken on trust.
     let _ = std::fs::remove_file(cache_dir.join("verified.json"));

@@ -18,10 +18,10 @@ pub fn run(workspace: &Workspace, args: &CleanArgs) -> Result<()> {
     // creates it after this instant holds its own lock, and what it writes is not ours to remove.
     let existed = cache_dir.is_dir();
     let _lock = if existed {
-        Some(
-            cache::ProjectLock::acquire(&cache_dir, false, |_| {})
-                .map_err(|e| Error::usage(e.to_string(), "wait for the build to finish (or stop it), then clean"))?,
-        )
+        Some(cache::ProjectLock::acquire(&cache_dir, false, |_| {}).map_err(|e| match e {
+            cache::lock::LockError::Busy { .. } => Error::usage(e.to_string(), "wait for the build to finish (or stop it), then clean"),
+            other => Error::failed_from(&other),
+        })?)
     } else {
         None
     };

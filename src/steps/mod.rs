@@ -361,9 +361,8 @@ pub(crate) fn refuse_untrusted_ops(dir: &Path, allowed: &[String], what: &str) -
     let Ok(bytes) = std::fs::read(&path) else {
         return Ok(()); // not a SavedModel: the loader says so with its own words
     };
-    let scan = crate::tf::scan::scan(&bytes, &[crate::tf::model::SERVE])
+    let scan = crate::tf::scan::scan(&bytes)
         .map_err(|e| StepError::new(format!("{what} cannot be scanned: {} is malformed: {e}", path.display())))?;
-    let Some(scan) = scan else { return Ok(()) };
     let refused = scan.refused(allowed);
     if refused.is_empty() {
         return Ok(());

@@ -34,7 +34,8 @@ pub struct Inspection {
     pub variables: Variables,
     pub optimizer: OptimizerState,
     pub files: Files,
-    /// Ops that reach outside the model (files, hosts, Python): found before anything runs.
+    /// Ops that reach outside the model (files, hosts, Python) in any of its meta graphs:
+    /// found before anything runs. `None` when `saved_model.pb` could not be read.
     pub op_scan: Option<Scan>,
     /// Whether TensorFlow's C API loads the `serve` meta graph.
     pub native_load: NativeLoad,
@@ -78,8 +79,7 @@ pub fn inspect(native: &Native, dir: &Path, allowed: &[String]) -> Result<Inspec
         available: vec![],
     })?;
     let (variables, optimizer) = variables::analyse(meta);
-    let tags: Vec<&str> = meta.tags.iter().map(String::as_str).collect();
-    let op_scan = std::fs::read(dir.join(SAVED_MODEL_PB)).ok().and_then(|bytes| scan::scan(&bytes, &tags).ok().flatten());
+    let op_scan = std::fs::read(dir.join(SAVED_MODEL_PB)).ok().and_then(|bytes| scan::scan(&bytes).ok());
     let refused = op_scan.as_ref().map(|s| s.refused(allowed).len()).unwrap_or(0);
     let native_load = if refused > 0 {
         NativeLoad::Skipped { reason: format!("loading runs the model's own functions, and the op scan refused {refused} op(s)") }
@@ -193,7 +193,7 @@ impl Inspection {
                 let all: Vec<&Finding> = scan.findings.iter().collect();
                 writeln!(out, "  op scan: REFUSED: {}", Scan::describe(&all))?
             }
-            None => writeln!(out, "  op scan: not done (no meta graph tagged serve)")?,
+            None => writeln!(out, "  op scan: not done (saved_model.pb could not be read)")?,
         }
         match &self.native_load {
             NativeLoad::Ok => writeln!(out, "  native load: ok (TensorFlow C API, tag serve)")?,

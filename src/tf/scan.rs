@@ -1,7 +1,9 @@
 //! Ops that reach outside the model, found before anything runs.
 //!
 //! A SavedModel is a program: loading it runs its restore and init functions, validating it
-//! runs its signatures. TensorFlow's `saved_model_cli scan` refuses three ops from a denylist
+//! runs its signatures. Every meta graph is scanned, whatever its tags: a loader called without
+//! tags (`tf.saved_model.load(path)`, as the worker does) loads a lone meta graph tagged
+//! `train` as readily as one tagged `serve`. TensorFlow's `saved_model_cli scan` refuses three ops from a denylist
 //! (`ReadFile`, `WriteFile`, `PrintV2`); this scan starts there and adds the ops that read or
 //! write files, talk to other hosts or run Python that it misses ([`DENIED`]).
 //!
@@ -77,8 +79,29 @@ pub const DENIED: &[(&str, &str)] = &[
     ("ImportEvent", "writes files"),
     ("DebugIdentityV2", "writes debug dumps"),
     ("DebugIdentityV3", "writes debug dumps"),
+    ("InitializeTableFromTextFile", "reads a file into a lookup table"),
+    ("InitializeTableFromTextFileV2", "reads a file into a lookup table"),
+    ("ImmutableConst", "maps a file into memory"),
+    ("DecodeProtoV2", "reads a descriptor file"),
+    ("EncodeProto", "reads a descriptor file"),
+    ("MatchingFilesDataset", "lists files"),
+    ("ExperimentalMatchingFilesDataset", "lists files"),
+    ("RecordInput", "reads files"),
+    ("SnapshotDatasetReader", "reads files"),
+    ("SnapshotChunkDataset", "reads files"),
+    ("ListSnapshotChunksDataset", "lists files"),
+    ("DistributedSave", "writes files"),
+    ("CalibrationStatisticsSaver", "writes files"),
+    ("FileSystemSetConfiguration", "configures a file system"),
     // other hosts
     ("RemoteCall", "runs a function on another host"),
+    ("Rpc", "calls another host"),
+    ("TryRpc", "calls another host"),
+    ("RpcClient", "connects to another host"),
+    ("RpcCall", "calls another host"),
+    ("RpcServer", "serves other hosts"),
+    ("RpcServerStart", "serves other hosts"),
+    ("RpcServerRegister", "serves other hosts"),
     ("DataServiceDataset", "talks to a tf.data service"),
     ("DataServiceDatasetV2", "talks to a tf.data service"),
     ("DataServiceDatasetV3", "talks to a tf.data service"),
@@ -105,7 +128,7 @@ pub struct Finding {
     pub why: String,
 }
 
-/// What the scan found in one meta graph.
+/// What the scan found in a SavedModel's meta graphs.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Scan {
     /// Ops seen, with how often (for `inspect`).
@@ -146,17 +169,31 @@ struct Node {
     calls: Vec<String>,
 }
 
-/// Scans the meta graph tagged `tags` (TF Serving's `serve`) of `saved_model.pb`'s bytes.
-/// `None` when there is no such meta graph.
-pub fn scan(saved_model_pb: &[u8], tags: &[&str]) -> Result<Option<Scan>, ProtoError> {
+/// Scans every meta graph of `saved_model.pb`'s bytes, whatever its tags: the loaders pick
+/// one by its tags, but `tf.saved_model.load(path)` without tags takes a lone meta graph
+/// tagged anything, so no meta graph is safe to leave out. Findings outside a meta graph
+/// tagged exactly `serve` name their meta graph's tags.
+pub fn scan(saved_model_pb: &[u8]) -> Result<Scan, ProtoError> {
+    let mut whole = Scan::default();
+    let mut findings = BTreeSet::new();
     for field in fields(saved_model_pb) {
         let (2, meta) = field? else { continue };
         let meta = meta.bytes()?;
-        if meta_tags(meta)?.iter().map(String::as_str).collect::<BTreeSet<_>>() == tags.iter().copied().collect::<BTreeSet<_>>() {
-            return scan_meta_graph(meta).map(Some);
+        let tags = meta_tags(meta)?;
+        let scan = scan_meta_graph(meta)?;
+        whole.ops += scan.ops;
+        whole.functions += scan.functions;
+        let served = tags.len() == 1 && tags[0] == super::model::SERVE;
+        for mut finding in scan.findings {
+            if !served {
+                let shown = if tags.is_empty() { "without tags".to_string() } else { format!("tagged {}", tags.join(", ")) };
+                finding.location = format!("{} (meta graph {shown})", finding.location);
+            }
+            findings.insert(finding);
         }
     }
-    Ok(None)
+    whole.findings = findings.into_iter().collect();
+    Ok(whole)
 }
 
 fn meta_tags(meta: &[u8]) -> Result<Vec<String>, ProtoError> {
@@ -359,4 +396,60 @@ fn name_attr_list(bytes: &[u8]) -> Result<String, ProtoError> {
         }
     }
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tf::proto::tests::Encoder;
+
+    /// A `saved_model.pb` of one meta graph per `(tags, function name, its ops)`.
+    fn saved_model(meta_graphs: &[(&[&str], &str, &[&str])]) -> Vec<u8> {
+        meta_graphs
+            .iter()
+            .fold(Encoder::default().uint(1, 1), |pb, (tags, function, ops)| {
+                let info = tags.iter().fold(Encoder::default(), |info, tag| info.str(4, tag));
+                let body = ops.iter().enumerate().fold(Encoder::default().msg(1, Encoder::default().str(1, function)), |f, (i, op)| {
+                    f.msg(3, Encoder::default().str(1, &format!("node_{i}")).str(2, op))
+                });
+                let graph = Encoder::default().msg(2, Encoder::default().msg(1, body));
+                pb.msg(2, Encoder::default().msg(1, info).msg(2, graph))
+            })
+            .0
+    }
+
+    #[test]
+    fn a_meta_graph_tagged_other_than_serve_is_scanned_too() {
+        let pb = saved_model(&[(&["train"], "__inference_step_7", &["MatMul", "WriteFile"])]);
+        let scan = scan(&pb).unwrap();
+        assert_eq!(
+            scan.findings,
+            vec![Finding {
+                op: "WriteFile".into(),
+                location: "function __inference_step_7 (meta graph tagged train)".into(),
+                why: "writes a file".into()
+            }]
+        );
+        assert_eq!((scan.ops, scan.functions), (2, 1));
+    }
+
+    #[test]
+    fn every_meta_graph_is_scanned_and_only_others_than_serve_are_named() {
+        let pb = saved_model(&[
+            (&["serve"], "__inference_serve_1", &["ReadFile"]),
+            (&["serve", "gpu"], "__inference_serve_2", &["RpcClient"]),
+            (&[], "__inference_init_3", &["InitializeTableFromTextFileV2"]),
+        ]);
+        let locations: Vec<(String, String)> = scan(&pb).unwrap().findings.into_iter().map(|f| (f.op, f.location)).collect();
+        assert_eq!(
+            locations,
+            [
+                ("InitializeTableFromTextFileV2", "function __inference_init_3 (meta graph without tags)"),
+                ("ReadFile", "function __inference_serve_1"),
+                ("RpcClient", "function __inference_serve_2 (meta graph tagged serve, gpu)"),
+            ]
+            .map(|(op, at)| (op.to_string(), at.to_string()))
+        );
+        assert_eq!(scan(&Encoder::default().uint(1, 1).0).unwrap(), Scan::default(), "no meta graph, nothing found");
+    }
 }

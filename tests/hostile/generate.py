@@ -3,7 +3,7 @@ outside what they are (symlinks, `..`, devices, a second gzip stream, bombs, fil
 ops, damaged graphs).
 
     python tests/hostile/generate.py OUT_DIR TOUCHED_DIR
-    python tests/hostile/generate.py --toucher OUT_DIR TARGET_FILE
+    python tests/hostile/generate.py --toucher OUT_DIR TARGET_FILE [TAG]
 
 OUT_DIR receives one file or folder per item and `corpus.json`, which lists each item with what
 exportctl must say when it refuses it. TOUCHED_DIR is where the hostile models try to write:
@@ -118,6 +118,25 @@ def save_models(out, touched):
         return x
 
     save("op_write_file_in_an_exposed_function", plain, ["WriteFile"], extra=writes_in_another_function)
+
+    # `tf.saved_model.load(path)` loads a lone meta graph whatever its tags: one tagged
+    # `train` instead of `serve` runs all the same, so it is scanned all the same.
+    save("op_write_file_tagged_train", writes_file, ["WriteFile"])
+    retag(os.path.join(out, "op_write_file_tagged_train"), "train")
+
+
+def retag(saved_model_dir, tag):
+    """Gives every meta graph of the SavedModel in `saved_model_dir` the one tag `tag`."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.meta_info_def.tags[:] = [tag]
+    with open(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
 
 
 def damaged_graphs(out):
@@ -287,10 +306,11 @@ def write_archives(out, touched):
     archive("archive_of_a_model_that_writes_files.tar.gz", gz(tar_bytes(hostile)), ["WriteFile"])
 
 
-def save_toucher(out, target):
+def save_toucher(out, target, tag=None):
     """A Reusable SavedModel (the TF Hub guide's MyMulModel) whose `__call__` and
     `serving_default` write `target` and read it back: valid in every other way, so once its
-    ops are allowed, validation passes and the file exists."""
+    ops are allowed, validation passes and the file exists. With `tag`, its meta graph is
+    tagged `tag` instead of `serve`."""
     import tensorflow as tf
 
     class FileToucher(tf.train.Checkpoint):
@@ -310,11 +330,13 @@ def save_toucher(out, target):
 
     module = FileToucher()
     tf.saved_model.save(module, out, signatures={"serving_default": module.__call__.get_concrete_function()})
+    if tag is not None:
+        retag(out, tag)
 
 
 def main():
     if sys.argv[1] == "--toucher":
-        save_toucher(sys.argv[2], sys.argv[3])
+        save_toucher(sys.argv[2], sys.argv[3], *sys.argv[4:5])
         return
     out, touched = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)

@@ -155,6 +155,116 @@ fn a_symlinked_exportctl_folder_is_never_cleaned_through() {
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
 }
 
+/// An outside folder holding `sub/precious.txt`, for links to point at.
+fn precious_outside() -> tempfile::TempDir {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("sub")).unwrap();
+    std::fs::write(outside.path().join("sub/precious.txt"), "keep me").unwrap();
+    outside
+}
+
+/// Replaces `.exportctl/<place>` of `project` by a link to `target`.
+fn link_in_cache(project: &Project, place: &str, target: &Path) -> PathBuf {
+    let path = project.path().join(".exportctl").join(place);
+    exportctl::exec::dist::remove_any(&path).unwrap();
+    std::os::unix::fs::symlink(target, &path).unwrap();
+    path
+}
+
+/// The error of a command refused because `link` is a symbolic link.
+fn assert_refused_for_link(out: &std::process::Output, link: &Path) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let said = format!(
+        "error: cannot open the cache: {} is a symbolic link; exportctl keeps its cache in real folders of the project and never writes or deletes through a link: remove the link",
+        link.display()
+    );
+    assert!(stderr(out).contains(&said), "{}", stderr(out));
+}
+
+#[test]
+fn a_symlinked_cache_tmp_folder_made_build_delete_the_folders_it_points_to() {
+    let project = built_quickstart();
+    let outside = precious_outside();
+    let tmp = link_in_cache(&project, "cache/v2/tmp", outside.path());
+    assert_refused_for_link(&project.run(&["build"]), &tmp);
+    assert_eq!(std::fs::read_to_string(outside.path().join("sub/precious.txt")).unwrap(), "keep me");
+    // Removing the link is the way out: the next build makes a real folder again.
+    std::fs::remove_file(&tmp).unwrap();
+    let out = project.run(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&tmp).unwrap().is_dir());
+}
+
+#[test]
+fn a_symlinked_cache_blobs_folder_made_clean_gc_delete_the_files_it_points_to() {
+    let project = built_quickstart();
+    let outside = precious_outside();
+    let blobs = link_in_cache(&project, "cache/v2/blobs", outside.path());
+    assert_refused_for_link(&project.run_with_env(&["clean", "--gc"], &[("EXPORTCTL_CACHE_MAX_SIZE", "1")]), &blobs);
+    assert_eq!(std::fs::read_to_string(outside.path().join("sub/precious.txt")).unwrap(), "keep me");
+}
+
+#[test]
+fn no_folder_of_the_cache_is_written_or_deleted_through_a_link() {
+    for place in ["cache", "cache/v2", "cache/v2/entries", "cache/v2/blobs", "cache/v2/tmp"] {
+        let project = built_quickstart();
+        let outside = precious_outside();
+        let link = link_in_cache(&project, place, outside.path());
+        for command in [&["build"][..], &["clean", "--gc"], &["cache", "verify"]] {
+            let out = project.run_with_env(command, &[("EXPORTCTL_CACHE_MAX_SIZE", "1")]);
+            assert_refused_for_link(&out, &link);
+        }
+        let left: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["sub"], "{place}: something was written behind the link");
+        assert_eq!(std::fs::read_to_string(outside.path().join("sub/precious.txt")).unwrap(), "keep me", "{place}");
+        // `clean --cache` removes the link itself, and a build starts afresh.
+        let out = project.run(&["clean", "--cache"]);
+        assert!(out.status.success(), "{place}: {}", stderr(&out));
+        assert!(outside.path().join("sub/precious.txt").is_file(), "{place}");
+    }
+}
+
+#[test]
+fn a_symlinked_build_lock_had_the_build_overwrite_the_file_it_points_to() {
+    let project = built_quickstart();
+    let outside = precious_outside();
+    let precious = outside.path().join("sub/precious.txt");
+    let lock = project.path().join(".exportctl/build.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&precious, &lock).unwrap();
+    for command in [&["build"][..], &["clean"]] {
+        let out = project.run(command);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {}", stderr(&out));
+        let said = format!("{} is a symbolic link; exportctl never writes through a link: remove the link", lock.display());
+        assert!(stderr(&out).contains(&said), "{command:?}: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+}
+
+#[test]
+fn a_crafted_entry_json_made_clean_gc_delete_a_file_outside_the_cache() {
+    let project = built_quickstart();
+    let outside = precious_outside();
+    let precious = outside.path().join("sub/precious.txt");
+    let entries = project.path().join(".exportctl/cache/v2/entries");
+    let real = std::fs::read_dir(&entries).unwrap().next().unwrap().unwrap().path();
+    let mut entry: serde_json::Value = serde_json::from_slice(&std::fs::read(real.join("entry.json")).unwrap()).unwrap();
+    // A "digest" that climbs out of blobs/ to the precious file, and a file outside out/.
+    let climb = format!("{}{}", "../".repeat(precious.components().count() + 8), precious.display());
+    let key = "0".repeat(64);
+    entry["key"] = key.clone().into();
+    entry["files"] = serde_json::json!({ "f": climb, "../../../escaped": "0".repeat(64) });
+    let crafted = entries.join(&key);
+    std::fs::create_dir_all(crafted.join("out")).unwrap();
+    std::fs::write(crafted.join("entry.json"), serde_json::to_vec(&entry).unwrap()).unwrap();
+    filetime::set_file_mtime(crafted.join("entry.json"), filetime::FileTime::from_unix_time(1_000_000_000, 0)).unwrap();
+    for command in [&["clean", "--gc"][..], &["cache", "verify"]] {
+        let out = project.run_with_env(command, &[("EXPORTCTL_CACHE_MAX_SIZE", "1")]);
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+}
+
 #[test]
 fn clean_removes_only_what_exportctl_created() {
     let project = built_quickstart();

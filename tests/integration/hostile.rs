@@ -43,9 +43,12 @@ fn corpus() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-/// A SavedModel whose `serving_default` (and `__call__`) writes `target` and reads it back.
-fn file_toucher(dir: &Path, target: &Path) {
-    generate(&[Path::new("--toucher"), dir, target]);
+/// A SavedModel whose `serving_default` (and `__call__`) writes `target` and reads it back;
+/// its meta graph tagged `tag` instead of `serve` when one is given.
+fn file_toucher(dir: &Path, target: &Path, tag: Option<&str>) {
+    let mut args = vec![Path::new("--toucher"), dir, target];
+    args.extend(tag.map(Path::new));
+    generate(&args);
     assert!(dir.join("saved_model.pb").is_file());
     assert!(!target.exists(), "saving the model ran it");
 }
@@ -60,7 +63,7 @@ fn validate_refuses_a_saved_model_that_writes_files_and_writes_nothing() {
     let model = project.path().join("toucher");
     let touched = tempfile::tempdir_in(target_tmp()).unwrap();
     let target = touched.path().join("written-by-the-model.txt");
-    file_toucher(&model, &target);
+    file_toucher(&model, &target, None);
 
     let out = project.run(&["validate", "toucher"]);
     assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
@@ -103,21 +106,23 @@ fn validate_refuses_a_saved_model_that_writes_files_and_writes_nothing() {
     assert!(target.is_file(), "the allowed model ran and wrote {}", target.display());
 }
 
+/// A project whose one model is the SavedModel `toucher`, its table ending with `allow`.
+fn toucher_manifest(allow: &str) -> String {
+    format!(
+        "[project]\nname = \"hostile\"\nversion = 1\npublisher = \"exportctl-tests\"\n\n\
+         [models.toucher]\nsource = \"toucher\"\n{allow}\n\
+         [models.toucher.docs]\ndescription = \"Writes a file.\"\ntask = \"text-embedding\"\nlicense = \"Apache-2.0\"\n\n\
+         [[models.toucher.pieces]]\nname = \"whole\"\n"
+    )
+}
+
 #[test]
 fn a_saved_model_source_that_writes_files_is_refused_by_the_build_until_allow_ops_lets_it() {
     runtime();
     let touched = tempfile::tempdir_in(target_tmp()).unwrap();
     let target = touched.path().join("written-by-the-model.txt");
-    let manifest = |allow: &str| {
-        format!(
-            "[project]\nname = \"hostile\"\nversion = 1\npublisher = \"exportctl-tests\"\n\n\
-             [models.toucher]\nsource = \"toucher\"\n{allow}\n\
-             [models.toucher.docs]\ndescription = \"Writes a file.\"\ntask = \"text-embedding\"\nlicense = \"Apache-2.0\"\n\n\
-             [[models.toucher.pieces]]\nname = \"whole\"\n"
-        )
-    };
-    let project = Project::new().file("Export.toml", &manifest(""));
-    file_toucher(&project.path().join("toucher"), &target);
+    let project = Project::new().file("Export.toml", &toucher_manifest(""));
+    file_toucher(&project.path().join("toucher"), &target, None);
 
     let out = project.run(&["build"]);
     assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
@@ -133,7 +138,7 @@ fn a_saved_model_source_that_writes_files_is_refused_by_the_build_until_allow_op
     assert_eq!(std::fs::read_dir(touched.path()).unwrap().count(), 0, "the refused model wrote a file");
     assert!(!project.path().join("dist").exists(), "nothing shipped");
 
-    std::fs::write(project.path().join("Export.toml"), manifest("allow-ops = [\"WriteFile\", \"ReadFile\"]\n")).unwrap();
+    std::fs::write(project.path().join("Export.toml"), toucher_manifest("allow-ops = [\"WriteFile\", \"ReadFile\"]\n")).unwrap();
     let out = project.run(&["build"]);
     assert!(out.status.success(), "{}", combined(&out));
     assert!(project.path().join("dist/toucher/whole/1/model.tar.gz").is_file());
@@ -144,6 +149,32 @@ fn a_saved_model_source_that_writes_files_is_refused_by_the_build_until_allow_op
     assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
     assert!(stderr(&out).contains("dist/toucher/whole/1/model.tar.gz runs ops that reach outside the model"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("scratch"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_saved_model_tagged_train_instead_of_serve_was_loaded_and_run_unscanned() {
+    // `tf.saved_model.load(path)` loads a lone meta graph whatever its tags: the scan once
+    // looked only at one tagged `serve`, so the export step ran this model's code.
+    runtime();
+    let touched = tempfile::tempdir_in(target_tmp()).unwrap();
+    let target = touched.path().join("written-by-the-model.txt");
+    let project = Project::new().file("Export.toml", &toucher_manifest(""));
+    file_toucher(&project.path().join("toucher"), &target, Some("train"));
+
+    let out = project.run(&["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
+    let text = stderr(&out);
+    for expected in [
+        "error: toucher:export failed: the source of model `toucher` runs ops that reach outside the model, so nothing was run",
+        "WriteFile (writes a file) in function __inference___call___",
+        " (meta graph tagged train)",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    let out = project.run(&["validate", "toucher"]);
+    assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
+    assert!(stderr(&out).contains("runs ops that reach outside the model, so nothing was run"), "{}", combined(&out));
+    assert_eq!(std::fs::read_dir(touched.path()).unwrap().count(), 0, "the refused model wrote a file");
 }
 
 /// Every file and folder under `dir`, relative, with its size: what the corpus run may not change.
