@@ -136,7 +136,7 @@ impl Store {
     pub fn clean_tmp(&self) -> io::Result<usize> {
         super::refuse_link(&self.tmp)?;
         let mut removed = 0;
-        for entry in std::fs::read_dir(&self.tmp)? {
+        for entry in fs_err::read_dir(&self.tmp)? {
             let _ = remove_below(&self.tmp, &entry?.file_name());
             removed += 1;
         }
@@ -156,11 +156,11 @@ impl Store {
     pub fn peek(&self, key: &str) -> Option<Entry> {
         let dir = self.entries.join(key);
         let json = dir.join("entry.json");
-        let real = |path: &Path, folder: bool| std::fs::symlink_metadata(path).is_ok_and(|m| if folder { m.is_dir() } else { m.is_file() });
+        let real = |path: &Path, folder: bool| fs_err::symlink_metadata(path).is_ok_and(|m| if folder { m.is_dir() } else { m.is_file() });
         if !real(&dir, true) || !real(&json, false) {
             return None;
         }
-        let mut entry: Entry = serde_json::from_slice(&std::fs::read(json).ok()?).ok()?;
+        let mut entry: Entry = serde_json::from_slice(&fs_err::read(json).ok()?).ok()?;
         if entry.key != key || !entry.names_only_its_own_files() {
             return None;
         }
@@ -170,7 +170,7 @@ impl Store {
 
     pub fn begin(&self, key: &str, step: &str) -> io::Result<Pending> {
         let dir = TempDir::new_in(&self.tmp)?;
-        std::fs::create_dir(dir.path().join("out"))?;
+        fs_err::create_dir(dir.path().join("out"))?;
         Ok(Pending { key: key.to_string(), step: step.to_string(), dir, store: self.clone() })
     }
 
@@ -178,7 +178,7 @@ impl Store {
     /// entry: it is removed — the link itself — so that the commit puts a real folder there.
     fn entry_dir(&self, key: &str) -> io::Result<PathBuf> {
         let dir = self.entries.join(key);
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+        if fs_err::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
             self.remove(key)?;
         }
         Ok(dir)
@@ -194,7 +194,7 @@ impl Store {
     pub fn evict_corrupt(&self, entry: &Entry, file: &str, verifier: &Verifier) -> io::Result<()> {
         if let Some(digest) = entry.files.get(file) {
             let blob = self.blob_path(digest);
-            let same_file = match (std::fs::metadata(&blob), std::fs::metadata(entry.out().join(file))) {
+            let same_file = match (fs_err::metadata(&blob), fs_err::metadata(entry.out().join(file))) {
                 (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
                 (Ok(_), Err(_)) => false,
                 _ => false,
@@ -217,7 +217,7 @@ impl Store {
     fn remove_blob(&self, blob: &Path) -> io::Result<()> {
         super::refuse_link(&self.blobs)?;
         super::refuse_link(blob.parent().expect("blobs have a prefix folder"))?;
-        std::fs::remove_file(blob)
+        fs_err::remove_file(blob)
     }
 
     /// The prefix folder of `digest`'s blob, made a real folder if needed.
@@ -228,10 +228,10 @@ impl Store {
     /// Every committed entry, with the time it was last used.
     pub fn entries(&self) -> io::Result<Vec<(Entry, std::time::SystemTime)>> {
         let mut out = Vec::new();
-        for item in std::fs::read_dir(&self.entries)? {
+        for item in fs_err::read_dir(&self.entries)? {
             let item = item?;
             let key = item.file_name().to_string_lossy().into_owned();
-            let Ok(used) = std::fs::metadata(item.path().join("entry.json")).and_then(|m| m.modified()) else { continue };
+            let Ok(used) = fs_err::metadata(item.path().join("entry.json")).and_then(|m| m.modified()) else { continue };
             if let Some(entry) = self.peek(&key) {
                 out.push((entry, used));
             }
@@ -247,12 +247,12 @@ impl Store {
     fn blob_files(&self) -> io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
         super::refuse_link(&self.blobs)?;
         let mut out = Vec::new();
-        for prefix in std::fs::read_dir(&self.blobs)? {
+        for prefix in fs_err::read_dir(&self.blobs)? {
             let prefix = prefix?;
             if !prefix.file_type()?.is_dir() {
                 continue;
             }
-            for blob in std::fs::read_dir(prefix.path())? {
+            for blob in fs_err::read_dir(prefix.path())? {
                 let blob = blob?;
                 let meta = blob.metadata()?;
                 if meta.is_file() {
@@ -284,7 +284,7 @@ impl Store {
                 let digests: HashSet<&String> = entry.files.values().collect();
                 for digest in digests {
                     let blob = self.blob_path(digest);
-                    if let Ok(meta) = std::fs::symlink_metadata(&blob) {
+                    if let Ok(meta) = fs_err::symlink_metadata(&blob) {
                         if meta.is_file() && meta.nlink() <= 1 {
                             self.remove_blob(&blob)?;
                             collected.blobs_removed += 1;
@@ -325,7 +325,7 @@ impl Pending {
         for relative in list_files(&out)? {
             let path = out.join(&relative);
             let digest = crate::hash::digest_file(&path)?;
-            bytes += std::fs::metadata(&path)?.len();
+            bytes += fs_err::metadata(&path)?.len();
             self.store.share(&path, &digest, verifier)?;
             files.insert(relative, digest);
         }
@@ -340,7 +340,7 @@ impl Pending {
             full_key,
             dir: PathBuf::new(),
         };
-        std::fs::write(self.dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
+        fs_err::write(self.dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
         let dest = self.store.entry_dir(&self.key)?;
         entry.dir = self.dir.commit(&dest)?;
         Ok(entry)
@@ -354,17 +354,17 @@ impl Store {
         let blob = self.blob_path(digest);
         if blob.exists() {
             if verifier.check(&blob, digest).is_ok() {
-                std::fs::remove_file(path)?;
-                std::fs::hard_link(&blob, path)?;
+                fs_err::remove_file(path)?;
+                fs_err::hard_link(&blob, path)?;
                 verifier.record(&blob, digest)?;
                 return Ok(());
             }
             verifier.forget(&blob);
             self.remove_blob(&blob)?;
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))?;
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o444))?;
         self.blob_dir(digest)?;
-        match std::fs::hard_link(path, &blob) {
+        match fs_err::hard_link(path, &blob) {
             // Another build of the same project cannot run, but a concurrent commit of the
             // same content in this build can: the blob is the same bytes either way.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -377,9 +377,9 @@ impl Store {
     /// by moving it. Used by the remote cache for downloads.
     pub fn adopt_blob(&self, source: &Path, digest: &str, verifier: &Verifier) -> io::Result<PathBuf> {
         let blob = self.blob_path(digest);
-        std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))?;
+        fs_err::set_permissions(source, std::fs::Permissions::from_mode(0o444))?;
         self.blob_dir(digest)?;
-        std::fs::rename(source, &blob)?;
+        fs_err::rename(source, &blob)?;
         verifier.record(&blob, digest)?;
         Ok(blob)
     }
@@ -394,15 +394,15 @@ impl Store {
     pub fn insert(&self, mut entry: Entry) -> io::Result<Entry> {
         let dir = TempDir::new_in(&self.tmp)?;
         let out = dir.path().join("out");
-        std::fs::create_dir(&out)?;
+        fs_err::create_dir(&out)?;
         for (file, digest) in &entry.files {
             let target = out.join(file);
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
+                fs_err::create_dir_all(parent)?;
             }
-            std::fs::hard_link(self.blob_path(digest), &target)?;
+            fs_err::hard_link(self.blob_path(digest), &target)?;
         }
-        std::fs::write(dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
+        fs_err::write(dir.path().join("entry.json"), serde_json::to_vec_pretty(&entry).expect("entries serialise"))?;
         entry.dir = dir.commit(&self.entry_dir(&entry.key)?)?;
         Ok(entry)
     }
@@ -419,9 +419,9 @@ fn blob_prefix(digest: &str) -> &str {
 fn remove_below(parent: &Path, name: &std::ffi::OsStr) -> io::Result<()> {
     super::refuse_link(parent)?;
     let path = parent.join(name);
-    let removed = match std::fs::symlink_metadata(&path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
-        Ok(_) => std::fs::remove_file(&path),
+    let removed = match fs_err::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => fs_err::remove_dir_all(&path),
+        Ok(_) => fs_err::remove_file(&path),
         Err(e) => Err(e),
     };
     match removed {
@@ -433,7 +433,7 @@ fn remove_below(parent: &Path, name: &std::ffi::OsStr) -> io::Result<()> {
 /// Every file under `dir`, as relative paths with `/`, sorted.
 pub fn list_files(dir: &Path) -> io::Result<Vec<String>> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
+        for entry in fs_err::read_dir(dir)? {
             let entry = entry?;
             let path = entry.path();
             let kind = entry.file_type()?;
@@ -469,8 +469,8 @@ mod tests {
         let pending = store.begin(key, &format!("net/{key}:trace")).unwrap();
         for (name, text) in files {
             let path = pending.out().join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
         }
         pending.commit(StepOutcome::default(), 0.5, None, verifier).unwrap()
     }
@@ -483,16 +483,16 @@ mod tests {
         assert!(store.lookup("k1").is_none());
 
         let pending = store.begin("k1", "net/p:package").unwrap();
-        std::fs::write(pending.out().join("model.md"), "# Module").unwrap();
+        fs_err::write(pending.out().join("model.md"), "# Module").unwrap();
         drop(pending); // the step failed
         assert!(store.lookup("k1").is_none());
-        assert_eq!(std::fs::read_dir(dir.path().join("cache/v2/tmp")).unwrap().count(), 0);
+        assert_eq!(fs_err::read_dir(dir.path().join("cache/v2/tmp")).unwrap().count(), 0);
 
         let entry = commit(&store, &verifier, "k1", &[("saved_model/saved_model.pb", "pb")]);
         let hit = store.lookup("k1").unwrap();
         assert_eq!(hit.digest, entry.digest);
         assert_eq!(hit.files.keys().collect::<Vec<_>>(), ["saved_model/saved_model.pb"]);
-        assert_eq!(std::fs::read_to_string(hit.out().join("saved_model/saved_model.pb")).unwrap(), "pb");
+        assert_eq!(fs_err::read_to_string(hit.out().join("saved_model/saved_model.pb")).unwrap(), "pb");
     }
 
     #[test]
@@ -502,8 +502,8 @@ mod tests {
         let verifier = Verifier::new(dir.path());
         let a = commit(&store, &verifier, "a", &[("golden/x.npy", "same bytes"), ("a.json", "a")]);
         let b = commit(&store, &verifier, "b", &[("golden/x.npy", "same bytes"), ("b.json", "b")]);
-        let meta_a = std::fs::metadata(a.out().join("golden/x.npy")).unwrap();
-        let meta_b = std::fs::metadata(b.out().join("golden/x.npy")).unwrap();
+        let meta_a = fs_err::metadata(a.out().join("golden/x.npy")).unwrap();
+        let meta_b = fs_err::metadata(b.out().join("golden/x.npy")).unwrap();
         assert_eq!(meta_a.ino(), meta_b.ino(), "one blob");
         assert_eq!(meta_a.nlink(), 3, "two entries and the blob itself");
         assert!(meta_a.permissions().readonly());
@@ -540,9 +540,9 @@ mod tests {
         for place in ["cache", "cache/v2", "cache/v2/entries", "cache/v2/blobs", "cache/v2/tmp"] {
             let dir = tempfile::tempdir().unwrap();
             let outside = tempfile::tempdir().unwrap();
-            std::fs::create_dir(outside.path().join("sub")).unwrap();
+            fs_err::create_dir(outside.path().join("sub")).unwrap();
             let link = dir.path().join(place);
-            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            fs_err::create_dir_all(link.parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(outside.path(), &link).unwrap();
             let error = Store::open(dir.path()).unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{place}");
@@ -558,11 +558,11 @@ mod tests {
         let verifier = Verifier::new(dir.path());
         commit(&store, &verifier, "a", &[("f", "bytes")]);
         let outside = tempfile::tempdir().unwrap();
-        std::fs::create_dir(outside.path().join("sub")).unwrap();
-        std::fs::write(outside.path().join("orphan"), "no link to me").unwrap();
+        fs_err::create_dir(outside.path().join("sub")).unwrap();
+        fs_err::write(outside.path().join("orphan"), "no link to me").unwrap();
         for place in ["tmp", "blobs"] {
             let path = dir.path().join("cache/v2").join(place);
-            std::fs::rename(&path, dir.path().join(format!("{place}-aside"))).unwrap();
+            fs_err::rename(&path, dir.path().join(format!("{place}-aside"))).unwrap();
             std::os::unix::fs::symlink(outside.path(), &path).unwrap();
         }
         assert!(store.clean_tmp().is_err());
@@ -586,7 +586,7 @@ mod tests {
             BTreeMap::from([(String::new(), digest.clone())]),
         ] {
             let entry = Entry { files: files.clone(), dir: PathBuf::new(), ..good.clone() };
-            std::fs::write(good.dir.join("entry.json"), serde_json::to_vec(&entry).unwrap()).unwrap();
+            fs_err::write(good.dir.join("entry.json"), serde_json::to_vec(&entry).unwrap()).unwrap();
             assert!(store.peek("k").is_none(), "{files:?}");
         }
     }
@@ -598,11 +598,11 @@ mod tests {
         let verifier = Verifier::new(dir.path());
         let entry = commit(&store, &verifier, "a", &[("model.tar.gz", "archive")]);
         let shipped = dir.path().join("dist-model.tar.gz");
-        std::fs::hard_link(entry.out().join("model.tar.gz"), &shipped).unwrap();
+        fs_err::hard_link(entry.out().join("model.tar.gz"), &shipped).unwrap();
         store.collect_garbage(0, &HashSet::new(), &verifier).unwrap();
         assert!(store.peek("a").is_none());
-        assert_eq!(std::fs::read_to_string(&shipped).unwrap(), "archive");
-        std::fs::remove_file(&shipped).unwrap();
+        assert_eq!(fs_err::read_to_string(&shipped).unwrap(), "archive");
+        fs_err::remove_file(&shipped).unwrap();
         let collected = store.collect_garbage(0, &HashSet::new(), &verifier).unwrap();
         assert_eq!(collected.blobs_removed, 1);
         assert_eq!(store.size().unwrap(), 0);

@@ -65,7 +65,7 @@ pub fn materialize(
 ) -> io::Result<Materialized> {
     let state_file = cache_dir.join("dist.json");
     let mut state: BTreeMap<String, Made> =
-        std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        fs_err::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let by_id: std::collections::HashMap<&StepId, &super::StepResult> = summary.results.iter().map(|r| (&r.id, r)).collect();
     let mut done = Materialized::default();
     let mut changed = false;
@@ -105,7 +105,7 @@ pub fn materialize(
         for (relative, source, digest, _) in &files {
             let target = tmp.path().join(relative);
             if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir)?;
+                fs_err::create_dir_all(dir)?;
             }
             link_or_copy(source, &target, digest)?;
             // The new link changed the blob's ctime; it was checked just now.
@@ -128,7 +128,7 @@ pub fn materialize(
         let rel = model_metadata_path(&result.id.model);
         let dest = root.join(out_dir).join(&rel);
         if let Some(made) = state.get(&rel) {
-            let stamp = std::fs::symlink_metadata(&dest).ok().map(|m| Stamp::of_metadata(&m));
+            let stamp = fs_err::symlink_metadata(&dest).ok().map(|m| Stamp::of_metadata(&m));
             if made.package == *digest && stamp.as_ref() == made.files.get("") {
                 continue;
             }
@@ -154,8 +154,8 @@ pub fn materialize(
         link_or_copy(&source, &staged, digest)?;
         verifier.record(&source, digest)?;
         remove_any(&dest)?;
-        std::fs::rename(&staged, &dest)?;
-        let stamp = Stamp::of_metadata(&std::fs::symlink_metadata(&dest)?);
+        fs_err::rename(&staged, &dest)?;
+        let stamp = Stamp::of_metadata(&fs_err::symlink_metadata(&dest)?);
         state.insert(rel, Made { package: digest.clone(), trace: String::new(), files: BTreeMap::from([(String::new(), stamp)]) });
         changed = true;
         done.written.push(dest);
@@ -176,33 +176,33 @@ fn model_metadata_path(model: &str) -> String {
 /// `out_dir`. Anything else in `out_dir` stays. Returns the piece folders removed.
 pub fn clean(cache_dir: &Path, root: &Path, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let state_file = cache_dir.join("dist.json");
-    let state: BTreeMap<String, Made> = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let state: BTreeMap<String, Made> = fs_err::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let full = root.join(out_dir);
     let mut removed = Vec::new();
-    if std::fs::symlink_metadata(&full).is_ok() {
+    if fs_err::symlink_metadata(&full).is_ok() {
         real_dirs_exist(root, out_dir)?;
         for rel in state.keys() {
             let folder = full.join(rel);
             // Folders on the way may have been replaced by links since: never follow them.
-            if has_link_between(&full, &folder) || std::fs::symlink_metadata(&folder).is_err() {
+            if has_link_between(&full, &folder) || fs_err::symlink_metadata(&folder).is_err() {
                 continue;
             }
             // The models' `model-metadata.json` files go too, but are not package folders.
-            let is_folder = std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir());
+            let is_folder = fs_err::symlink_metadata(&folder).is_ok_and(|m| m.is_dir());
             remove_any(&folder)?;
             if is_folder {
                 removed.push(folder.clone());
             }
             let mut parent = folder.parent().map(Path::to_path_buf);
             while let Some(dir) = parent {
-                if !dir.starts_with(&full) || std::fs::remove_dir(&dir).is_err() {
+                if !dir.starts_with(&full) || fs_err::remove_dir(&dir).is_err() {
                     break;
                 }
                 parent = dir.parent().map(Path::to_path_buf);
             }
         }
     }
-    match std::fs::remove_file(&state_file) {
+    match fs_err::remove_file(&state_file) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
@@ -215,7 +215,7 @@ fn has_link_between(base: &Path, path: &Path) -> bool {
     let mut current = base.to_path_buf();
     for component in rest.components() {
         current.push(component);
-        if std::fs::symlink_metadata(&current).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        if fs_err::symlink_metadata(&current).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
             return true;
         }
     }
@@ -227,7 +227,7 @@ fn real_dirs_exist(root: &Path, relative: &Path) -> io::Result<()> {
     let mut path = root.to_path_buf();
     for component in relative.components().filter(|c| matches!(c, Component::Normal(_))) {
         path.push(component);
-        let meta = std::fs::symlink_metadata(&path)?;
+        let meta = fs_err::symlink_metadata(&path)?;
         if meta.file_type().is_symlink() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -289,7 +289,7 @@ pub fn check_shipped(root: &Path, out_dir: &Path, version: u32, summary: &BuildS
 /// A hard link to `source` at `target`, or a copy (checked against `digest` as it is made)
 /// when the two are on different filesystems.
 fn link_or_copy(source: &Path, target: &Path, digest: &str) -> io::Result<()> {
-    match std::fs::hard_link(source, target) {
+    match fs_err::hard_link(source, target) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) || e.kind() == io::ErrorKind::PermissionDenied => {
             let mut reader = std::fs::File::open(source)?;
@@ -324,7 +324,7 @@ pub fn real_dirs(root: &Path, relative: &Path, owned: Option<&Path>) -> io::Resu
     let owned_from = owned.map_or(usize::MAX, normal);
     for (i, component) in components.iter().enumerate() {
         path.push(component);
-        match std::fs::symlink_metadata(&path) {
+        match fs_err::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 if i < owned_from {
                     return Err(io::Error::new(
@@ -335,18 +335,18 @@ pub fn real_dirs(root: &Path, relative: &Path, owned: Option<&Path>) -> io::Resu
                         ),
                     ));
                 }
-                std::fs::remove_file(&path)?;
-                std::fs::create_dir(&path)?;
+                fs_err::remove_file(&path)?;
+                fs_err::create_dir(&path)?;
             }
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 if i < owned_from {
                     return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is a file, not a folder", path.display())));
                 }
-                std::fs::remove_file(&path)?;
-                std::fs::create_dir(&path)?;
+                fs_err::remove_file(&path)?;
+                fs_err::create_dir(&path)?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs_err::create_dir(&path)?,
             Err(e) => return Err(e),
         }
     }
@@ -356,9 +356,9 @@ pub fn real_dirs(root: &Path, relative: &Path, owned: Option<&Path>) -> io::Resu
 /// Removes whatever is at `path` — a folder (never following links inside it), a file, or a
 /// link (the link, not its target).
 pub fn remove_any(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
+    match fs_err::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs_err::remove_dir_all(path),
+        Ok(_) => fs_err::remove_file(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
@@ -366,9 +366,9 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
 
 fn stamps(dir: &Path) -> io::Result<BTreeMap<String, Stamp>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Stamp>) -> io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
+        for entry in fs_err::read_dir(dir)? {
             let entry = entry?;
-            let meta = std::fs::symlink_metadata(entry.path())?;
+            let meta = fs_err::symlink_metadata(entry.path())?;
             if meta.is_dir() {
                 walk(base, &entry.path(), out)?;
             } else {
@@ -386,7 +386,7 @@ fn stamps(dir: &Path) -> io::Result<BTreeMap<String, Stamp>> {
 /// Removes the `.tmp-*` folders a killed build left in `dir` (dist/ is written under the
 /// project lock: no other build can be writing one now).
 fn remove_leftovers(dir: &Path) -> io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let Ok(entries) = fs_err::read_dir(dir) else { return Ok(()) };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(".tmp-") {
             remove_any(&entry.path())?;
@@ -403,15 +403,15 @@ mod tests {
     fn a_link_below_the_output_directory_is_replaced_never_followed() {
         let project = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(outside.path().join("classifier/1")).unwrap();
-        std::fs::write(outside.path().join("classifier/1/precious.txt"), "keep me").unwrap();
-        std::fs::create_dir(project.path().join("dist")).unwrap();
+        fs_err::create_dir_all(outside.path().join("classifier/1")).unwrap();
+        fs_err::write(outside.path().join("classifier/1/precious.txt"), "keep me").unwrap();
+        fs_err::create_dir(project.path().join("dist")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("classifier"), project.path().join("dist/classifier")).unwrap();
 
         let dest = real_dirs(project.path(), Path::new("dist/classifier/encoder/1"), Some(Path::new("dist"))).unwrap();
         remove_any(&dest).unwrap();
         assert!(!project.path().join("dist/classifier").is_symlink());
-        assert_eq!(std::fs::read_to_string(outside.path().join("classifier/1/precious.txt")).unwrap(), "keep me");
+        assert_eq!(fs_err::read_to_string(outside.path().join("classifier/1/precious.txt")).unwrap(), "keep me");
     }
 
     #[test]
