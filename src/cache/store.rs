@@ -123,6 +123,7 @@ impl Store {
     /// and `cache_dir` itself, must be a real folder: a symbolic link is refused.
     pub fn open(cache_dir: &Path) -> io::Result<Store> {
         super::refuse_link(cache_dir)?;
+        fs_err::create_dir_all(cache_dir)?;
         let base = Path::new("cache").join(FORMAT_DIR);
         let store = Store {
             entries: super::real_dir(cache_dir, &base.join("entries"))?,
@@ -606,5 +607,12 @@ mod tests {
         let collected = store.collect_garbage(0, &HashSet::new(), &verifier).unwrap();
         assert_eq!(collected.blobs_removed, 1);
         assert_eq!(store.size().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_missing_cache_folder_is_created_with_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(&dir.path().join("new/.exportctl")).unwrap();
+        assert!(dir.path().join("new/.exportctl/cache").join(FORMAT_DIR).join("entries").is_dir());
     }
 }
