@@ -410,13 +410,14 @@ fn a_failed_comparison_names_the_output_the_values_and_the_tolerance() {
     deps.insert(step(StepKind::Trace), Dependency { id: step(StepKind::Trace), dir: broken, files: Default::default() });
     let error = q.build.run_with(&step(StepKind::Validate), &deps).unwrap_err();
     let message = &error.message;
-    assert!(message.starts_with("4 of 17 validation checks failed"), "{message}");
+    assert!(message.starts_with("5 of 17 validation checks failed"), "{message}");
     // One judge: every loader's outputs are compared by the same rule, in the same words.
     let judged = "output `logits`: 1 of 40 elements outside tolerance; worst at [1, 3]";
     for failed in [
         format!("native check `outputs`: {judged}"),
         format!("reusable API check `call_training_false`: __call__(training=False): {judged}"),
         format!("reusable API check `serving_default`: serving_default: {judged}"),
+        format!("reusable API check `hub_keras_layer`: hub.KerasLayer in a tf_keras model: {judged}"),
         format!("reusable API check `keras3_tfsm_layer`: keras.layers.TFSMLayer in a Keras 3 model: {judged}"),
     ] {
         assert!(message.contains(&failed), "{failed}\nnot in\n{message}");
