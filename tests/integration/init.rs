@@ -8,22 +8,44 @@ use crate::support::{finished, repo, runtime, stderr, stdout, Project};
 
 /// A project holding only `models/<name>` from the quickstart example.
 fn project_with_the_quickstart_model() -> Project {
+    project_with(&repo().join("examples/quickstart/models/classifier.keras"), "classifier.keras")
+}
+
+/// A project holding `models/<file>` copied from `from` (a file or a directory).
+fn project_with(from: &std::path::Path, file: &str) -> Project {
     let project = Project::new();
-    std::fs::create_dir_all(project.path().join("models")).unwrap();
-    std::fs::copy(repo().join("examples/quickstart/models/classifier.keras"), project.path().join("models/classifier.keras")).unwrap();
+    let to = project.path().join("models").join(file);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    if from.is_dir() {
+        crate::support::copy_dir(from, &to);
+    } else {
+        std::fs::copy(from, &to).unwrap();
+    }
     project
 }
 
-/// `init MODEL`, then a JSON build: it succeeds and no step warns.
-fn init_and_build(project: &Project, model: &str) -> Vec<serde_json::Value> {
+/// `init MODEL`, then a JSON build that succeeds: its events, and the codes of its warnings.
+fn init_then_build(project: &Project, model: &str) -> (Vec<serde_json::Value>, Vec<String>) {
     let out = project.run(&["init", model]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (out, events) = project.build_json(&[]);
     assert!(out.status.success(), "{}\n{}", stderr(&out), std::fs::read_to_string(project.path().join("Export.toml")).unwrap());
-    let warnings: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "warning").collect();
-    assert!(warnings.is_empty(), "the proposed manifest builds with warnings: {warnings:#?}");
     assert_eq!(finished(&events)["success"], true);
+    let warnings = events.iter().filter(|e| e["event"] == "warning");
+    let codes = warnings.flat_map(|e| e["diagnostics"].as_array().unwrap()).map(|d| d["code"].as_str().unwrap().to_string()).collect();
+    (events, codes)
+}
+
+/// `init MODEL`, then a JSON build: it succeeds and no step warns.
+fn init_and_build(project: &Project, model: &str) -> Vec<serde_json::Value> {
+    let (events, warnings) = init_then_build(project, model);
+    assert!(warnings.is_empty(), "the proposed manifest builds with warnings: {warnings:?}");
     events
+}
+
+/// `init MODEL`, then a JSON build that succeeds; the codes of the warnings it gave.
+fn init_and_build_warning(project: &Project, model: &str) -> Vec<String> {
+    init_then_build(project, model).1
 }
 
 #[test]
@@ -105,29 +127,6 @@ fn init_then_build_is_clean_on_mobilenet() {
         assert!(manifest.contains(expected), "`{expected}` missing from:\n{manifest}");
     }
     assert_eq!(finished(&events)["failed"], 0);
-}
-
-/// A project holding `models/<file>` copied from `from` (a file or a directory).
-fn project_with(from: &std::path::Path, file: &str) -> Project {
-    let project = Project::new();
-    let to = project.path().join("models").join(file);
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    if from.is_dir() {
-        crate::support::copy_dir(from, &to);
-    } else {
-        std::fs::copy(from, &to).unwrap();
-    }
-    project
-}
-
-/// `init MODEL`, then a JSON build that succeeds; the codes of the warnings it gave.
-fn init_and_build_warning(project: &Project, model: &str) -> Vec<String> {
-    let out = project.run(&["init", model]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (out, events) = project.build_json(&[]);
-    assert!(out.status.success(), "{}\n{}", stderr(&out), std::fs::read_to_string(project.path().join("Export.toml")).unwrap());
-    let warnings = events.iter().filter(|e| e["event"] == "warning");
-    warnings.flat_map(|e| e["diagnostics"].as_array().unwrap()).map(|d| d["code"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
